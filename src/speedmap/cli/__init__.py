@@ -1,0 +1,34 @@
+"""The ``speedmap`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from speedmap import __version__
+from speedmap.cli.datasets import app as datasets_app
+
+app = typer.Typer(
+    name="speedmap",
+    help="Fast or Accurate? Train detectors in two sizes and measure accuracy, speed and training time.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(datasets_app, name="datasets")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"speedmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """speedmap command line."""
+
+
+def main() -> None:
+    app()

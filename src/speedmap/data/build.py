@@ -1,0 +1,156 @@
+"""Shared by every reader: probe image headers, sanitize boxes, assemble :class:`ImageRecord` lists.
+
+Rules (the same for every format):
+- an image that is missing or unreadable is skipped;
+- an image whose labels cannot be read (malformed line, unknown class) is skipped: keeping it with
+  a label missing would teach the detector that a real object is background;
+- a readable but geometrically bad box is fixed or dropped on its own: inverted and zero-area boxes
+  are dropped, boxes crossing the border are clipped (dropped when nothing is left inside), exact
+  duplicates (same class, same corners within 0.01 px) keep one copy.
+Every such event is logged with file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from speedmap.data.dataset import ImageRecord
+from speedmap.data.problems import (
+    CLIPPED_BOX,
+    SKIPPED_BOX,
+    SKIPPED_IMAGE,
+    ProblemLog,
+)
+from speedmap.imageio import ImageReadError, image_size
+
+# Coordinates within this many pixels outside the image are float noise, clipped silently.
+EDGE_TOLERANCE = 0.01
+DUPLICATE_TOLERANCE = 0.01
+
+Locator = Callable[[int], tuple[str, int | None]]
+
+
+def probe_images(
+    paths: Sequence[Path],
+    log: ProblemLog,
+    sources: Sequence[str] | None = None,
+    stated: Sequence[tuple[int, int] | None] | None = None,
+) -> np.ndarray:
+    """Read ``(width, height)`` of each image from its header; ``(-1, -1)`` marks a skipped image.
+
+    ``stated`` are sizes claimed by the annotation file; a mismatch is logged and the file wins.
+    """
+    sizes = np.full((len(paths), 2), -1, dtype=np.int64)
+    for i, path in enumerate(paths):
+        where = sources[i] if sources is not None else str(path)
+        if not path.is_file():
+            log.add("missing_image", where, f"image file not found: {path}", SKIPPED_IMAGE)
+            continue
+        try:
+            w, h = image_size(path)
+        except ImageReadError as exc:
+            log.add("corrupt_image", path, str(exc), SKIPPED_IMAGE)
+            continue
+        sizes[i] = (w, h)
+        claim = stated[i] if stated is not None else None
+        if claim is not None and tuple(claim) != (w, h):
+            hint = " (the file is EXIF-rotated; boxes are taken as given)" if tuple(claim) == (h, w) else ""
+            log.add(
+                "size_mismatch",
+                where,
+                f"{path.name}: annotation says {claim[0]}x{claim[1]}, file is {w}x{h}{hint}",
+                "file size used",
+            )
+    return sizes
+
+
+def build_records(
+    paths: Sequence[Path],
+    sizes: np.ndarray,
+    image_index: np.ndarray,
+    boxes: np.ndarray,
+    class_ids: np.ndarray,
+    iscrowd: np.ndarray,
+    locate: Locator,
+    log: ProblemLog,
+    skip: np.ndarray | None = None,
+) -> list[ImageRecord]:
+    """Sanitize all boxes of a split at once (vectorised) and group them per image.
+
+    ``image_index[k]`` says which image box ``k`` belongs to; ``locate(k)`` gives its file and line
+    for messages; ``skip`` marks images already found broken; images with ``sizes == -1`` are skipped.
+    """
+    n = len(paths)
+    keep_image = sizes[:, 0] > 0
+    if skip is not None:
+        keep_image &= ~skip
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    image_index = np.asarray(image_index, dtype=np.int64)
+    class_ids = np.asarray(class_ids, dtype=np.int64)
+    iscrowd = np.asarray(iscrowd, dtype=bool)
+
+    keep = keep_image[image_index]
+    x1, y1, x2, y2 = boxes.T
+
+    def report(mask: np.ndarray, kind: str, action: str, describe: Callable[[int], str]) -> None:
+        for k in np.flatnonzero(mask):
+            file, line = locate(int(k))
+            log.add(kind, file, describe(int(k)), action, line)
+
+    def fmt(k: int) -> str:
+        return "[" + ", ".join(f"{v:.2f}" for v in boxes[k]) + "]"
+
+    inverted = keep & ((x2 < x1) | (y2 < y1))
+    report(inverted, "inverted_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has max < min")
+    keep &= ~inverted
+    zero = keep & ((x2 == x1) | (y2 == y1))
+    report(zero, "zero_area_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has zero area")
+    keep &= ~zero
+
+    w = sizes[image_index, 0].astype(np.float64)
+    h = sizes[image_index, 1].astype(np.float64)
+    tol = EDGE_TOLERANCE
+    outside = keep & ((x1 < -tol) | (y1 < -tol) | (x2 > w + tol) | (y2 > h + tol))
+    original = boxes.copy()
+    boxes[:, 0] = np.clip(x1, 0, w)
+    boxes[:, 1] = np.clip(y1, 0, h)
+    boxes[:, 2] = np.clip(x2, 0, w)
+    boxes[:, 3] = np.clip(y2, 0, h)
+    x1, y1, x2, y2 = boxes.T
+    nothing_left = outside & ((x2 <= x1) | (y2 <= y1))
+    clipped = outside & ~nothing_left
+
+    def outside_msg(k: int) -> str:
+        o = ", ".join(f"{v:.2f}" for v in original[k])
+        return f"box xyxy [{o}] crosses the {int(w[k])}x{int(h[k])} image"
+
+    report(clipped, "box_outside", CLIPPED_BOX, outside_msg)
+    report(nothing_left, "box_outside", SKIPPED_BOX, lambda k: outside_msg(k) + ", nothing inside")
+    keep &= ~nothing_left
+
+    # Duplicates: same image, class and corners (rounded); keep the first occurrence.
+    idx = np.flatnonzero(keep)
+    if len(idx) > 1:
+        key = np.round(boxes[idx] / DUPLICATE_TOLERANCE).astype(np.int64)
+        table = np.column_stack([image_index[idx], class_ids[idx], key])
+        _, first = np.unique(table, axis=0, return_index=True)
+        dup = np.ones(len(idx), dtype=bool)
+        dup[first] = False
+        dup_mask = np.zeros(len(keep), dtype=bool)
+        dup_mask[idx[dup]] = True
+        report(dup_mask, "duplicate_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} repeats an earlier box")
+        keep &= ~dup_mask
+
+    sel = np.flatnonzero(keep)
+    order = sel[np.argsort(image_index[sel], kind="stable")]
+    counts = np.bincount(image_index[order], minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    kb, kc, kz = boxes[order], class_ids[order], iscrowd[order]
+    records: list[ImageRecord] = []
+    for i in np.flatnonzero(keep_image):
+        a, b = starts[i], starts[i + 1]
+        records.append(ImageRecord(paths[i], int(sizes[i, 0]), int(sizes[i, 1]), kb[a:b], kc[a:b], kz[a:b]))
+    return records

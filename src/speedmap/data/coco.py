@@ -1,0 +1,264 @@
+"""COCO JSON: a single annotation file plus images, standard ``annotations/`` layout, or Roboflow's
+``{train,valid,test}/_annotations.coco.json`` export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedmap.data.build import build_records, probe_images
+from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
+from speedmap.data.problems import SKIPPED_ANNOTATION, SKIPPED_IMAGE, SKIPPED_SPLIT, ProblemLog
+from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
+from speedmap.errors import DatasetError
+
+ROBOFLOW_FILE = "_annotations.coco.json"
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
+
+
+def split_from_name(name: str, default: str = "train") -> str:
+    """Guess a split from a file or folder name: ``instances_val2017`` -> ``valid``."""
+    low = name.lower()
+    for key in ("validation", "valid", "val", "test", "train"):
+        if key in low:
+            return SPLIT_ALIASES[key]
+    return default
+
+
+def find_annotation_files(path: Path) -> list[tuple[str, Path]]:
+    """``(split, json)`` pairs for a COCO dataset at ``path`` (a file or a folder)."""
+    path = Path(path)
+    if path.is_file():
+        return [(split_from_name(path.stem), path)]
+    found: list[tuple[str, Path]] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        if (sub / ROBOFLOW_FILE).is_file() and sub.name.lower() in SPLIT_ALIASES:
+            found.append((SPLIT_ALIASES[sub.name.lower()], sub / ROBOFLOW_FILE))
+    if not found and (path / ROBOFLOW_FILE).is_file():
+        found.append((split_from_name(path.name), path / ROBOFLOW_FILE))
+    if not found:
+        for folder in (path / "annotations", path):
+            files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+            files = [f for f in files if not f.name.startswith(".")]
+            if files:
+                found = [(split_from_name(f.stem), f) for f in files]
+                break
+    return found
+
+
+def _image_dir(json_path: Path, file_names: list[str]) -> Path:
+    """Where ``file_name`` entries resolve: beside the JSON, in ``images/``, or a split folder."""
+    parent = json_path.parent
+    root = parent.parent if parent.name == "annotations" else parent
+    stem = json_path.stem.removeprefix("instances_").removeprefix("image_info_")
+    candidates = [parent, parent / "images", root / stem, root / "images" / stem, root / "images", root]
+    probe = file_names[: min(5, len(file_names))]
+    for cand in candidates:
+        if probe and all((cand / f).is_file() for f in probe):
+            return cand
+    for cand in candidates:
+        if probe and any((cand / f).is_file() for f in probe):
+            return cand
+    return parent
+
+
+def load_json(path: Path, log: ProblemLog) -> Any | None:
+    """Parse a JSON file; empty or truncated files are logged (with line) and give ``None``."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        log.add("bad_annotation_file", path, f"cannot read: {exc}", SKIPPED_SPLIT)
+        return None
+    if not text.strip():
+        log.add("bad_annotation_file", path, "file is empty", SKIPPED_SPLIT)
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "malformed JSON"
+        log.add("bad_annotation_file", path, f"{what}: {exc.msg} at column {exc.colno}", SKIPPED_SPLIT, exc.lineno)
+        return None
+
+
+@dataclass
+class _Parsed:
+    split: str
+    path: Path
+    data: dict[str, Any]
+
+
+def _categories(parsed: list[_Parsed]) -> tuple[list[int], list[str]]:
+    """Real categories sorted by id; Roboflow's unused supercategory (id 0) is left out."""
+    names: dict[int, str] = {}
+    parents: set[str] = set()
+    used: set[int] = set()
+    for p in parsed:
+        for cat in p.data.get("categories") or []:
+            if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
+                raise DatasetError(f"{p.path}: every category needs an 'id' and a 'name', got {cat!r}")
+            cid, name = int(cat["id"]), str(cat["name"])
+            if cid in names and names[cid] != name:
+                raise DatasetError(f"{p.path}: category id {cid} is {name!r} here but {names[cid]!r} in another split")
+            names[cid] = name
+            sup = cat.get("supercategory")
+            if sup and sup != name:
+                parents.add(str(sup))
+        for ann in p.data.get("annotations") or []:
+            if isinstance(ann, dict) and isinstance(ann.get("category_id"), int):
+                used.add(ann["category_id"])
+    ids = [cid for cid in sorted(names) if cid in used or names[cid] not in parents]
+    return ids, [names[c] for c in ids]
+
+
+def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[ImageRecord]:
+    images = p.data.get("images")
+    if not isinstance(images, list):
+        log.add("bad_annotation_file", p.path, "no 'images' list", SKIPPED_SPLIT)
+        return []
+    anns = p.data.get("annotations") or []
+    id_to_idx: dict[Any, int] = {}
+    paths: list[Path] = []
+    stated: list[tuple[int, int] | None] = []
+    file_names = [str(im.get("file_name", "")) for im in images if isinstance(im, dict)]
+    folder = _image_dir(p.path, file_names)
+    for k, im in enumerate(images):
+        if not isinstance(im, dict) or "id" not in im or not im.get("file_name"):
+            log.add("bad_annotation_file", p.path, f"images[{k}] needs 'id' and 'file_name'", SKIPPED_IMAGE)
+            continue
+        if im["id"] in id_to_idx:
+            log.add("bad_annotation_file", p.path, f"images[{k}]: image id {im['id']} repeated", SKIPPED_IMAGE)
+            continue
+        id_to_idx[im["id"]] = len(paths)
+        paths.append(folder / str(im["file_name"]))
+        w, h = im.get("width"), im.get("height")
+        stated.append((int(w), int(h)) if isinstance(w, int | float) and isinstance(h, int | float) else None)
+
+    n = len(paths)
+    sizes = probe_images(paths, log, sources=[str(p.path)] * n, stated=stated)
+    skip = np.zeros(n, dtype=bool)
+    img_idx = np.empty(len(anns), dtype=np.int64)
+    boxes = np.empty((len(anns), 4), dtype=np.float64)
+    cls = np.empty(len(anns), dtype=np.int64)
+    crowd = np.empty(len(anns), dtype=bool)
+    origin = np.empty(len(anns), dtype=np.int64)
+    m = 0
+    for k, ann in enumerate(anns):
+        label = f"annotations[{k}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
+        if not isinstance(ann, dict):
+            log.add("bad_annotation_file", p.path, f"{label} is not an object", SKIPPED_ANNOTATION)
+            continue
+        i = id_to_idx.get(ann.get("image_id"))
+        if i is None:
+            log.add(
+                "unknown_image", p.path, f"{label}: image_id {ann.get('image_id')!r} not in images", SKIPPED_ANNOTATION
+            )
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            log.add("bad_fields", p.path, f"{label}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}", SKIPPED_IMAGE)
+            skip[i] = True
+            continue
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in bbox):
+            log.add("non_numeric", p.path, f"{label}: bbox {bbox!r} has a non-numeric value", SKIPPED_IMAGE)
+            skip[i] = True
+            continue
+        c = cat_index.get(ann.get("category_id"))  # type: ignore[arg-type]
+        if c is None:
+            log.add(
+                "unknown_category",
+                p.path,
+                f"{label}: category_id {ann.get('category_id')!r} is not a known category",
+                SKIPPED_IMAGE,
+            )
+            skip[i] = True
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        img_idx[m], cls[m], crowd[m], origin[m] = i, c, bool(ann.get("iscrowd", 0)), k
+        boxes[m] = (x, y, x + w, y + h)
+        m += 1
+
+    def locate(j: int) -> tuple[str, int | None]:
+        k = int(origin[j])
+        ann_id = anns[k].get("id")
+        return f"{p.path} annotations[{k}]" + (f" (id {ann_id})" if ann_id is not None else ""), None
+
+    return build_records(paths, sizes, img_idx[:m], boxes[:m], cls[:m], crowd[:m], locate, log, skip)
+
+
+def read_coco(path: Path) -> Dataset:
+    path = Path(path)
+    files = find_annotation_files(path)
+    if not files:
+        raise DatasetError(f"no COCO annotation JSON found at {path}")
+    log = ProblemLog()
+    parsed: list[_Parsed] = []
+    for split, f in files:
+        data = load_json(f, log)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            log.add(
+                "bad_annotation_file", f, "top level must be an object with 'images' and 'annotations'", SKIPPED_SPLIT
+            )
+            continue
+        if any(q.split == split for q in parsed):
+            log.add("bad_annotation_file", f, f"a second annotation file for split {split!r}", SKIPPED_SPLIT)
+            continue
+        parsed.append(_Parsed(split, f, data))
+    if not parsed:
+        raise DatasetError(f"no readable COCO annotation file at {path}:\n  " + "\n  ".join(str(p) for p in log.items))
+    ids, classes = _categories(parsed)
+    cat_index = {cid: k for k, cid in enumerate(ids)}
+    splits = {p.split: _read_split(p, cat_index, log) for p in parsed}
+    root = path if path.is_dir() else path.parent
+    return Dataset(classes, {s: splits[s] for s in SPLITS if s in splits}, "coco", root, log)
+
+
+def coco_dict(records: list[ImageRecord], classes: list[str], file_names: list[str]) -> dict[str, Any]:
+    """COCO JSON for one split; category ids are 1..N in class order."""
+    images, anns = [], []
+    for img_id, (rec, name) in enumerate(zip(records, file_names, strict=True)):
+        images.append({"id": img_id, "file_name": name, "width": rec.width, "height": rec.height})
+        for box, c, crowd in zip(rec.boxes, rec.class_ids, rec.iscrowd, strict=True):
+            x1, y1, x2, y2 = (float(number(v)) for v in box)
+            w, h = float(number(x2 - x1)), float(number(y2 - y1))
+            anns.append(
+                {
+                    "id": len(anns),
+                    "image_id": img_id,
+                    "category_id": int(c) + 1,
+                    "bbox": [x1, y1, w, h],
+                    "area": float(number(w * h)),
+                    "iscrowd": int(crowd),
+                    "segmentation": [],
+                }
+            )
+    categories = [{"id": k + 1, "name": n, "supercategory": "none"} for k, n in enumerate(classes)]
+    return {
+        "info": {"description": "written by speedmap"},
+        "licenses": [],
+        "categories": categories,
+        "images": images,
+        "annotations": anns,
+    }
+
+
+def write_coco(ds: Dataset, dst: Path, transfer: Transfer = "copy") -> list[str]:
+    """Roboflow's layout: ``dst/{split}/_annotations.coco.json`` beside the split's images."""
+    dst = prepare_output(dst)
+    for split in SPLITS:
+        records = ds.split(split)
+        if split not in ds.splits:
+            continue
+        folder = dst / split
+        folder.mkdir()
+        names = unique_names(records)
+        for rec, name in zip(records, names, strict=True):
+            place_image(rec.path, folder / name, transfer)
+        data = coco_dict(records, ds.classes, names)
+        (folder / ROBOFLOW_FILE).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    return []

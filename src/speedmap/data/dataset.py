@@ -1,0 +1,76 @@
+"""The one in-memory dataset type that every format reads into and writes from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speedmap.data.problems import ProblemLog
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+FORMATS: tuple[str, ...] = ("coco", "yolo", "voc")
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float64)
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    """One image and its boxes.
+
+    ``boxes`` are absolute pixel ``xyxy`` floats in the displayed frame (EXIF orientation applied),
+    ``class_ids`` index into :attr:`Dataset.classes`, ``iscrowd`` marks regions that evaluation
+    ignores (COCO ``iscrowd``, VOC ``difficult``).
+    """
+
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=_empty_boxes)
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        if len(self.iscrowd) == 0 and len(self.class_ids):
+            self.iscrowd = np.zeros(len(self.class_ids), dtype=bool)
+        self.iscrowd = np.asarray(self.iscrowd, dtype=bool).reshape(-1)
+        if not (len(self.boxes) == len(self.class_ids) == len(self.iscrowd)):
+            raise ValueError("boxes, class_ids and iscrowd must have the same length")
+
+    @property
+    def num_boxes(self) -> int:
+        return len(self.class_ids)
+
+
+@dataclass
+class Dataset:
+    """Class names and up to three splits of :class:`ImageRecord` (``train``, ``valid``, ``test``)."""
+
+    classes: list[str]
+    splits: dict[str, list[ImageRecord]]
+    format: str
+    root: Path
+    problems: ProblemLog = field(default_factory=ProblemLog)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown split name(s) {sorted(unknown)}; expected {SPLITS}")
+
+    def split(self, name: str) -> list[ImageRecord]:
+        return self.splits.get(name, [])
+
+    def records(self) -> Iterator[tuple[str, ImageRecord]]:
+        for name in SPLITS:
+            for rec in self.splits.get(name, []):
+                yield name, rec
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(v) for v in self.splits.values())
