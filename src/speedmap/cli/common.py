@@ -36,10 +36,10 @@ def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except SpeedmapError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -12,7 +12,7 @@ from rich.table import Table
 from speedmap.cli.common import clean_errors, err, out, progress_bar
 from speedmap.data import FORMATS, SPLITS, Dataset, dataset_info, load_dataset, save_dataset
 from speedmap.data.tasks import DEFAULT_TASK, TASKS, make_task
-from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ
+from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ, check_task_args
 from speedmap.data.verify import decode_all
 from speedmap.errors import DatasetError
 
@@ -33,11 +33,15 @@ def report_problems(ds: Dataset, examples: int = 5) -> None:
         return
     err.print(f"[yellow]{len(ds.problems)} problem(s) in {escape(str(ds.root))}:[/]")
     for line in ds.problems.summary_lines():
-        err.print(escape(line), highlight=False)
+        err.print(escape(line), highlight=False, soft_wrap=True)
     for p in ds.problems.items[:examples]:
-        err.print(f"  [dim]e.g. {escape(str(p))}[/]", highlight=False)
+        err.print(f"  [dim]e.g. {escape(str(p))}[/]", highlight=False, soft_wrap=True)
     if len(ds.problems) > examples:
-        err.print(f"  [dim]... `speedmap datasets validate {escape(str(ds.root))}` lists all[/]", highlight=False)
+        err.print(
+            f"  [dim]... `speedmap datasets validate {escape(str(ds.root))}` lists all[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -85,11 +89,11 @@ def validate(
         typer.echo(json.dumps({"images": ds.num_images, "problems": ds.problems.to_json()}))
     else:
         for p in ds.problems.items:
-            out.print(escape(str(p)), highlight=False)
+            out.print(escape(str(p)), highlight=False, soft_wrap=True)
         if ds.problems:
             out.print(f"[yellow]{len(ds.problems)} problem(s); {ds.num_images} usable images[/]")
             for line in ds.problems.summary_lines():
-                out.print(escape(line), highlight=False)
+                out.print(escape(line), highlight=False, soft_wrap=True)
         else:
             out.print(f"[green]ok[/]: {ds.num_images} images, {len(ds.classes)} classes, no problems")
     if strict and ds.problems:
@@ -142,6 +146,7 @@ def make(
 ) -> None:
     """Generate a built-in task locally (nothing is downloaded)."""
     _check_format(format)
+    check_task_args(task, dst, images, imgsz)
     with progress_bar(f"making {task}") as update:
         make_task(task, dst, seed=seed, images=images, imgsz=imgsz, format=format, progress=update)
     out.print(f"wrote task {task!r} ({images} images, {imgsz}px, {format}) to {escape(str(dst))}")

@@ -79,8 +79,10 @@ def load_json(path: Path, log: ProblemLog) -> Any | None:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "malformed JSON"
-        log.add("bad_annotation_file", path, f"{what}: {exc.msg} at column {exc.colno}", SKIPPED_SPLIT, exc.lineno)
+        truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        what = "truncated JSON" if truncated else "malformed JSON"
+        msg = f"{what}: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        log.add("bad_annotation_file", path, msg, SKIPPED_SPLIT, exc.lineno)
         return None
 
 

@@ -14,11 +14,16 @@ from speedmap.errors import DatasetError
 Transfer = Literal["copy", "link", "move"]
 
 
-def prepare_output(dst: Path) -> Path:
-    """Create ``dst``; refuse to write into a non-empty folder (nothing already there is lost)."""
-    dst = Path(dst)
+def check_output(dst: Path) -> None:
+    """Refuse a destination that exists and is not an empty folder (nothing already there is lost)."""
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DatasetError(f"output folder {dst} exists and is not empty; choose a new folder")
+
+
+def prepare_output(dst: Path) -> Path:
+    """Create ``dst`` after :func:`check_output`."""
+    dst = Path(dst)
+    check_output(dst)
     dst.mkdir(parents=True, exist_ok=True)
     return dst
 

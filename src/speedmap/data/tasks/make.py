@@ -14,7 +14,7 @@ import numpy as np
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.io import save_dataset
 from speedmap.data.tasks.builtin import TASKS
-from speedmap.data.writing import prepare_output
+from speedmap.data.writing import check_output, prepare_output
 from speedmap.errors import DatasetError
 
 SPLIT_SHARES = (0.70, 0.15, 0.15)
@@ -30,6 +30,17 @@ def split_counts(n: int) -> tuple[int, int, int]:
     return n - valid - test, valid, test
 
 
+def check_task_args(name: str, dst: str | Path, images: int, imgsz: int) -> None:
+    """Fail fast, before any work, on arguments :func:`make_task` cannot use."""
+    if name not in TASKS:
+        raise DatasetError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}")
+    if images < 1:
+        raise DatasetError("--images must be at least 1")
+    if not 64 <= imgsz <= 4096:
+        raise DatasetError("--imgsz must be between 64 and 4096")
+    check_output(Path(dst))
+
+
 def make_task(
     name: str,
     dst: str | Path,
@@ -40,12 +51,7 @@ def make_task(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Generate task ``name`` into ``dst``; the same arguments give byte-identical files."""
-    if name not in TASKS:
-        raise DatasetError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}")
-    if images < 1:
-        raise DatasetError("--images must be at least 1")
-    if not 64 <= imgsz <= 4096:
-        raise DatasetError("--imgsz must be between 64 and 4096")
+    check_task_args(name, dst, images, imgsz)
     task = TASKS[name]
     dst = prepare_output(Path(dst))
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))

@@ -1,0 +1,55 @@
+"""Shared fixtures: small real image files and datasets built in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from speedmap.data import Dataset, ImageRecord
+
+
+def write_image(path: Path, w: int = 64, h: int = 48, fmt: str = "JPEG", orientation: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    im = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    kwargs = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif.tobytes()
+    im.save(path, format=fmt, **kwargs)
+    return path
+
+
+def sample_dataset(folder: Path, crowd: bool = False) -> Dataset:
+    """Three splits, fractional coordinates, a negative image, mixed image sizes and formats."""
+    rng = np.random.default_rng(7)
+    classes = ["cat", "dog", "traffic light"]
+    splits: dict[str, list[ImageRecord]] = {}
+    k = 0
+    for split, n in (("train", 5), ("valid", 2), ("test", 2)):
+        recs = []
+        for i in range(n):
+            w, h = (64, 48) if i % 2 == 0 else (50, 70)
+            suffix, fmt = (".jpg", "JPEG") if i % 3 else (".png", "PNG")
+            path = write_image(folder / f"img{k:03d}{suffix}", w, h, fmt)
+            k += 1
+            nb = 0 if i == 1 else int(rng.integers(1, 5))
+            x1 = rng.uniform(0, w - 10, nb)
+            y1 = rng.uniform(0, h - 10, nb)
+            boxes = np.column_stack([x1, y1, x1 + rng.uniform(2, 9.5, nb), y1 + rng.uniform(2, 9.5, nb)])
+            cls = rng.integers(0, len(classes), nb)
+            iscrowd = np.zeros(nb, dtype=bool)
+            if crowd and nb:
+                iscrowd[0] = True
+            recs.append(ImageRecord(path, w, h, boxes, cls, iscrowd))
+        splits[split] = recs
+    return Dataset(classes, splits, "coco", folder)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Dataset:
+    return sample_dataset(tmp_path / "src_images")

@@ -1,0 +1,124 @@
+"""The command line: JSON schemas, exit codes, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from speedmap.cli import app
+from speedmap.data.tasks import TASKS
+
+runner = CliRunner()
+
+SPLIT_KEYS = {"images", "boxes", "negatives", "per_class", "sizes"}
+
+
+def run(*args: str) -> object:
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("cli") / "shapes"
+    result = run("datasets", "make", "shapes", str(dst), "--images", "20", "--imgsz", "128", "--seed", "5")
+    assert result.exit_code == 0, result.output
+    return dst
+
+
+def test_info_json_schema_is_exact(made: Path) -> None:
+    result = run("datasets", "info", str(made), "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"format", "classes", "splits"}
+    assert doc["format"] == "coco" and doc["classes"] == ["circle", "square", "triangle"]
+    assert set(doc["splits"]) == {"train", "valid", "test"}
+    for st in doc["splits"].values():
+        assert set(st) == SPLIT_KEYS
+        assert set(st["per_class"]) == set(doc["classes"]) and set(st["sizes"]) == {"small", "medium", "large"}
+        assert sum(st["per_class"].values()) == st["boxes"] == sum(st["sizes"].values())
+        assert all(isinstance(v, int) for v in (st["images"], st["boxes"], st["negatives"]))
+    assert [doc["splits"][s]["images"] for s in ("train", "valid", "test")] == [14, 3, 3]
+
+
+def test_info_table_and_missing_splits_are_zero(made: Path, tmp_path: Path) -> None:
+    result = run("datasets", "info", str(made))
+    assert result.exit_code == 0 and "circle" in result.stdout and "negatives" in result.stdout
+    only = tmp_path / "only"
+    (only / "train").mkdir(parents=True)
+    for f in (made / "train").iterdir():
+        (only / "train" / f.name).write_bytes(f.read_bytes())
+    doc = json.loads(run("datasets", "info", str(only), "--json").stdout)
+    assert doc["splits"]["test"] == {
+        "images": 0,
+        "boxes": 0,
+        "negatives": 0,
+        "per_class": {"circle": 0, "square": 0, "triangle": 0},
+        "sizes": {"small": 0, "medium": 0, "large": 0},
+    }
+
+
+def test_tasks_json_lists_names() -> None:
+    result = run("datasets", "tasks", "--json")
+    assert json.loads(result.stdout) == list(TASKS) and len(TASKS) >= 4
+    assert "difficulty" in run("datasets", "tasks").stdout
+
+
+def test_convert_and_validate(made: Path, tmp_path: Path) -> None:
+    for fmt in ("yolo", "voc"):
+        result = run("datasets", "convert", str(made), str(tmp_path / fmt), "--to", fmt)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(run("datasets", "info", str(tmp_path / fmt), "--json").stdout)
+        assert doc["format"] == fmt
+    result = run("datasets", "validate", str(tmp_path / "yolo"), "--strict")
+    assert result.exit_code == 0 and "no problems" in result.stdout
+    label = next((tmp_path / "yolo" / "train" / "labels").glob("*.txt"))
+    label.write_text("0 0.5 0.5\n")
+    result = run("datasets", "validate", str(tmp_path / "yolo"))
+    assert result.exit_code == 0 and f"{label}:1" in result.stdout
+    assert run("datasets", "validate", str(tmp_path / "yolo"), "--strict").exit_code == 1
+    problems = json.loads(run("datasets", "validate", str(tmp_path / "yolo"), "--json").stdout)["problems"]
+    assert problems[0]["kind"] == "bad_fields" and problems[0]["line"] == 1
+    # default: the broken image is skipped and summarised on stderr; stdout stays valid JSON
+    result = run("datasets", "info", str(tmp_path / "yolo"), "--json")
+    assert result.exit_code == 0 and "label line with the wrong number of fields" in result.stderr
+    assert json.loads(result.stdout)["splits"]["train"]["images"] == 13
+    result = run("datasets", "info", str(tmp_path / "yolo"), "--strict")
+    assert result.exit_code == 2 and "strict" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "needle"),
+    [
+        (lambda p: p.mkdir(), "no dataset found"),
+        (lambda p: None, "not found"),
+        (lambda p: (p.mkdir(), (p / "data.yaml").write_text("names: [a\n")), "malformed or truncated YAML"),
+        (lambda p: (p.mkdir(), (p / "a.json").write_text('{"images": [')), "truncated JSON"),
+    ],
+)
+def test_bad_datasets_give_one_clear_line_not_a_traceback(tmp_path: Path, setup, needle: str) -> None:
+    target = tmp_path / "ds"
+    setup(target)
+    proc = subprocess.run(
+        [sys.executable, "-m", "speedmap", "datasets", "info", str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_make_refuses_existing_non_empty_folder_and_unknown_task(made: Path, tmp_path: Path) -> None:
+    result = run("datasets", "make", "shapes", str(made))
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    result = run("datasets", "make", "nope", str(tmp_path / "n"))
+    assert result.exit_code == 2 and "unknown task" in result.stderr
+    result = run("datasets", "convert", str(made), str(tmp_path / "z"), "--to", "pascal")
+    assert result.exit_code == 2 and "unknown format" in result.stderr
+
+
+def test_version_and_module_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "speedmap", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("speedmap ")

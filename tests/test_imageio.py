@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from speedmap.imageio import ImageReadError, image_size, read_image
+from tests.conftest import write_image
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_header_size_honours_exif_like_the_decoder(tmp_path: Path, orientation: int, fmt: str) -> None:
+    path = write_image(tmp_path / f"o{orientation}.{fmt.lower()}", 40, 30, fmt, orientation)
+    w, h = image_size(path)
+    arr = read_image(path)
+    assert arr.shape == (h, w, 3)
+    assert (w, h) == ((30, 40) if orientation >= 5 else (40, 30))
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "I", "CMYK", "1"])
+def test_any_mode_decodes_to_uint8_rgb(tmp_path: Path, mode: str) -> None:
+    base = Image.fromarray(np.arange(20 * 10, dtype=np.uint8).reshape(10, 20) + 20)
+    im = (
+        base.convert(mode)
+        if mode not in ("I;16",)
+        else Image.fromarray(np.arange(200, dtype=np.uint16).reshape(10, 20) * 300)
+    )
+    fmt = "TIFF" if mode in ("CMYK", "I") else "PNG"
+    path = tmp_path / f"m.{fmt.lower()}"
+    im.save(path, format=fmt)
+    arr = read_image(path)
+    assert arr.shape == (10, 20, 3) and arr.dtype == np.uint8
+    if mode == "I;16":  # 16-bit scales to the full 8-bit range, not clipped to white
+        assert 0 <= arr.min() < 10 and arr.max() > 200
+
+
+def test_bytes_input_and_errors(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.jpg", 16, 8)
+    assert read_image(path.read_bytes()).shape == (8, 16, 3)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"definitely not an image")
+    with pytest.raises(ImageReadError, match="not a readable image"):
+        image_size(bad)
+    big = write_image(tmp_path / "big.jpg", 200, 150)
+    truncated = tmp_path / "trunc.jpg"
+    truncated.write_bytes(big.read_bytes()[: len(big.read_bytes()) // 2])
+    assert image_size(truncated) == (200, 150)  # the header is intact
+    with pytest.raises(ImageReadError, match="corrupt"):
+        read_image(truncated)
+    with pytest.raises(ImageReadError, match="not found"):
+        image_size(tmp_path / "missing.jpg")
