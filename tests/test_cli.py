@@ -111,6 +111,8 @@ def test_bad_datasets_give_one_clear_line_not_a_traceback(tmp_path: Path, setup,
 
 
 def test_make_refuses_existing_non_empty_folder_and_unknown_task(made: Path, tmp_path: Path) -> None:
+    result = run("datasets", "make", "shapes", str(made), "--images", "20", "--imgsz", "128", "--seed", "5")
+    assert result.exit_code == 0 and "reusing" in result.stdout  # same arguments: nothing to redo
     result = run("datasets", "make", "shapes", str(made))
     assert result.exit_code == 2 and "not empty" in result.stderr
     result = run("datasets", "make", "nope", str(tmp_path / "n"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from speedmap.imageio import ImageReadError, image_size, read_image
 from tests.conftest import write_image
@@ -52,3 +52,57 @@ def test_bytes_input_and_errors(tmp_path: Path) -> None:
         read_image(truncated)
     with pytest.raises(ImageReadError, match="not found"):
         image_size(tmp_path / "missing.jpg")
+
+
+def _png_with_exif_after_idat(path: Path, orientation: int) -> None:
+    import struct
+    import zlib
+
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(path)
+    data = path.read_bytes()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    iend = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:iend] + chunk + data[iend:])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_header_parser_agrees_with_pillow(tmp_path: Path, orientation: int) -> None:
+    from speedmap.imageio import fast_header
+
+    cases = []
+    for fmt, kw in (("JPEG", {}), ("JPEG", {"progressive": True}), ("PNG", {})):
+        for mode in ("RGB", "L"):
+            p = tmp_path / f"{fmt}{len(cases)}.{fmt.lower()}"
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            Image.new(mode, (37, 23)).save(p, format=fmt, exif=exif.tobytes(), **kw)
+            cases.append(p)
+    p = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (37, 23)).save(p, exif=Image.Exif().tobytes())
+    cases.append(p)
+    p = tmp_path / "late.png"
+    _png_with_exif_after_idat(p, orientation)
+    cases.append(p)
+    for p in cases:
+        fast = fast_header(p)
+        assert fast is not None, p  # the fast path is taken for plain JPEG/PNG
+        with Image.open(p) as im:
+            expected = (ImageOps.exif_transpose(im) or im).size
+        assert image_size(p) == expected == read_image(p).shape[1::-1], p
+
+
+def test_xmp_orientation_defers_to_pillow(tmp_path: Path) -> None:
+    from speedmap.imageio import fast_header
+
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    p = tmp_path / "xmp.jpg"
+    Image.new("RGB", (40, 20)).save(p, xmp=xmp)
+    assert fast_header(p) is None
+    assert image_size(p) == read_image(p).shape[1::-1]

@@ -85,3 +85,19 @@ def test_bad_arguments(tmp_path: Path) -> None:
         make_task("nope", tmp_path / "x")
     with pytest.raises(DatasetError, match="imgsz"):
         make_task("shapes", tmp_path / "y", imgsz=10)
+
+
+def test_interrupted_make_leaves_nothing_half_written_and_rerun_reuses(tmp_path: Path) -> None:
+    def interrupt(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_task("shapes", tmp_path / "t", images=10, imgsz=128, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+    make_task("shapes", tmp_path / "t", images=10, imgsz=128)
+    stamp = (tmp_path / "t" / "train" / "_annotations.coco.json").stat().st_mtime_ns
+    make_task("shapes", tmp_path / "t", images=10, imgsz=128)  # same arguments: reused, not rewritten
+    assert (tmp_path / "t" / "train" / "_annotations.coco.json").stat().st_mtime_ns == stamp
+    with pytest.raises(DatasetError, match="not empty"):
+        make_task("shapes", tmp_path / "t", images=11, imgsz=128)

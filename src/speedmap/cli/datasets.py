@@ -12,7 +12,7 @@ from rich.table import Table
 from speedmap.cli.common import clean_errors, err, out, progress_bar
 from speedmap.data import FORMATS, SPLITS, Dataset, dataset_info, load_dataset, save_dataset
 from speedmap.data.tasks import DEFAULT_TASK, TASKS, make_task
-from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ, check_task_args
+from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ, check_task_args, is_made, task_meta
 from speedmap.data.verify import decode_all
 from speedmap.errors import DatasetError
 
@@ -146,6 +146,9 @@ def make(
 ) -> None:
     """Generate a built-in task locally (nothing is downloaded)."""
     _check_format(format)
+    if task in TASKS and is_made(dst, task_meta(task, seed, images, imgsz, format)):
+        out.print(f"task {task!r} already made in {escape(str(dst))} (same arguments): reusing it")
+        return
     check_task_args(task, dst, images, imgsz)
     with progress_bar(f"making {task}") as update:
         make_task(task, dst, seed=seed, images=images, imgsz=imgsz, format=format, progress=update)

@@ -46,13 +46,13 @@ def probe_images(
     sizes = np.full((len(paths), 2), -1, dtype=np.int64)
     for i, path in enumerate(paths):
         where = sources[i] if sources is not None else str(path)
-        if not path.is_file():
-            log.add("missing_image", where, f"image file not found: {path}", SKIPPED_IMAGE)
-            continue
         try:
             w, h = image_size(path)
         except ImageReadError as exc:
-            log.add("corrupt_image", path, str(exc), SKIPPED_IMAGE)
+            if not path.exists():
+                log.add("missing_image", where, f"image file not found: {path}", SKIPPED_IMAGE)
+            else:
+                log.add("corrupt_image", path, str(exc), SKIPPED_IMAGE)
             continue
         sizes[i] = (w, h)
         claim = stated[i] if stated is not None else None

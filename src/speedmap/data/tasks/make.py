@@ -8,19 +8,21 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.io import save_dataset
 from speedmap.data.tasks.builtin import TASKS
-from speedmap.data.writing import check_output, prepare_output
+from speedmap.data.writing import check_output
 from speedmap.errors import DatasetError
 
 SPLIT_SHARES = (0.70, 0.15, 0.15)
 DEFAULT_IMAGES = 600
 DEFAULT_IMGSZ = 256
 TASK_FILE = "task.json"
+GENERATOR_VERSION = 1  # bump when rendering changes: made tasks are then regenerated
 
 
 def split_counts(n: int) -> tuple[int, int, int]:
@@ -41,6 +43,30 @@ def check_task_args(name: str, dst: str | Path, images: int, imgsz: int) -> None
     check_output(Path(dst))
 
 
+def task_meta(name: str, seed: int, images: int, imgsz: int, format: str) -> dict[str, Any]:
+    """What ``task.json`` records: everything that determines the generated files."""
+    task = TASKS[name]
+    return {
+        "task": name,
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "images": images,
+        "imgsz": imgsz,
+        "format": format,
+        "classes": list(task.classes),
+        "tests": task.tests,
+        "difficulty": task.difficulty,
+    }
+
+
+def is_made(dst: str | Path, meta: dict[str, Any]) -> bool:
+    """True when ``dst`` already holds exactly this task (same arguments, same generator)."""
+    try:
+        return json.loads((Path(dst) / TASK_FILE).read_text(encoding="utf-8")) == meta
+    except (OSError, ValueError):
+        return False
+
+
 def make_task(
     name: str,
     dst: str | Path,
@@ -50,37 +76,39 @@ def make_task(
     format: str = "coco",
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Generate task ``name`` into ``dst``; the same arguments give byte-identical files."""
+    """Generate task ``name`` into ``dst``; the same arguments give byte-identical files.
+
+    A folder that already holds the same task is reused. The task is built in a hidden folder beside
+    ``dst`` and renamed into place at the end, so an interrupted run leaves nothing half-written.
+    """
+    dst = Path(dst)
+    if name in TASKS and is_made(dst, task_meta(name, seed, images, imgsz, format)):
+        return dst
     check_task_args(name, dst, images, imgsz)
     task = TASKS[name]
-    dst = prepare_output(Path(dst))
-    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
         salt = zlib.crc32(name.encode())
         splits: dict[str, list[ImageRecord]] = {s: [] for s in SPLITS}
         bounds = np.cumsum(split_counts(images))
+        (work / "render").mkdir()
         for i in range(images):
             rng = np.random.default_rng([seed, salt, i])
             image, boxes, cls = task.render(rng, imgsz)
-            path = staging / f"{name}_{i:05d}.jpg"
+            path = work / "render" / f"{name}_{i:05d}.jpg"
             image.save(path, format="JPEG", quality=92)
             split = SPLITS[int(np.searchsorted(bounds, i, side="right"))]
             splits[split].append(ImageRecord(path, imgsz, imgsz, boxes, cls))
             if progress is not None:
                 progress(i + 1, images)
-        ds = Dataset(list(task.classes), {s: v for s, v in splits.items() if v}, format, staging)
-        save_dataset(ds, dst, format=format, transfer="move")
+        ds = Dataset(list(task.classes), {s: v for s, v in splits.items() if v}, format, work)
+        save_dataset(ds, work / "out", format=format, transfer="move")
+        meta = task_meta(name, seed, images, imgsz, format)
+        (work / "out" / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if dst.exists():
+            dst.rmdir()  # empty: checked above
+        (work / "out").rename(dst)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    meta = {
-        "task": name,
-        "seed": seed,
-        "images": images,
-        "imgsz": imgsz,
-        "format": format,
-        "classes": list(task.classes),
-        "tests": task.tests,
-        "difficulty": task.difficulty,
-    }
-    (dst / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(work, ignore_errors=True)
     return dst
