@@ -7,6 +7,7 @@ sizes the dataset layer reads from headers are the sizes the engine sees after d
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +80,16 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def fast_header(path: str | Path) -> tuple[int, int, int] | None:
     """``(width, height, orientation)`` of a JPEG or PNG file, or ``None`` to defer to Pillow."""
-    with open(path, "rb") as f:
-        head = f.read(8192)
+    fd = os.open(path, os.O_RDONLY)  # raw fd: half the cost of open() on many small files
+    try:
+        head = os.read(fd, 8192)
         if head[:3] == b"\xff\xd8\xff":
-            return _jpeg_header(_Buffer(f, head))
+            return _jpeg_header(_Buffer(fd, head))
         if head[:8] == _PNG_SIGNATURE:
-            f.seek(8)
-            return _png_header(f)
-    return None
+            return _png_header(fd)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _exif_orientation(tiff: bytes) -> int | None:
@@ -114,12 +117,12 @@ def _exif_orientation(tiff: bytes) -> int | None:
 class _Buffer:
     """The start of a file in memory, extended on demand (header parsing without many tiny reads)."""
 
-    def __init__(self, f: io.BufferedReader, data: bytes) -> None:
-        self.f, self.data = f, data
+    def __init__(self, fd: int, data: bytes) -> None:
+        self.fd, self.data = fd, data
 
     def need(self, n: int) -> bool:
         while len(self.data) < n:
-            chunk = self.f.read(max(n - len(self.data), 16384))
+            chunk = os.read(self.fd, max(n - len(self.data), 16384))
             if not chunk:
                 return False
             self.data += chunk
@@ -171,34 +174,31 @@ def _jpeg_header(buf: _Buffer) -> tuple[int, int, int] | None:
     return size[0], size[1], orient or 1
 
 
-def _png_header(f: io.BufferedReader) -> tuple[int, int, int] | None:
+def _png_header(fd: int) -> tuple[int, int, int] | None:
+    """Walk the chunk headers (positional reads, no decoding) up to IEND."""
     size: tuple[int, int] | None = None
     orient = 1
+    pos = 8
     while True:
-        head = f.read(8)
+        head = os.pread(fd, 8, pos)
         if len(head) < 8:
             return None  # truncated before IEND: let Pillow judge
         length, kind = int.from_bytes(head[:4], "big"), head[4:8]
         if kind == b"IHDR":
-            data = f.read(length)
+            data = os.pread(fd, 8, pos + 8)
             size = (int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"))
-            f.seek(4, 1)
         elif kind == b"eXIf":
-            data = f.read(length)
+            data = os.pread(fd, length, pos + 8)
             found = _exif_orientation(data[6:] if data.startswith(b"Exif\x00\x00") else data)
             if found is None:
                 return None
             orient = found
-            f.seek(4, 1)
         elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            data = f.read(min(length, 80))
-            if data.startswith((b"XML:com.adobe.xmp", b"Raw profile type exif")):
+            if os.pread(fd, min(length, 80), pos + 8).startswith((b"XML:com.adobe.xmp", b"Raw profile type exif")):
                 return None
-            f.seek(length - len(data) + 4, 1)
         elif kind == b"IEND":
             break
-        else:
-            f.seek(length + 4, 1)
+        pos += length + 12
     return (size[0], size[1], orient) if size else None
 
 
