@@ -8,8 +8,8 @@ written as given (no 1-pixel offset), as Roboflow and most current tools do.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from html import escape as _html_escape
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from speedmap.data.problems import SKIPPED_IMAGE, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
 from speedmap.data.yolo import IMAGE_SUFFIXES
 from speedmap.errors import DatasetError
+
+
+def escape(text: str) -> str:
+    """XML text escaping (``xml.sax.saxutils`` would pull in urllib at import time)."""
+    return _html_escape(text, quote=False)
+
 
 CLASS_FILES = ("classes.txt", "labels.txt", "labelmap.txt")
 IMAGESET_SPLITS = {"train": "train", "val": "valid", "test": "test"}
