@@ -183,3 +183,28 @@ def test_exif_rotated_image_sizes_come_from_the_oriented_header(tmp_path: Path) 
     assert (rec.width, rec.height) == (40, 60)
     [p] = ds.problems.items
     assert p.kind == "size_mismatch" and "EXIF" in p.message
+
+
+def test_roboflow_project_named_like_its_only_class(tmp_path: Path) -> None:
+    root = tmp_path / "one"
+    write_image(root / "train" / "a.jpg", 20, 20)
+    doc = {
+        "images": [{"id": 0, "file_name": "a.jpg", "width": 20, "height": 20}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+        "categories": [
+            {"id": 0, "name": "cells", "supercategory": "none"},
+            {"id": 1, "name": "cells", "supercategory": "cells"},
+        ],
+    }
+    (root / "train" / "_annotations.coco.json").write_text(json.dumps(doc))
+    ds = load_dataset(root, strict=True)
+    assert ds.classes == ["cells"] and ds.split("train")[0].class_ids.tolist() == [0]
+
+
+def test_repeated_class_names_are_disambiguated_and_reported(tmp_path: Path) -> None:
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "data.yaml").write_text("train: train/images\nnames: [car, car, bus]\n")
+    ds = load_dataset(tmp_path)
+    assert ds.classes == ["car", "car#2", "bus"]
+    [p] = ds.problems.items
+    assert p.kind == "class_list" and "repeats" in p.message

@@ -33,6 +33,19 @@ DUPLICATE_TOLERANCE = 0.01
 Locator = Callable[[int], tuple[str, int | None]]
 
 
+def unique_class_names(names: list[str], source: object, log: ProblemLog) -> list[str]:
+    """Class names made unique (``name``, ``name#2``, ...); each rename is logged."""
+    out: list[str] = []
+    for k, name in enumerate(names):
+        new, n = name, 2
+        while new in out:
+            new, n = f"{name}#{n}", n + 1
+        if new != name:
+            log.add("class_list", source, f"class {k} repeats the name {name!r}; called {new!r} here", "kept")
+        out.append(new)
+    return out
+
+
 def probe_images(
     paths: Sequence[Path],
     log: ProblemLog,

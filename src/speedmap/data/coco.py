@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from speedmap.data.build import build_records, probe_images
+from speedmap.data.build import build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.problems import SKIPPED_ANNOTATION, SKIPPED_IMAGE, SKIPPED_SPLIT, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
@@ -115,7 +115,7 @@ def _short(v: object, limit: int = 80) -> str:
 def _categories(parsed: list[_Parsed]) -> tuple[list[int], list[str]]:
     """Real categories sorted by id; Roboflow's unused supercategory (id 0) is left out."""
     names: dict[int, str] = {}
-    parents: set[str] = set()
+    parents: dict[str, set[int]] = {}  # supercategory name -> ids of the categories under it
     used: set[int] = set()
     for p in parsed:
         cats = p.data.get("categories")
@@ -129,13 +129,15 @@ def _categories(parsed: list[_Parsed]) -> tuple[list[int], list[str]]:
                 raise DatasetError(f"{p.path}: category id {cid} is {name!r} here but {names[cid]!r} in another split")
             names[cid] = name
             sup = cat.get("supercategory")
-            if sup and sup != name:
-                parents.add(str(sup))
+            if sup:
+                parents.setdefault(str(sup), set()).add(cid)
         anns = p.data.get("annotations")
         for ann in anns if isinstance(anns, list) else []:
             if isinstance(ann, dict) and _is_id(ann.get("category_id")):
                 used.add(int(ann["category_id"]))
-    ids = [cid for cid in sorted(names) if cid in used or names[cid] not in parents]
+    # Roboflow's category 0 is the project, named as the others' supercategory and never used
+    # (even when the project and its only class share a name).
+    ids = [c for c in sorted(names) if c in used or not (parents.get(names[c], set()) - {c})]
     return ids, [names[c] for c in ids]
 
 
@@ -270,6 +272,7 @@ def read_coco(path: Path) -> Dataset:
     if not parsed:
         raise DatasetError(f"no readable COCO annotation file at {path}:\n  " + "\n  ".join(str(p) for p in log.items))
     ids, classes = _categories(parsed)
+    classes = unique_class_names(classes, parsed[0].path, log)
     cat_index = {cid: k for k, cid in enumerate(ids)}
     splits = {p.split: _read_split(p, cat_index, log) for p in parsed}
     root = path if path.is_dir() else path.parent

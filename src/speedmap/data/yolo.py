@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from speedmap.data.build import build_records, probe_images
+from speedmap.data.build import build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.problems import SKIPPED_IMAGE, ProblemLog
 from speedmap.data.writing import Transfer, place_image, prepare_output, unique_names
@@ -74,9 +74,7 @@ def _names(data: dict[str, Any], path: Path, log: ProblemLog) -> list[str]:
         raise DatasetError(f"{path}: 'names' must be a list or a mapping of class names")
     if nc is not None and nc != len(out):
         log.add("class_list", path, f"nc is {nc} but {len(out)} names are given; using the names", "kept")
-    if len(set(out)) != len(out):
-        raise DatasetError(f"{path}: class names repeat: {out}")
-    return out
+    return unique_class_names(out, path, log)
 
 
 def _resolve(root: Path, entry: str) -> Path:
