@@ -47,9 +47,17 @@ def build(root: Path, n: int) -> Path:
         for _ in range(int(rng.integers(3, 12))):
             x, y = rng.uniform(0, 200, 2)
             w, h = rng.uniform(4, 56, 2)
-            anns.append({"id": len(anns), "image_id": i, "category_id": int(rng.integers(1, 11)),
-                         "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)], "area": w * h,
-                         "iscrowd": 0, "segmentation": []})
+            anns.append(
+                {
+                    "id": len(anns),
+                    "image_id": i,
+                    "category_id": int(rng.integers(1, 11)),
+                    "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    "segmentation": [],
+                }
+            )
     ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root
 
@@ -87,8 +95,9 @@ def main() -> None:
     inproc()  # warm the file cache once; all figures below are warm-cache
     t_in = median_time(inproc, args.repeats)
     t_cli = median_time(run_cli, args.repeats)
-    t_startup = median_time(lambda: subprocess.run([sys.executable, "-c", "import speedmap.cli"], check=True),
-                            args.repeats)
+    t_startup = median_time(
+        lambda: subprocess.run([sys.executable, "-c", "import speedmap.cli"], check=True), args.repeats
+    )
     try:
         import contextlib
         import io
@@ -103,7 +112,9 @@ def main() -> None:
     except ImportError:
         t_ref = float("nan")
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+    )
     print(f"dataset: {args.images} images, {n_boxes} boxes (COCO, Roboflow layout); medians of {args.repeats}")
     print(f"  load_dataset + info, in process      {t_in:7.3f} s   ({t_in / args.images * 1e6:.0f} us/image)")
     print(f"  `speedmap datasets info --json` CLI  {t_cli:7.3f} s   (of which import start-up {t_startup:.3f} s)")

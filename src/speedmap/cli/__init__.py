@@ -6,6 +6,7 @@ import typer
 
 from speedmap import __version__
 from speedmap.cli.datasets import app as datasets_app
+from speedmap.cli.evaluate import eval_command
 
 app = typer.Typer(
     name="speedmap",
@@ -15,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(datasets_app, name="datasets")
+app.command("eval")(eval_command)
 
 
 def _version(value: bool) -> None:

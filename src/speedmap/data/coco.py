@@ -107,31 +107,35 @@ def _key(v: object) -> object:
     return v if isinstance(v, int | str | float) and not isinstance(v, bool) else None
 
 
-def _short(v: object, limit: int = 80) -> str:
+def short_repr(v: object, limit: int = 80) -> str:
     text = repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _categories(parsed: list[_Parsed]) -> tuple[list[int], list[str]]:
-    """Real categories sorted by id; Roboflow's unused supercategory (id 0) is left out."""
+def real_categories(docs: list[tuple[Path, dict[str, Any]]]) -> tuple[list[int], list[str]]:
+    """Ids and names of the real categories of COCO documents, sorted by id.
+
+    Roboflow's unused project category (id 0, the others' supercategory) is left out; the dataset
+    layer and evaluation share this rule.
+    """
     names: dict[int, str] = {}
     parents: dict[str, set[int]] = {}  # supercategory name -> ids of the categories under it
     used: set[int] = set()
-    for p in parsed:
-        cats = p.data.get("categories")
+    for path, doc in docs:
+        cats = doc.get("categories")
         if not isinstance(cats, list) or not cats:
-            raise DatasetError(f"{p.path}: 'categories' must be a non-empty list, got {_short(cats)}")
+            raise DatasetError(f"{path}: 'categories' must be a non-empty list, got {short_repr(cats)}")
         for cat in cats:
             if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str | int):
-                raise DatasetError(f"{p.path}: every category needs an integer 'id' and a 'name', got {_short(cat)}")
+                raise DatasetError(f"{path}: every category needs an integer 'id' and a 'name', got {short_repr(cat)}")
             cid, name = int(cat["id"]), str(cat["name"])
             if cid in names and names[cid] != name:
-                raise DatasetError(f"{p.path}: category id {cid} is {name!r} here but {names[cid]!r} in another split")
+                raise DatasetError(f"{path}: category id {cid} is {name!r} here but {names[cid]!r} in another split")
             names[cid] = name
             sup = cat.get("supercategory")
             if sup:
                 parents.setdefault(str(sup), set()).add(cid)
-        anns = p.data.get("annotations")
+        anns = doc.get("annotations")
         for ann in anns if isinstance(anns, list) else []:
             if isinstance(ann, dict) and _is_id(ann.get("category_id")):
                 used.add(int(ann["category_id"]))
@@ -148,7 +152,7 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
         return []
     anns = p.data.get("annotations", [])
     if not isinstance(anns, list):
-        log.add("bad_annotation_file", p.path, f"'annotations' must be a list, got {_short(anns)}", SKIPPED_SPLIT)
+        log.add("bad_annotation_file", p.path, f"'annotations' must be a list, got {short_repr(anns)}", SKIPPED_SPLIT)
         return []
     id_to_idx: dict[Any, int] = {}
     paths: list[Path] = []
@@ -157,7 +161,7 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
     folder = _image_dir(p.path, file_names)
     for k, im in enumerate(images):
         if not isinstance(im, dict) or _key(im.get("id")) is None or not isinstance(im.get("file_name"), str):
-            msg = f"images[{k}] needs an 'id' and a 'file_name', got {_short(im)}"
+            msg = f"images[{k}] needs an 'id' and a 'file_name', got {short_repr(im)}"
             log.add("bad_annotation_file", p.path, msg, SKIPPED_IMAGE)
             continue
         if im["id"] in id_to_idx:
@@ -271,7 +275,7 @@ def read_coco(path: Path) -> Dataset:
         parsed.append(_Parsed(split, f, data))
     if not parsed:
         raise DatasetError(f"no readable COCO annotation file at {path}:\n  " + "\n  ".join(str(p) for p in log.items))
-    ids, classes = _categories(parsed)
+    ids, classes = real_categories([(p.path, p.data) for p in parsed])
     classes = unique_class_names(classes, parsed[0].path, log)
     cat_index = {cid: k for k, cid in enumerate(ids)}
     splits = {p.split: _read_split(p, cat_index, log) for p in parsed}

@@ -49,6 +49,18 @@ class ImageRecord:
 
 
 @dataclass
+class DatasetSplit:
+    """One split with its class names: what evaluation and training consume."""
+
+    name: str
+    classes: list[str]
+    records: list[ImageRecord]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
 class Dataset:
     """Class names and up to three splits of :class:`ImageRecord` (``train``, ``valid``, ``test``)."""
 
@@ -65,6 +77,12 @@ class Dataset:
 
     def split(self, name: str) -> list[ImageRecord]:
         return self.splits.get(name, [])
+
+    def view(self, name: str) -> DatasetSplit:
+        """The split ``name`` with the class names (empty when the dataset has no such split)."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return DatasetSplit(name, list(self.classes), self.split(name))
 
     def records(self) -> Iterator[tuple[str, ImageRecord]]:
         for name in SPLITS:

@@ -1,0 +1,79 @@
+"""``speedmap eval``: COCO metrics (equal to pycocotools'), PR curves and a confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from speedmap.cli.common import clean_errors, err, out
+from speedmap.eval import SUMMARY_KEYS, Metrics, evaluate_files
+from speedmap.eval.confusion import ConfusionMatrix
+
+LABELS = {
+    "map": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]",
+    "map50": "AP @[IoU=0.50 | area=all | maxDets=100]",
+    "map75": "AP @[IoU=0.75 | area=all | maxDets=100]",
+    "map_small": "AP @[IoU=0.50:0.95 | area=small | maxDets=100]",
+    "map_medium": "AP @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "map_large": "AP @[IoU=0.50:0.95 | area=large | maxDets=100]",
+    "mar_1": "AR @[IoU=0.50:0.95 | area=all | maxDets=1]",
+    "mar_10": "AR @[IoU=0.50:0.95 | area=all | maxDets=10]",
+    "mar_100": "AR @[IoU=0.50:0.95 | area=all | maxDets=100]",
+    "mar_small": "AR @[IoU=0.50:0.95 | area=small | maxDets=100]",
+    "mar_medium": "AR @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "mar_large": "AR @[IoU=0.50:0.95 | area=large | maxDets=100]",
+}
+
+
+def _fmt(v: float) -> str:
+    return "n/a (-1)" if v < 0 else f"{v:.4f}"
+
+
+def print_metrics(m: Metrics) -> None:
+    summary = Table("metric", "", "value", title="COCO bbox metrics")
+    for key in SUMMARY_KEYS:
+        summary.add_row(key, LABELS[key], _fmt(getattr(m, key)))
+    out.print(summary)
+    per_class = Table("class", "AP50-95", "AP50", title="per class")
+    for name in m.classes:
+        v = m.per_class[name]
+        per_class.add_row(escape(name), _fmt(v["map"]), _fmt(v["map50"]))
+    out.print(per_class)
+    for note in m.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def write_plots(m: Metrics, cm: ConfusionMatrix, folder: Path) -> list[Path]:
+    from speedmap.eval.plots import plot_confusion, plot_pr_curves
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "confusion_matrix.json").write_text(json.dumps(cm.to_json(), indent=1) + "\n", encoding="utf-8")
+    return [plot_pr_curves(m, folder / "pr_curves.png"), plot_confusion(cm, folder / "confusion_matrix.png"),
+            folder / "confusion_matrix.json"]  # fmt: skip
+
+
+@clean_errors
+def eval_command(
+    gt: Path = typer.Option(..., "--gt", help="COCO annotation file (ground truth)."),
+    pred: Path = typer.Option(..., "--pred", help="COCO results file: [{image_id, category_id, bbox, score}]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    plots: Path | None = typer.Option(None, "--plots", help="Folder for PR curves and the confusion matrix."),
+    conf: float = typer.Option(0.25, "--conf", help="Confidence threshold of the confusion matrix."),
+    iou: float = typer.Option(0.5, "--iou", help="IoU threshold of the confusion matrix."),
+) -> None:
+    """COCO bbox metrics of a results file against ground truth (the same numbers as pycocotools)."""
+    result = evaluate_files(gt, pred)
+    metrics = result.metrics
+    if as_json:
+        typer.echo(json.dumps(metrics.to_json()))
+        for note in metrics.notes:
+            err.print(f"note: {escape(note)}", soft_wrap=True)
+    else:
+        print_metrics(metrics)
+    if plots is not None:
+        for p in write_plots(metrics, result.confusion(conf, iou), plots):
+            err.print(f"wrote {escape(str(p))}", soft_wrap=True)
