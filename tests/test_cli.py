@@ -124,3 +124,10 @@ def test_make_refuses_existing_non_empty_folder_and_unknown_task(made: Path, tmp
 def test_version_and_module_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "speedmap", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("speedmap ")
+
+
+def test_base_commands_do_not_import_torch() -> None:
+    code = ("import sys, speedmap.cli, speedmap.eval, speedmap.data, speedmap.postprocess, speedmap.preprocess; "
+            "print('torch' in sys.modules)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False"

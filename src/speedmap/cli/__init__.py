@@ -7,6 +7,7 @@ import typer
 from speedmap import __version__
 from speedmap.cli.datasets import app as datasets_app
 from speedmap.cli.evaluate import eval_command
+from speedmap.cli.train import train_command
 
 app = typer.Typer(
     name="speedmap",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets_app, name="datasets")
 app.command("eval")(eval_command)
+app.command("train")(train_command)
 
 
 def _version(value: bool) -> None:

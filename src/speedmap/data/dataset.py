@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +94,13 @@ class Dataset:
     @property
     def num_images(self) -> int:
         return sum(len(v) for v in self.splits.values())
+
+    def fingerprint(self) -> str:
+        """A short hash of classes, image names, sizes and boxes: the dataset's identity in run records."""
+        h = hashlib.sha256(json.dumps(self.classes).encode())
+        for split, rec in self.records():
+            h.update(f"{split}|{rec.path.name}|{rec.width}|{rec.height}|".encode())
+            h.update(np.round(rec.boxes, 3).tobytes())
+            h.update(rec.class_ids.tobytes())
+            h.update(rec.iscrowd.tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,117 @@
+"""The detector: backbone, neck and head, and the size registry (timm-style factory)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from speedmap.models.backbone import Backbone
+from speedmap.models.head import STRIDES, Head
+from speedmap.models.neck import PAN
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Depth and width multipliers over the base (stage depths 3-6-6-3, channels 64..1024)."""
+
+    depth: float
+    width: float
+    max_channels: int = 1024
+
+    def channels(self) -> tuple[int, int, int, int, int]:
+        return tuple(  # type: ignore[return-value]
+            _round8(min(c, self.max_channels) * self.width) for c in (64, 128, 256, 512, 1024)
+        )
+
+    def depths(self) -> tuple[int, int, int, int]:
+        return tuple(max(round(n * self.depth), 1) for n in (3, 6, 6, 3))  # type: ignore[return-value]
+
+
+def _round8(x: float) -> int:
+    return int(math.ceil(x / 8) * 8)
+
+
+SIZES: dict[str, SizeSpec] = {}
+
+
+def register_size(name: str, spec: SizeSpec) -> None:
+    SIZES[name] = spec
+
+
+register_size("fast", SizeSpec(depth=0.33, width=0.25))
+register_size("accurate", SizeSpec(depth=0.33, width=0.50))
+
+
+class Detector(nn.Module):
+    """Anchor-free single-stage detector. In training mode ``forward`` returns the raw head output
+    and grid shapes (for the loss); in eval mode, decoded ``(B, N, 4 + nc)`` boxes and scores."""
+
+    def __init__(self, size: str, num_classes: int, reg_max: int = 16) -> None:
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
+        spec = SIZES[size]
+        self.size, self.num_classes, self.reg_max = size, num_classes, reg_max
+        ch, depth = spec.channels(), spec.depths()
+        self.backbone = Backbone(ch, depth)
+        self.neck = PAN(ch[2:], depth[-1])
+        self.head = Head(num_classes, ch[2:], reg_max)
+        self.strides = STRIDES
+        self.head.init_bias()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, int]]]:
+        raw, shapes = self.head(self.neck(self.backbone(x)))
+        return (raw, shapes) if self.training else self.head.decode(raw, shapes)
+
+    def reset_classes(self, num_classes: int) -> None:
+        """A new class branch output layer (transfer to a dataset with other classes)."""
+        ch = tuple(seq[0].conv.in_channels for seq in self.head.box)
+        new = Head(num_classes, ch, self.reg_max)
+        new.init_bias()
+        new.box.load_state_dict(self.head.box.state_dict())  # the box branch does not depend on classes
+        for old_seq, new_seq in zip(self.head.cls, new.cls, strict=True):  # keep all but the output layer
+            for a, b in zip(list(old_seq)[:-1], list(new_seq)[:-1], strict=True):
+                if all(
+                    x.shape == y.shape for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+                ):
+                    b.load_state_dict(a.state_dict())
+        self.head, self.num_classes = new, num_classes
+
+    def spec(self) -> dict[str, object]:
+        return {"size": self.size, "num_classes": self.num_classes, "reg_max": self.reg_max, **asdict(SIZES[self.size])}
+
+
+def create_model(size: str, num_classes: int) -> Detector:
+    """The factory: ``create_model("fast", 3)``."""
+    return Detector(size, num_classes)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, imgsz: int) -> int:
+    """Floating-point operations (2 x multiply-adds) of one forward pass at ``imgsz`` x ``imgsz``,
+    counted over convolutions and linear layers with forward hooks."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        total += 2 * k * out.numel() // out.shape[0]
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            p = next(model.parameters())
+            model(torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

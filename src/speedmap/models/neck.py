@@ -1,0 +1,29 @@
+"""PAN neck: a top-down path (upsample + concat) then a bottom-up path (stride-2 conv + concat)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from speedmap.models.blocks import Conv, CSPBlock
+
+
+class PAN(nn.Module):
+    def __init__(self, ch: tuple[int, int, int], n: int) -> None:
+        super().__init__()
+        c3, c4, c5 = ch
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.td4 = CSPBlock(c5 + c4, c4, n, shortcut=False)
+        self.td3 = CSPBlock(c4 + c3, c3, n, shortcut=False)
+        self.down3 = Conv(c3, c3, 3, 2)
+        self.bu4 = CSPBlock(c3 + c4, c4, n, shortcut=False)
+        self.down4 = Conv(c4, c4, 3, 2)
+        self.bu5 = CSPBlock(c4 + c5, c5, n, shortcut=False)
+
+    def forward(self, feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        p3, p4, p5 = feats
+        t4 = self.td4(torch.cat([self.up(p5), p4], 1))
+        n3 = self.td3(torch.cat([self.up(t4), p3], 1))
+        n4 = self.bu4(torch.cat([self.down3(n3), t4], 1))
+        n5 = self.bu5(torch.cat([self.down4(n4), p5], 1))
+        return [n3, n4, n5]
