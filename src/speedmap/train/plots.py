@@ -24,7 +24,8 @@ def plot_training(history: list[dict[str, Any]], path: Path) -> Path:
     axes[1].set(xlabel="epoch", ylabel="validation", ylim=(0, 1), title="Validation mAP")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
