@@ -235,7 +235,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
 
     ds = load_dataset(cfg.data)
     if ds.problems and main:
-        log(f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`)")
+        log(f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):")
+        for line in ds.problems.summary_lines():
+            log(line)
     train_split = ds.view("train")
     if len(train_split) == 0:
         raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
