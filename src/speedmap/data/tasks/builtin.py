@@ -19,10 +19,10 @@ from speedmap.data.tasks.canvas import (
     background,
     cross,
     finish,
-    place,
     random_color,
     regular_polygon,
     rotate,
+    scatter,
     star,
 )
 
@@ -88,15 +88,9 @@ def shapes(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray
     s = size / 256
     scene = Scene(background(rng, size, photo=0.2, contrast=0.6))
     n = 0 if rng.random() < TASKS["shapes"].negatives else int(rng.integers(1, 6))
-    taken: list[tuple[float, float, float]] = []
-    for _ in range(n):
-        r = rng.uniform(14, 40) * s
-        c = place(rng, taken, size, r, max_overlap=0.1)
-        if c is None:
-            continue
-        taken.append((*c, r))
+    for _, cx, cy, r in scatter(rng, size, range(n), (14, 40), s, max_overlap=0.1):
         kind = int(rng.integers(3))
-        _basic(scene, kind, *c, r, rng, random_color(rng, 0.1, 1.0), kind, outline=(20, 20, 20))
+        _basic(scene, kind, cx, cy, r, rng, random_color(rng, 0.1, 1.0), kind, outline=(20, 20, 20))
     boxes, cls = scene.boxes()
     return finish(scene.image, rng), boxes, cls
 
@@ -112,15 +106,9 @@ def tiny(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, 
     s = size / 256
     scene = Scene(background(rng, size, photo=0.7))
     n = 0 if rng.random() < TASKS["tiny"].negatives else int(rng.integers(3, 26))
-    taken: list[tuple[float, float, float]] = []
-    for _ in range(n):
-        r = rng.uniform(3, 8) * s
-        c = place(rng, taken, size, r, max_overlap=0.0)
-        if c is None:
-            continue
-        taken.append((*c, r))
+    for _, cx, cy, r in scatter(rng, size, range(n), (3, 8), s, max_overlap=0.0):
         kind = int(rng.integers(3))
-        _basic(scene, kind, *c, r, rng, random_color(rng, 0.0, 1.0), kind)
+        _basic(scene, kind, cx, cy, r, rng, random_color(rng, 0.0, 1.0), kind)
     boxes, cls = scene.boxes()
     return finish(scene.image, rng, blur=0.4), boxes, cls
 
@@ -176,14 +164,7 @@ def fine(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, 
     s = size / 256
     scene = Scene(background(rng, size, photo=0.5, contrast=0.8))
     n = 0 if rng.random() < TASKS["fine"].negatives else int(rng.integers(1, 7))
-    taken: list[tuple[float, float, float]] = []
-    for _ in range(n):
-        r = rng.uniform(12, 20) * s  # half side
-        c = place(rng, taken, size, r * 1.4, max_overlap=0.05)
-        if c is None:
-            continue
-        taken.append((*c, r * 1.4))
-        cx, cy = c
+    for _, cx, cy, r in scatter(rng, size, range(n), (12, 20), s, max_overlap=0.05, pad=1.4):  # r: half side
         angle = rng.uniform(-0.5, 0.5)
         body, pip = ((235, 230, 220), (20, 20, 20)) if rng.random() < 0.7 else ((180, 30, 30), (245, 245, 245))
         face = int(rng.integers(1, 7))
@@ -211,15 +192,8 @@ def clutter(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarra
     n_dis = int(rng.integers(4, 13))
     items = [(True, i) for i in range(n_obj)] + [(False, i) for i in range(n_dis)]
     order = rng.permutation(len(items))
-    taken: list[tuple[float, float, float]] = []
-    for j in order:
+    for j, cx, cy, r in scatter(rng, size, order, (10, 26), s, max_overlap=0.25):
         labelled = items[j][0]
-        r = rng.uniform(10, 26) * s
-        c = place(rng, taken, size, r, max_overlap=0.25)
-        if c is None:
-            continue
-        taken.append((*c, r))
-        cx, cy = c
         color = random_color(rng, 0.05, 1.0)
         if labelled:
             cls = int(rng.choice(3, p=[0.70, 0.22, 0.08]))

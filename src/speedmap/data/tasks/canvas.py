@@ -9,14 +9,16 @@ its *visible* pixels and occlusion is measured, not guessed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from statistics import NormalDist
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+T = TypeVar("T")
 UNLABELED = 255  # mask value of distractors: they occlude labels but are not objects
 # Standard normal quantiles at the centres of 256 equal-probability bins.
 _NORMAL_QUANTILES = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
@@ -244,3 +246,24 @@ def place(
         if all(math.hypot(cx - x, cy - y) >= (r + q) - max_overlap * 2 * min(r, q) for x, y, q in taken):
             return float(cx), float(cy)
     return None
+
+
+def scatter(
+    rng: np.random.Generator,
+    size: int,
+    items: Iterable[T],
+    radius: tuple[float, float],
+    scale: float,
+    max_overlap: float,
+    pad: float = 1.0,
+) -> Iterator[tuple[T, float, float, float]]:
+    """Give each item a centre and a radius (uniform in ``radius``, times ``scale``); an item that
+    finds no room is skipped. ``pad`` enlarges the footprint used for spacing (e.g. rotated squares)."""
+    taken: list[tuple[float, float, float]] = []
+    for item in items:
+        r = rng.uniform(*radius) * scale
+        c = place(rng, taken, size, r * pad, max_overlap)
+        if c is None:
+            continue
+        taken.append((*c, r * pad))
+        yield item, c[0], c[1], r
