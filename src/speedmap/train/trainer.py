@@ -242,6 +242,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
     if len(train_split) == 0:
         raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
     val_split = next((ds.view(s) for s in ("valid", "test") if ds.split(s)), None)
+    if main and val_split is not None and val_split.name == "test":
+        log("no valid split: validating on the test split (its mAP then also picks best.pt)")
     imgsz = _resolve_imgsz(cfg, ds)
     nc = len(ds.classes)
     if cfg.batch < world:
