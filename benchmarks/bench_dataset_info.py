@@ -62,7 +62,7 @@ def build(root: Path, n: int) -> Path:
     return root
 
 
-def median_time(fn, repeats: int) -> float:  # noqa: ANN001
+def median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -113,7 +113,8 @@ def main() -> None:
         t_ref = float("nan")
 
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}"
     )
     print(f"dataset: {args.images} images, {n_boxes} boxes (COCO, Roboflow layout); medians of {args.repeats}")
     print(f"  load_dataset + info, in process      {t_in:7.3f} s   ({t_in / args.images * 1e6:.0f} us/image)")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 
-def synth(n_images: int, n_dets: int, seed: int = 0):  # noqa: ANN201
+def synth(n_images: int, n_dets: int, seed: int = 0):
     from speedmap.data import DatasetSplit, ImageRecord
     from speedmap.detections import Detections
 
@@ -49,8 +49,9 @@ def synth(n_images: int, n_dets: int, seed: int = 0):  # noqa: ANN201
         preds.append(Detections(det_boxes, scores, det_cls))
         for b, c in zip(boxes, cls, strict=True):
             w, h = b[2:] - b[:2]
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": i, "category_id": int(c) + 1,
-                            "bbox": [*b[:2].tolist(), float(w), float(h)], "area": float(w * h), "iscrowd": 0})  # fmt: skip
+            box = [*b[:2].tolist(), float(w), float(h)]
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": i, "category_id": int(c) + 1, "bbox": box,
+                            "area": float(w * h), "iscrowd": 0})  # fmt: skip
         d32 = preds[-1]
         for b, s, c in zip(d32.xyxy.astype(float), d32.confidence.astype(float), d32.class_id, strict=True):
             results.append({"image_id": i, "category_id": int(c) + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
@@ -61,7 +62,7 @@ def synth(n_images: int, n_dets: int, seed: int = 0):  # noqa: ANN201
     return DatasetSplit("test", classes, records), preds, gt, results
 
 
-def median_time(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001
+def median_time(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
         t = time.perf_counter()
