@@ -81,7 +81,7 @@ def _basic(
     "shapes",
     ("circle", "square", "triangle"),
     "large, well separated, high-contrast shapes on smooth textures",
-    "easy: a small detector should saturate (mAP50 above 95%)",
+    "easy: saturates (measured: fast mAP50 1.00 after 15 epochs)",
     negatives=0.05,
 )
 def shapes(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -99,7 +99,7 @@ def shapes(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray
     "tiny",
     ("circle", "square", "triangle"),
     "object scale: many tiny objects (6-16 px at 256) on photographic textures",
-    "hard: expected 40-80% mAP50 for a small detector",
+    "hard (measured: fast mAP50 0.30 after 10 epochs)",
     negatives=0.05,
 )
 def tiny(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -117,7 +117,7 @@ def tiny(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, 
     "crowd",
     ("coin", "chip"),
     "crowding and occlusion: piles of similar objects overlapping up to 70%",
-    "medium: expected 60-85% mAP50",
+    "medium (measured: fast mAP50 0.90 after 10 epochs)",
     negatives=0.05,
 )
 def crowd(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -157,7 +157,7 @@ DIE_PIPS: dict[int, list[tuple[float, float]]] = {
     "fine",
     ("one", "two", "three", "four", "five", "six"),
     "fine-grained classes: dice faces that differ only in their pips (3-4 px at 256)",
-    "hard: expected 40-80% mAP50 for a small detector",
+    "easy despite the small pips (measured: fast mAP50 0.99 after 13 epochs)",
     negatives=0.05,
 )
 def fine(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -181,7 +181,7 @@ def fine(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, 
     "clutter",
     ("star", "cross", "ring"),
     "clutter with unlabelled look-alike distractors, class imbalance (70/22/8) and 25% negatives",
-    "medium-hard: expected 50-80% mAP50, lowest on the rare class",
+    "hardest (measured: fast mAP50 0.17 after 10 epochs, 0.77 after 30)",
     negatives=0.25,
 )
 def clutter(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
