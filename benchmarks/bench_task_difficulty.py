@@ -14,18 +14,8 @@ from pathlib import Path
 
 import torch
 
-from speedmap.data import load_dataset
 from speedmap.data.tasks import TASKS, make_task
-from speedmap.eval import evaluate
-from speedmap.train.data import ValData
-from speedmap.train.trainer import TrainConfig, load_checkpoint, model_from_checkpoint, predict_split, train
-
-
-def test_map(run: Path, data: Path, imgsz: int) -> tuple[float, float]:
-    model = model_from_checkpoint(load_checkpoint(run / "best.pt"))
-    split = load_dataset(data).view("test")
-    m = evaluate(split, predict_split(model, ValData(split, imgsz), torch.device("cpu")))
-    return m.map50, m.map
+from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
 
 
 def main() -> None:
@@ -45,7 +35,8 @@ def main() -> None:
         if not (run / "best.pt").is_file():
             train(TrainConfig(data=str(data), size=args.size, epochs=args.epochs, imgsz=args.imgsz, out=str(run),
                               close_mosaic=max(1, args.epochs // 5)), log=lambda m: None)  # fmt: skip
-        map50, map_ = test_map(run, data, args.imgsz)
+        m = evaluate_checkpoint(run / "best.pt", data)
+        map50, map_ = m.map50, m.map
         rec = json.loads((run / "train.json").read_text())
         out[task] = {"map50": map50, "map": map_, "train_s": rec["total_seconds"]}
         print(f"  {task:<8} test mAP50 {map50:.3f}  mAP50-95 {map_:.3f}  ({rec['total_seconds'] / 60:.1f} min)  "

@@ -20,18 +20,8 @@ from pathlib import Path
 
 import torch
 
-from speedmap.data import load_dataset
 from speedmap.data.tasks import make_task
-from speedmap.eval import evaluate
-from speedmap.train.data import ValData
-from speedmap.train.trainer import TrainConfig, load_checkpoint, model_from_checkpoint, predict_split, train
-
-
-def test_metrics(run: Path, data: Path, imgsz: int) -> tuple[float, float]:
-    model = model_from_checkpoint(load_checkpoint(run / "best.pt"))
-    split = load_dataset(data).view("test")
-    m = evaluate(split, predict_split(model, ValData(split, imgsz), torch.device("cpu")))
-    return m.map50, m.map
+from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
 
 
 def main() -> None:
@@ -58,7 +48,8 @@ def main() -> None:
                                   out=str(run), resume=(run / "last.pt").is_file())  # fmt: skip
                 train(cfg, log=lambda m: None)
             rec = json.loads((run / "train.json").read_text())
-            map50, map_ = test_metrics(run, data, args.imgsz)
+            m = evaluate_checkpoint(run / "best.pt", data)
+            map50, map_ = m.map50, m.map
             results.setdefault(task, {})[size] = {"map50": map50, "map": map_, "train_s": rec["total_seconds"],
                                                   "wall_s": time.perf_counter() - t}  # fmt: skip
             print(f"  {task:<8} {size:<9} test mAP50 {map50:.3f}  mAP50-95 {map_:.3f}  "

@@ -198,6 +198,13 @@ def validate(model: nn.Module, val: ValData, device: torch.device) -> Metrics:
     return evaluate(val.split, predict_split(model, val, device))
 
 
+def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test") -> Metrics:
+    """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
+    ckpt = load_checkpoint(path)
+    view = load_dataset(data).view(split)
+    return validate(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
+
+
 def _fitness(m: Metrics | None) -> float:
     return 0.0 if m is None else 0.1 * max(m.map50, 0) + 0.9 * max(m.map, 0)
 
