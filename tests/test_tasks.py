@@ -101,3 +101,18 @@ def test_interrupted_make_leaves_nothing_half_written_and_rerun_reuses(tmp_path:
     assert (tmp_path / "t" / "train" / "_annotations.coco.json").stat().st_mtime_ns == stamp
     with pytest.raises(DatasetError, match="not empty"):
         make_task("shapes", tmp_path / "t", images=11, imgsz=128)
+
+
+def test_descriptive_text_changes_do_not_invalidate_a_made_task(tmp_path: Path) -> None:
+    import json
+
+    make_task("shapes", tmp_path / "t", images=5, imgsz=64)
+    meta_file = tmp_path / "t" / "task.json"
+    meta = json.loads(meta_file.read_text())
+    meta["difficulty"] = "an older wording"
+    meta_file.write_text(json.dumps(meta))
+    make_task("shapes", tmp_path / "t", images=5, imgsz=64)  # reused, no "not empty" error
+    meta["seed"] = 99
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="not empty"):
+        make_task("shapes", tmp_path / "t", images=5, imgsz=64)

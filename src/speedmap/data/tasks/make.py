@@ -59,12 +59,17 @@ def task_meta(name: str, seed: int, images: int, imgsz: int, format: str) -> dic
     }
 
 
+DETERMINING = ("task", "generator", "seed", "images", "imgsz", "format")  # what fixes the files' bytes
+
+
 def is_made(dst: str | Path, meta: dict[str, Any]) -> bool:
-    """True when ``dst`` already holds exactly this task (same arguments, same generator)."""
+    """True when ``dst`` already holds exactly this task (same arguments, same generator); descriptive
+    fields such as the difficulty text may differ."""
     try:
-        return json.loads((Path(dst) / TASK_FILE).read_text(encoding="utf-8")) == meta
+        old = json.loads((Path(dst) / TASK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    return isinstance(old, dict) and all(old.get(k) == meta.get(k) for k in DETERMINING)
 
 
 def make_task(
