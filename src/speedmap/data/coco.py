@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from speedmap.data.build import build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.problems import SKIPPED_ANNOTATION, SKIPPED_IMAGE, SKIPPED_SPLIT, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
 from speedmap.errors import DatasetError
+from speedmap.jsonfile import JsonFileError, read_json
 
 ROBOFLOW_FILE = "_annotations.coco.json"
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
@@ -68,26 +68,11 @@ def _image_dir(json_path: Path, file_names: list[str]) -> Path:
 
 
 def load_json(path: Path, log: ProblemLog) -> Any | None:
-    """Parse a JSON file; empty or truncated files are logged (with line) and give ``None``."""
+    """Parse a JSON file; an unreadable, empty or truncated file is logged (with line) and gives ``None``."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        log.add("bad_annotation_file", path, f"cannot read: {exc}", SKIPPED_SPLIT)
-        return None
-    if not text.strip():
-        log.add("bad_annotation_file", path, "file is empty", SKIPPED_SPLIT)
-        return None
-    try:
-        return orjson.loads(text)  # several times faster on large annotation files
-    except orjson.JSONDecodeError:
-        pass  # stdlib json accepts a little more (NaN, big ints) and words its errors better
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
-        what = "truncated JSON" if truncated else "malformed JSON"
-        msg = f"{what}: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        log.add("bad_annotation_file", path, msg, SKIPPED_SPLIT, exc.lineno)
+        return read_json(path)
+    except JsonFileError as exc:
+        log.add("bad_annotation_file", path, str(exc), SKIPPED_SPLIT, exc.line)
         return None
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from faster_coco_eval import COCO, COCOeval_faster
 
 from speedmap.data.build import unique_class_names
@@ -24,6 +23,7 @@ from speedmap.detections import Detections
 from speedmap.errors import SpeedmapError
 from speedmap.eval.confusion import ConfusionMatrix, confusion_matrix, pairs_from_coco
 from speedmap.eval.metrics import Metrics, per_class_ap
+from speedmap.jsonfile import JsonFileError, read_json
 
 
 class EvalError(SpeedmapError):
@@ -109,16 +109,9 @@ def evaluate(split: DatasetSplit, predictions: Sequence[Detections]) -> Metrics:
 
 def _load(path: Path, what: str) -> Any:
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EvalError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    if not data.strip():
-        raise EvalError(f"{what} {path} is empty")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        truncated = exc.pos >= len(data.rstrip())
-        raise EvalError(f"{what} {path}: {'truncated' if truncated else 'malformed'} JSON ({exc})") from exc
+        return read_json(path)
+    except JsonFileError as exc:
+        raise EvalError(f"{what} {path}: {exc}") from exc
 
 
 def check_gt(doc: Any, path: Path) -> dict[str, Any]:
