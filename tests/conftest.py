@@ -53,3 +53,29 @@ def sample_dataset(folder: Path, crowd: bool = False) -> Dataset:
 @pytest.fixture
 def sample(tmp_path: Path) -> Dataset:
     return sample_dataset(tmp_path / "src_images")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small `fast` run trained for a few epochs on a generated task (shared by engine/server tests)."""
+    pytest.importorskip("torch")
+    from speedmap.data.tasks import make_task
+    from speedmap.train.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = make_task("shapes", root / "shapes", images=48, imgsz=64, seed=5)
+    # 64 px and batch 4: enough optimizer steps in ~30 s of CPU for the model to find the shapes
+    # (mAP50 about 0.4), so that engine and server tests compare real detections.
+    train(TrainConfig(data=str(data), epochs=30, imgsz=64, batch=4, workers=0, close_mosaic=3, out=str(root / "run")),
+          log=lambda m: None)  # fmt: skip
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def model_store(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding the tiny run exported as ``shapes/1`` (fp32, dynamic batch)."""
+    from speedmap.export import export_model
+
+    store = tmp_path_factory.mktemp("models")
+    export_model(tiny_run, store / "shapes" / "1", log=lambda m: None)
+    return store

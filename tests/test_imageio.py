@@ -106,3 +106,42 @@ def test_xmp_orientation_defers_to_pillow(tmp_path: Path) -> None:
     Image.new("RGB", (40, 20)).save(p, xmp=xmp)
     assert fast_header(p) is None
     assert image_size(p) == read_image(p).shape[1::-1]
+
+
+DECODERS = ["pil", "cv2", "simplejpeg"]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_decoders_equal_pillow_with_orientation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          decoder: str, orientation: int) -> None:  # fmt: skip
+    from speedmap.imageio import jpeg_decoder_name
+
+    if decoder != "pil":
+        pytest.importorskip(decoder)
+    monkeypatch.setenv("SPEEDMAP_JPEG_DECODER", decoder)
+    assert jpeg_decoder_name() == decoder
+    path = write_image(tmp_path / f"o{orientation}.jpg", 40, 30, "JPEG", orientation)
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_image(path)
+    assert got.shape == expected.shape and got.flags.c_contiguous
+    assert np.abs(got.astype(int) - expected).max() <= 1  # libjpeg-turbo everywhere: identical in practice
+    assert (read_image(path.read_bytes()) == got).all()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_truncated_jpeg_is_an_error_with_every_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       decoder: str) -> None:  # fmt: skip
+    if decoder != "pil":
+        pytest.importorskip(decoder)
+    monkeypatch.setenv("SPEEDMAP_JPEG_DECODER", decoder)
+    data = write_image(tmp_path / "a.jpg", 64, 48).read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError):
+        read_image(tmp_path / "t.jpg")
+    with pytest.raises(ImageReadError):
+        read_image(data[: len(data) // 2])
+    grey = tmp_path / "g.jpg"
+    Image.new("L", (9, 7), 77).save(grey)
+    assert read_image(grey).shape == (7, 9, 3) and abs(int(read_image(grey)[0, 0, 0]) - 77) <= 1

@@ -10,6 +10,8 @@ import numpy as np
 from speedmap.detections import Detections
 
 MAX_CANDIDATES = 3000  # highest-scoring boxes that enter NMS
+# Thresholds for measuring mAP (training validation and `speedmap eval --model`): keep nearly every box.
+EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from speedmap.cli.common import clean_errors, err, out
-from speedmap.eval import SUMMARY_KEYS, Metrics, evaluate_files
+from speedmap.cli.common import clean_errors, err, out, progress_bar
+from speedmap.eval import SUMMARY_KEYS, FileEvaluation, Metrics, evaluate_files
 from speedmap.eval.confusion import ConfusionMatrix
 
 LABELS = {
@@ -58,15 +58,31 @@ def write_plots(m: Metrics, cm: ConfusionMatrix, folder: Path) -> list[Path]:
 
 @clean_errors
 def eval_command(
-    gt: Path = typer.Option(..., "--gt", help="COCO annotation file (ground truth)."),
-    pred: Path = typer.Option(..., "--pred", help="COCO results file: [{image_id, category_id, bbox, score}]."),
+    gt: Path | None = typer.Option(None, "--gt", help="COCO annotation file (ground truth)."),
+    pred: Path | None = typer.Option(None, "--pred", help="COCO results file: [{image_id, category_id, bbox, score}]."),
+    model: str | None = typer.Option(None, "--model", help="Exported model (folder or project/version id)."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset to evaluate --model on."),
+    split: str = typer.Option("test", "--split", help="Dataset split for --model: train | valid | test."),
+    models_dir: Path | None = typer.Option(None, "--models", help="Model store for ids (default ./models)."),
+    providers: str | None = typer.Option(None, "--providers", help="ONNX Runtime providers, e.g. cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     plots: Path | None = typer.Option(None, "--plots", help="Folder for PR curves and the confusion matrix."),
     conf: float = typer.Option(0.25, "--conf", help="Confidence threshold of the confusion matrix."),
     iou: float = typer.Option(0.5, "--iou", help="IoU threshold of the confusion matrix."),
 ) -> None:
-    """COCO bbox metrics of a results file against ground truth (the same numbers as pycocotools)."""
-    result = evaluate_files(gt, pred)
+    """COCO bbox metrics (the same numbers as pycocotools) of a results file against ground truth
+    (--gt/--pred), or of an exported model on a dataset split through the inference engine
+    (--model/--data)."""
+    if model is not None:
+        if data is None or gt is not None or pred is not None:
+            raise typer.BadParameter("--model needs --data (and no --gt/--pred)")
+        result = _evaluate_model(model, data, split, models_dir, providers, quiet=as_json)
+    elif gt is not None and pred is not None:
+        if data is not None:
+            raise typer.BadParameter("--data goes with --model, not with --gt/--pred")
+        result = evaluate_files(gt, pred)
+    else:
+        raise typer.BadParameter("give --gt and --pred, or --model and --data")
     metrics = result.metrics
     if as_json:
         typer.echo(json.dumps(metrics.to_json()))
@@ -77,3 +93,25 @@ def eval_command(
     if plots is not None:
         for p in write_plots(metrics, result.confusion(conf, iou), plots):
             err.print(f"wrote {escape(str(p))}", soft_wrap=True)
+
+
+def _evaluate_model(model_ref: str, data: Path, split: str, models_dir: Path | None, providers: str | None,
+                    quiet: bool) -> FileEvaluation:  # fmt: skip
+    from speedmap.data import load_dataset
+    from speedmap.engine import Model
+    from speedmap.eval.model import evaluate_model_detailed
+
+    model = Model.load(model_ref, providers=providers, models_dir=models_dir)
+    view = load_dataset(data).view(split)
+    err.print(f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
+              f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",
+              highlight=False, soft_wrap=True)  # fmt: skip
+    with progress_bar("evaluating", enabled=not quiet) as update:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            update(done, len(view.records))
+
+        return evaluate_model_detailed(model, view, advance=advance)

@@ -83,6 +83,11 @@ def _with_result_fields(dets: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evaluate(split: DatasetSplit, predictions: Sequence[Detections]) -> Metrics:
     """COCO metrics of ``predictions`` (one :class:`Detections` per record, same order) on ``split``."""
+    return evaluate_split(split, predictions).metrics
+
+
+def evaluate_split(split: DatasetSplit, predictions: Sequence[Detections]) -> FileEvaluation:
+    """:func:`evaluate` keeping the COCO documents (for the confusion matrix)."""
     if len(predictions) != len(split.records):
         raise EvalError(f"{len(predictions)} predictions for {len(split.records)} images: one per image is needed")
     nc = len(split.classes)
@@ -104,7 +109,8 @@ def evaluate(split: DatasetSplit, predictions: Sequence[Detections]) -> Metrics:
             dets.append({"image_id": i, "category_id": c + 1, "bbox": bb, "score": s})
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(split.classes)]
     gt_doc = {"images": images, "annotations": anns, "categories": cats}
-    return _run(gt_doc, _with_result_fields(dets), [k + 1 for k in range(nc)], list(split.classes))
+    ids = [k + 1 for k in range(nc)]
+    return FileEvaluation(_run(gt_doc, _with_result_fields(dets), ids, list(split.classes)), gt_doc, dets, ids)
 
 
 def _load(path: Path, what: str) -> Any:

@@ -18,12 +18,13 @@ def make_anchors(shapes: list[tuple[int, int]], strides: tuple[int, ...], device
     """Cell centres in grid units ``(N, 2)`` and each cell's stride ``(N, 1)`` for all levels."""
     points, stride_list = [], []
     for (h, w), s in zip(shapes, strides, strict=True):
-        sy = torch.arange(h, device=device, dtype=dtype) + 0.5
-        sx = torch.arange(w, device=device, dtype=dtype) + 0.5
+        # built in float32 (an fp16 Range is not valid ONNX), cast at the end
+        sy = torch.arange(h, device=device, dtype=torch.float32) + 0.5
+        sx = torch.arange(w, device=device, dtype=torch.float32) + 0.5
         yy, xx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((xx, yy), -1).view(-1, 2))
-        stride_list.append(torch.full((h * w, 1), s, device=device, dtype=dtype))
-    return torch.cat(points), torch.cat(stride_list)
+        stride_list.append(torch.full((h * w, 1), s, device=device, dtype=torch.float32))
+    return torch.cat(points).to(dtype), torch.cat(stride_list).to(dtype)
 
 
 def dist_to_xyxy(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
@@ -45,6 +46,12 @@ class Head(nn.Module):
             nn.Sequential(separable(c, c_cls), separable(c_cls, c_cls), nn.Conv2d(c_cls, num_classes, 1)) for c in ch
         )
         self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
+        self.fixed_anchors: tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor] | None = None
+
+    def fix_anchors(self, imgsz: int) -> None:
+        """Precompute the cell grid for one input size (export: the grid becomes graph constants)."""
+        shapes = [(imgsz // s, imgsz // s) for s in STRIDES]
+        self.fixed_anchors = (shapes, *make_anchors(shapes, STRIDES, torch.device("cpu"), torch.float32))
 
     def init_bias(self, imgsz: int = 640) -> None:
         """Class prior: about 5 objects per image spread over all cells, so early training is not
@@ -57,16 +64,17 @@ class Head(nn.Module):
         """Raw outputs ``(B, N, 4*reg_max + nc)`` over all cells and the grid shapes."""
         out, shapes = [], []
         for x, box, cls in zip(feats, self.box, self.cls, strict=True):
-            b, _, h, w = x.shape
-            out.append(torch.cat((box(x), cls(x)), 1).view(b, self.no, h * w))
-            shapes.append((h, w))
+            out.append(torch.cat((box(x), cls(x)), 1).flatten(2))
+            shapes.append((int(x.shape[2]), int(x.shape[3])))
         return torch.cat(out, 2).permute(0, 2, 1), shapes
 
     def decode(self, raw: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
         """``(B, N, 4 + nc)``: boxes ``xyxy`` in input pixels and class probabilities."""
-        points, strides = make_anchors(shapes, STRIDES, raw.device, raw.dtype)
+        if self.fixed_anchors is not None and self.fixed_anchors[0] == shapes:
+            points, strides = (t.to(raw.device, raw.dtype) for t in self.fixed_anchors[1:])
+        else:
+            points, strides = make_anchors(shapes, STRIDES, raw.device, raw.dtype)
         dist, logits = raw.split((4 * self.reg_max, self.nc), -1)
-        b, n, _ = dist.shape
-        ltrb = dist.view(b, n, 4, self.reg_max).softmax(-1) @ self.bins.to(raw.dtype)
+        ltrb = dist.unflatten(-1, (4, self.reg_max)).softmax(-1) @ self.bins.to(raw.dtype)
         boxes = dist_to_xyxy(points, ltrb) * strides
         return torch.cat((boxes, logits.sigmoid()), -1)

@@ -32,7 +32,7 @@ from speedmap.detections import Detections
 from speedmap.errors import SpeedmapError
 from speedmap.eval import Metrics, evaluate
 from speedmap.models import Detector, count_flops, count_params, create_model
-from speedmap.postprocess import postprocess
+from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
 from speedmap.preprocess import to_input
 from speedmap.train.data import TrainData, ValData, collate
 from speedmap.train.ema import ModelEMA
@@ -177,8 +177,8 @@ def lr_factor(epoch_progress: float, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def predict_split(model: nn.Module, val: ValData, device: torch.device, batch: int = 32, conf: float = 0.001,
-                  iou: float = 0.7, max_det: int = 300) -> list[Detections]:  # fmt: skip
+def predict_split(model: nn.Module, val: ValData, device: torch.device, batch: int = 32, conf: float = EVAL_CONF,
+                  iou: float = EVAL_IOU, max_det: int = EVAL_MAX_DET) -> list[Detections]:  # fmt: skip
     """Detections for every validation image, through the shared preprocessing and postprocessing."""
     model.eval()
     out: list[Detections] = []
@@ -438,6 +438,7 @@ def _record(cfg: TrainConfig, ds: Dataset, out: Path, imgsz: int, params: int, f
         "best_map50": best["map50"],
         "dataset": {
             "path": str(cfg.data),
+            "abspath": str(Path(cfg.data).resolve()),
             "fingerprint": ds.fingerprint(),
             "classes": ds.classes,
             "train_images": n_train,

@@ -1,0 +1,66 @@
+"""``speedmap export`` and ``speedmap models``: ONNX export into the model store, and its listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from speedmap.cli.common import clean_errors, err, out
+
+
+@clean_errors
+def export_command(
+    source: Path = typer.Argument(..., help="Training run folder (uses best.pt) or a checkpoint file."),
+    out_dir: Path = typer.Option(..., "--out", help="Model folder, e.g. models/PROJECT/VERSION."),
+    imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
+    batch: str = typer.Option("dynamic", "--batch", help="Batch dimension: dynamic, or a fixed size (1, N)."),
+    int8: Path | None = typer.Option(None, "--int8", help="Dataset to calibrate static int8 quantization on."),
+    half: bool = typer.Option(False, "--half", help="fp16 weights and input (for GPUs)."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Do not score the exported model on the test split."),
+) -> None:
+    """Export a trained detector to ONNX (model.onnx + model.json) for the engine, server and benchmark."""
+    try:
+        from speedmap.export import export_model
+    except ImportError as exc:
+        err.print(f"[bold red]error:[/] export needs the training extra (torch): pip install 'speedmap[train]' ({exc})")
+        raise typer.Exit(2) from None
+    meta = export_model(source, out_dir, imgsz=imgsz, batch=batch, int8=int8, half=half, evaluate=not no_eval,
+                        log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))  # fmt: skip
+    d = meta.doc
+    size_mb = meta.onnx.stat().st_size / 1e6
+    err.print(
+        f"[green]wrote[/] {escape(str(meta.onnx))} ({size_mb:.1f} MB, {d['precision']}, batch "
+        f"{d['input']['batch']}) and model.json; model id [bold]{escape(meta.id)}[/]",
+        highlight=False,
+    )
+
+
+@clean_errors
+def models_list_command(
+    models_dir: Path | None = typer.Option(
+        None, "--models", help="Model store (default $SPEEDMAP_MODELS or ./models)."
+    ),
+) -> None:
+    """List the models in a store: id, size, precision, classes, input size, test mAP."""
+    from speedmap.modelstore import default_models_dir, list_models
+
+    store = models_dir or default_models_dir()
+    found = list_models(store)
+    if not found:
+        err.print(f"no models in {escape(str(store))}: export one with `speedmap export RUN --out "
+                  f"{escape(str(store))}/PROJECT/VERSION`", highlight=False)  # fmt: skip
+        return
+    t = Table("id", "size", "precision", "imgsz", "classes", "params", "test mAP50", "test mAP50-95",
+              title=f"models in {store}")  # fmt: skip
+    for m in found:
+        d = m.doc
+        met = d.get("metrics") or {}
+        params = f"{d['params'] / 1e6:.2f} M" if d.get("params") else "?"
+        m50 = f"{met['map50']:.3f}" if "map50" in met else "-"
+        m5095 = f"{met['map']:.3f}" if "map" in met else "-"
+        t.add_row(escape(m.id), str(d.get("size", "?")), str(d.get("precision", "fp32")), str(m.imgsz),
+                  escape(", ".join(m.classes)), params, m50, m5095)  # fmt: skip
+    out.print(t)
