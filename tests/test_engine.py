@@ -231,3 +231,15 @@ def test_huge_and_broken_images_are_clear_errors(model: Model, tmp_path: Path) -
 def _images(model: Model) -> list[Path]:
     run = Path(model.meta.doc["training"]["checkpoint"]).parent
     return [r.path for r in load_dataset(_dataset(run)).view("test").records]
+
+
+def test_fp16_export_runs_and_agrees(tiny_run: Path, tmp_path: Path, model: Model) -> None:
+    from speedmap.export import export_model
+
+    meta = export_model(tiny_run, tmp_path / "h" / "fp16", half=True, evaluate=False, log=lambda m: None)
+    assert meta.doc["precision"] == "fp16" and meta.doc["input"]["dtype"] == "float16"
+    half = Model(meta)
+    src = _images(model)[0]
+    a, b = model.predict(src, conf=0.05), half.predict(src, conf=0.05)
+    assert len(b) > 0 and b.xyxy.dtype == np.float32
+    assert abs(len(a) - len(b)) <= 1  # fp16 rounding may move a box across the threshold
