@@ -64,7 +64,10 @@ def _open(source: ImageSource) -> Image.Image:
         finally:
             Image.MAX_IMAGE_PIXELS = old
         raise _too_large(w, h) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        what = "the data" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+        raise ImageReadError(f"not a readable image: {what} is not in a known image format") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
 
 

@@ -9,6 +9,7 @@ from speedmap.cli.datasets import app as datasets_app
 from speedmap.cli.evaluate import eval_command
 from speedmap.cli.export import export_command, models_list_command
 from speedmap.cli.predict import predict_command
+from speedmap.cli.serve import serve_command
 from speedmap.cli.train import train_command
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("eval")(eval_command)
 app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("predict")(predict_command)
+app.command("serve")(serve_command)
 models_app = typer.Typer(help="The model store: exported models by project/version id.", no_args_is_help=True)
 models_app.command("list")(models_list_command)
 app.add_typer(models_app, name="models")
