@@ -31,6 +31,8 @@ def serve_command(
     eager: bool = typer.Option(False, "--eager/--lazy", help="Load every model at startup (default: on first use)."),
     allow_urls: list[str] = typer.Option([], "--allow-url-host", help="Allow image URLs from this host (repeat)."),
     log_level: str = typer.Option("warning", "--log-level"),
+    loop: str = typer.Option("auto", "--loop", help="uvicorn event loop: auto (uvloop if installed) | asyncio."),
+    http: str = typer.Option("auto", "--http", help="uvicorn HTTP parser: auto (httptools if installed) | h11."),
 ) -> None:
     """Serve the models of a store over Roboflow's hosted API (POST /{project}/{version}) and the
     inference server's v1 API (/infer/object_detection, /model/*), with micro-batching."""
@@ -53,7 +55,7 @@ def serve_command(
         f"/model/registry, /metrics, /docs){'; API key required' if api_key else ''}",
         highlight=False,
     )
-    kw = {"host": host, "port": port, "log_level": log_level, "loop": "auto", "http": "auto",
+    kw = {"host": host, "port": port, "log_level": log_level, "loop": loop, "http": http,
           "timeout_keep_alive": 30, "access_log": False}  # fmt: skip
     if workers > 1:
         import os
