@@ -31,6 +31,8 @@ def serve_command(
     eager: bool = typer.Option(False, "--eager/--lazy", help="Load every model at startup (default: on first use)."),
     allow_urls: list[str] = typer.Option([], "--allow-url-host", help="Allow image URLs from this host (repeat)."),
     log_level: str = typer.Option("warning", "--log-level"),
+    use_ray: bool = typer.Option(False, "--ray", help="Run on Ray Serve (local, or the cluster at RAY_ADDRESS)."),
+    replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas (with --ray)."),
     loop: str = typer.Option("auto", "--loop", help="uvicorn event loop: auto (uvloop if installed) | asyncio."),
     http: str = typer.Option("auto", "--http", help="uvicorn HTTP parser: auto (httptools if installed) | h11."),
 ) -> None:
@@ -57,6 +59,14 @@ def serve_command(
     )
     kw = {"host": host, "port": port, "log_level": log_level, "loop": loop, "http": http,
           "timeout_keep_alive": 30, "access_log": False}  # fmt: skip
+    if use_ray:
+        try:
+            from speedmap.serve.ray_app import run
+        except ImportError as exc:
+            err.print(f"[bold red]error:[/] --ray needs Ray Serve: pip install 'speedmap[ray]' ({exc})")
+            raise typer.Exit(2) from None
+        run(cfg, replicas, host, port)
+        return
     if workers > 1:
         import os
 
