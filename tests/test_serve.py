@@ -280,3 +280,35 @@ def test_no_numpy_leaks_into_json(server: str, images: list[Path]) -> None:
     for p in r.json()["predictions"]:
         assert isinstance(p["class_id"], int) and isinstance(p["x"], float)
     assert np.isfinite([p["confidence"] for p in r.json()["predictions"]]).all()
+
+
+def test_workers_and_allowlisted_image_urls(model_store: Path, images: list[Path], engine: Model) -> None:
+    import http.server
+    import threading
+
+    folder = images[0].parent
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder))  # noqa: E731
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    image_url = f"http://127.0.0.1:{files.server_address[1]}/{images[0].name}"
+    proc, url = start_server(model_store, "--workers", "2", "--allow-url-host", "127.0.0.1")
+    try:
+        want = expected(engine, images[0], 0.05)
+        r = httpx.get(f"{url}/shapes/1", params={"image": image_url, "confidence": 0.05}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert boxes(r.json()["predictions"]) == want
+        v1 = httpx.post(f"{url}/infer/object_detection", json={"model_id": "shapes/1", "confidence": 0.05,
+                        "image": {"type": "url", "value": image_url}}, timeout=60)  # fmt: skip
+        assert v1.status_code == 200 and boxes(v1.json()["predictions"]) == want
+        other = httpx.get(f"{url}/shapes/1", params={"image": "http://example.com/a.jpg"}, timeout=60)
+        assert other.status_code == 400 and "allowlist" in other.json()["message"]
+        missing = httpx.get(f"{url}/shapes/1", params={"image": image_url + ".nope"}, timeout=60)
+        assert missing.status_code == 400 and "HTTP 404" in missing.json()["message"]
+        with ThreadPoolExecutor(8) as pool:  # two worker processes share the port
+            codes = list(pool.map(lambda _: httpx.post(f"{url}/shapes/1", content=b64(images[1]), timeout=60)
+                                  .status_code, range(16)))  # fmt: skip
+        assert codes == [200] * 16
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        files.shutdown()
