@@ -10,7 +10,7 @@ import hmac
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -134,17 +134,12 @@ def create_app(cfg: ServeConfig | None = None) -> FastAPI:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > cfg.max_body_bytes:
             raise BadRequest(413, f"request body of {int(length)} bytes is above the {cfg.max_body_bytes} byte limit")
-        chunks, n = [], 0
-        async for chunk in request.stream():
-            n += len(chunk)
-            if n > cfg.max_body_bytes:
-                raise BadRequest(413, f"request body is above the {cfg.max_body_bytes} byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        too_big = BadRequest(413, f"request body is above the {cfg.max_body_bytes} byte limit")
+        return await _read_limited(request.stream(), cfg.max_body_bytes, too_big)
 
     async def fetch_url(url: str) -> bytes:
         if not cfg.allow_urls:
-            raise BadRequest(400, "image URLs are disabled on this server (start it with --allow-urls); send base64")
+            raise BadRequest(400, "image URLs are disabled on this server (see --allow-url-host); send base64")
         parsed = urlparse(url)
         host = parsed.hostname or ""
         if parsed.scheme not in ("http", "https") or not any(
@@ -160,13 +155,8 @@ def create_app(cfg: ServeConfig | None = None) -> FastAPI:
             ):
                 if resp.status_code != 200:
                     raise BadRequest(400, f"fetching the image URL gave HTTP {resp.status_code}")
-                chunks, n = [], 0
-                async for chunk in resp.aiter_bytes():
-                    n += len(chunk)
-                    if n > cfg.url_max_bytes:
-                        raise BadRequest(400, f"the image at the URL is above {cfg.url_max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                too_big = BadRequest(400, f"the image at the URL is above {cfg.url_max_bytes} bytes")
+                return await _read_limited(resp.aiter_bytes(), cfg.url_max_bytes, too_big)
         except httpx.HTTPError as exc:
             raise BadRequest(400, f"fetching the image URL failed: {exc.__class__.__name__}") from None
 
@@ -301,6 +291,17 @@ def create_app(cfg: ServeConfig | None = None) -> FastAPI:
     app.add_api_route("/{project}/{version}", legacy, methods=["POST", "GET"], include_in_schema=True)
     _instrument(app, metrics)
     return app
+
+
+async def _read_limited(chunks: AsyncIterator[bytes], limit: int, too_big: BadRequest) -> bytes:
+    """Read a body stream, failing with ``too_big`` as soon as it passes ``limit`` bytes."""
+    out, n = [], 0
+    async for chunk in chunks:
+        n += len(chunk)
+        if n > limit:
+            raise too_big
+        out.append(chunk)
+    return b"".join(out)
 
 
 async def _multipart_file(request: Request, body: bytes) -> bytes:

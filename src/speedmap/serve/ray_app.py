@@ -56,6 +56,7 @@ def run(cfg: ServeConfig, replicas: int, host: str, port: int) -> None:
     cfg.threads = cfg.threads or max(1, int(cpus))
     ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
              include_dashboard=False)  # fmt: skip
+
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
