@@ -214,3 +214,17 @@ def test_confusion_matrix_counts() -> None:
     # a->a matched; b predicted as a; b missed; FP of b in empty space; det inside the crowd ignored;
     # the 0.1-confidence det is below the threshold.
     assert cm.matrix.tolist() == [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
+
+
+def test_annotation_id_zero_counts_as_matched(tmp_path: Path) -> None:
+    """Roboflow exports start annotation ids at 0, which COCOeval reads as 'unmatched' (pycocotools
+    scores the perfect detection below as a false positive); speedmap renumbers the ids."""
+    gt = {"images": [{"id": 0, "width": 100, "height": 100, "file_name": "a.jpg"}],
+          "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900,
+                           "iscrowd": 0}]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps([{"image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30],
+                                                     "score": 0.9}]))  # fmt: skip
+    m = evaluate_files(tmp_path / "gt.json", tmp_path / "pred.json").metrics
+    assert m.map == pytest.approx(1.0) and m.map50 == pytest.approx(1.0)

@@ -193,5 +193,10 @@ def evaluate_files(gt_path: str | Path, pred_path: str | Path) -> FileEvaluation
     all_cat_ids = {c["id"] for c in gt_doc["categories"]}
     image_ids = {im.get("id") for im in gt_doc["images"] if isinstance(im, dict)}
     preds = check_predictions(_load(pred_path, "predictions"), pred_path, image_ids, all_cat_ids)
+    # COCOeval (pycocotools and faster-coco-eval alike) stores matched ground-truth ids and reads 0 as
+    # "unmatched": a detection matched to annotation id 0 would count as a false positive. Roboflow's
+    # exports number annotations from 0, so ids are renumbered from 1 (they carry no other meaning here).
+    for k, ann in enumerate(gt_doc["annotations"], 1):
+        ann["id"] = k
     metrics = _run(gt_doc, _with_result_fields(preds), ids, names)
     return FileEvaluation(metrics, gt_doc, preds, ids)
