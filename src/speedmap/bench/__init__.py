@@ -1,0 +1,1 @@
+"""The benchmark utility: load generation, recording and statistics for every deployment destination."""
