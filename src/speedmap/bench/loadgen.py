@@ -1,0 +1,138 @@
+"""Load generation, after MLPerf LoadGen and perf_analyzer: closed loop (N in flight) and open loop
+(Poisson or constant arrivals at a target rate, latency measured from the *intended* send time so a
+server stall cannot hide: no coordinated omission).
+
+A target is an async ``send(i)`` that performs request ``i`` and raises on failure; the load generator
+only times and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from speedmap.bench.recorder import Recorder, stable
+
+Send = Callable[[int], Awaitable[Any]]
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    concurrency: int | None
+    target_rate: float | None
+    recorder: Recorder = field(repr=False)
+    duration_s: float
+    window_rates: list[float]
+    late_sends: int = 0  # open loop: sends more than 10 ms behind schedule (the client could not keep up)
+
+    @property
+    def requests(self) -> int:
+        return self.recorder.count + sum(self.recorder.errors.values())
+
+    @property
+    def valid(self) -> bool:
+        return stable(self.window_rates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "concurrency": self.concurrency, "target_rate": self.target_rate,
+            "requests": self.requests, "errors": dict(self.recorder.errors), "duration_s": self.duration_s,
+            "throughput_rps": self.recorder.count / self.duration_s if self.duration_s else 0.0,
+            "latency_ms": self.recorder.latency_ms(), "valid": self.valid, "window_rps": self.window_rates,
+            "late_sends": self.late_sends,
+        }  # fmt: skip
+
+
+def error_kind(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return f"http {status}" if status is not None else exc.__class__.__name__
+
+
+class _Windows:
+    """Completions per fixed time window, for the stability verdict."""
+
+    def __init__(self, start: float, width: float) -> None:
+        self.start, self.width, self.counts = start, width, [0]
+
+    def add(self, now: float) -> None:
+        k = int((now - self.start) / self.width)
+        while len(self.counts) <= k:
+            self.counts.append(0)
+        self.counts[k] += 1
+
+    def rates(self, end: float) -> list[float]:
+        full = int((end - self.start) / self.width)  # the last, partial window is left out
+        return [c / self.width for c in self.counts[:full]]
+
+
+async def closed_loop(send: Send, concurrency: int, min_duration: float, min_requests: int,
+                      window_s: float = 1.0) -> RunResult:  # fmt: skip
+    """``concurrency`` workers, each sending the next request when its previous one returns."""
+    rec, counter = Recorder(), iter(range(1 << 62))
+    start = time.perf_counter()
+    windows = _Windows(start, window_s)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() - start < min_duration or done < min_requests:
+            i = next(counter)
+            t0 = time.perf_counter()
+            try:
+                await send(i)
+                t1 = time.perf_counter()
+                rec.record(t1 - t0)
+                windows.add(t1)
+            except Exception as exc:
+                rec.error(error_kind(exc))
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    end = time.perf_counter()
+    return RunResult("concurrency" if concurrency > 1 else "single", concurrency, None, rec, end - start,
+                     windows.rates(end))  # fmt: skip
+
+
+async def open_loop(send: Send, rate: float, min_duration: float, min_requests: int, arrivals: str = "poisson",
+                    seed: int = 0, window_s: float = 1.0) -> RunResult:  # fmt: skip
+    """Requests at ``rate`` per second whatever the server does; each latency runs from its intended
+    send time, so queueing behind a stall is counted."""
+    if arrivals not in ("poisson", "constant"):
+        raise ValueError(f"arrivals must be poisson or constant, not {arrivals!r}")
+    rng = random.Random(seed)
+    rec = Recorder()
+    start = time.perf_counter()
+    windows = _Windows(start, window_s)
+    tasks: set[asyncio.Task[None]] = set()
+    late = 0
+
+    async def one(i: int, intended: float) -> None:
+        try:
+            await send(i)
+            t1 = time.perf_counter()
+            rec.record(t1 - intended)
+            windows.add(t1)
+        except Exception as exc:
+            rec.error(error_kind(exc))
+
+    i, due = 0, start
+    while due - start < min_duration or i < min_requests:
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 0.010:
+            late += 1
+        task = asyncio.get_running_loop().create_task(one(i, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        i += 1
+        due += rng.expovariate(rate) if arrivals == "poisson" else 1.0 / rate
+    if tasks:
+        await asyncio.gather(*tasks)
+    end = time.perf_counter()
+    return RunResult("rate", None, rate, rec, end - start, windows.rates(end), late)
