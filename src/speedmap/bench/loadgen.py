@@ -70,6 +70,17 @@ class _Windows:
         return [c / self.width for c in self.counts[:full]]
 
 
+async def _timed(send: Send, i: int, since: float, rec: Recorder, windows: _Windows) -> None:
+    """Send request ``i``; its latency runs from ``since`` (the send, or the intended send time)."""
+    try:
+        await send(i)
+        t1 = time.perf_counter()
+        rec.record(t1 - since)
+        windows.add(t1)
+    except Exception as exc:
+        rec.error(error_kind(exc))
+
+
 async def closed_loop(send: Send, concurrency: int, min_duration: float, min_requests: int,
                       window_s: float = 1.0) -> RunResult:  # fmt: skip
     """``concurrency`` workers, each sending the next request when its previous one returns."""
@@ -81,15 +92,7 @@ async def closed_loop(send: Send, concurrency: int, min_duration: float, min_req
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() - start < min_duration or done < min_requests:
-            i = next(counter)
-            t0 = time.perf_counter()
-            try:
-                await send(i)
-                t1 = time.perf_counter()
-                rec.record(t1 - t0)
-                windows.add(t1)
-            except Exception as exc:
-                rec.error(error_kind(exc))
+            await _timed(send, next(counter), time.perf_counter(), rec, windows)
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -111,15 +114,6 @@ async def open_loop(send: Send, rate: float, min_duration: float, min_requests: 
     tasks: set[asyncio.Task[None]] = set()
     late = 0
 
-    async def one(i: int, intended: float) -> None:
-        try:
-            await send(i)
-            t1 = time.perf_counter()
-            rec.record(t1 - intended)
-            windows.add(t1)
-        except Exception as exc:
-            rec.error(error_kind(exc))
-
     i, due = 0, start
     while due - start < min_duration or i < min_requests:
         now = time.perf_counter()
@@ -127,7 +121,7 @@ async def open_loop(send: Send, rate: float, min_duration: float, min_requests: 
             await asyncio.sleep(due - now)
         elif now - due > 0.010:
             late += 1
-        task = asyncio.get_running_loop().create_task(one(i, due))
+        task = asyncio.get_running_loop().create_task(_timed(send, i, due, rec, windows))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         i += 1
