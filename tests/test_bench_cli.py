@@ -40,6 +40,9 @@ def test_bench_local_default_sweep(model_store: Path, tiny_run: Path, tmp_path: 
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     _check(doc, "local", ["single", "concurrency"])
+    assert (tmp_path / "local.csv").read_text().count("\n") == 3  # header + 2 runs
+    assert (tmp_path / "latency_cdf.png").stat().st_size > 10_000
+    assert (tmp_path / "throughput_vs_concurrency.png").is_file()
     assert doc["provenance"]["model"]["intra_op_threads"] >= 1
 
 

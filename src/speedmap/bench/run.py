@@ -104,8 +104,8 @@ async def run_scenarios(target: Any, cfg: BenchConfig,
 
 
 def benchmark(target: Any, cfg: BenchConfig, model_info: dict[str, Any] | None, images: list[bytes],
-              progress: Any = None) -> dict[str, Any]:  # fmt: skip
-    """The JSON document of one benchmark."""
+              progress: Any = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+    """The JSON document of one benchmark, and its runs (with their histograms, for plots)."""
 
     async def main() -> tuple[dict[str, Any], list[RunResult]]:
         try:
@@ -117,5 +117,6 @@ def benchmark(target: Any, cfg: BenchConfig, model_info: dict[str, Any] | None, 
     warm, runs = asyncio.run(main())
     prov["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     model = (model_info or {}).get("model_id")
-    return {"target": target.name, "model": model, "provenance": prov, "warmup": warm,
-            "runs": [r.to_json() for r in runs]}  # fmt: skip
+    doc = {"target": target.name, "model": model, "provenance": prov, "warmup": warm,
+           "runs": [r.to_json() for r in runs]}  # fmt: skip
+    return doc, runs

@@ -58,7 +58,7 @@ def bench_command(
     def progress(kind: str, value: float) -> None:
         err.print(f"running {kind} {value:g} (at least {duration:g} s and {requests} requests)", highlight=False)
 
-    doc = benchmark(tgt, cfg, info, blobs, progress)
+    doc, runs = benchmark(tgt, cfg, info, blobs, progress)
     t = Table("scenario", "in flight / rate", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms",
               "max ms", "valid", title=f"{escape(model)} on {escape(target)}")  # fmt: skip
     failed = total = 0
@@ -73,8 +73,13 @@ def bench_command(
     out.print(t)
     err.print(f"cold first request {doc['warmup']['cold_first_request_ms']:.1f} ms", highlight=False)
     if json_out is not None:
+        from speedmap.bench.plots import plot_runs, write_csv
+
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(doc, indent=1) + "\n")
+        written = [json_out, write_csv(doc, json_out.with_suffix(".csv"))]
+        written += plot_runs(runs, f"{model} on {target}", json_out.parent)
+        err.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False, soft_wrap=True)
     if max_error_rate is not None and total and failed / total > max_error_rate:
         err.print(f"[red]error rate {failed / total:.2%} is above --max-error-rate {max_error_rate:.2%}[/]")
         raise typer.Exit(1)
