@@ -91,11 +91,11 @@ async def run_scenarios(target: Any, cfg: BenchConfig,
         if progress is not None:
             progress(kind, value)
         if kind == "rate":
-            target.resize(max(16, int(value * 2)))
+            await target.resize(max(16, int(value * 2)))
             res = await open_loop(target.send, float(value), cfg.duration, cfg.requests, cfg.arrivals,
                                   window_s=window)  # fmt: skip
         else:
-            target.resize(int(value))
+            await target.resize(int(value))
             res = await closed_loop(target.send, int(value), cfg.duration, cfg.requests, window_s=window)
             if kind == "offline":
                 res.scenario = "offline"

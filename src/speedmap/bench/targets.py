@@ -20,7 +20,7 @@ class LocalTarget:
         self.model, self.images = model, images
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
-    def resize(self, concurrency: int) -> None:
+    async def resize(self, concurrency: int) -> None:
         self.pool.shutdown(wait=True)
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
@@ -55,10 +55,10 @@ class HttpTarget:
         limits = self._httpx.Limits(max_connections=max(1, concurrency), max_keepalive_connections=max(1, concurrency))
         return self._httpx.AsyncClient(limits=limits, timeout=self.timeout)
 
-    def resize(self, concurrency: int) -> None:
-        old = self.client
+    async def resize(self, concurrency: int) -> None:
+        """A fresh keep-alive pool sized to the next run's in-flight count."""
+        await self.client.aclose()
         self.client = self._client(concurrency)
-        asyncio.get_event_loop().create_task(old.aclose())
 
     async def send(self, i: int) -> None:
         body = self.bodies[i % len(self.bodies)]

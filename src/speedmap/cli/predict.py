@@ -48,7 +48,8 @@ def _unique(out: Path, name: str, used: set[str]) -> Path:
     return out / candidate
 
 
-def _frames(path: Path) -> Iterator[tuple[int, object]]:
+def _frames(path: Path) -> Iterator[tuple[int, object, float]]:
+    """``(index, BGR frame, frames per second)`` of a video."""
     try:
         import cv2
     except ImportError as exc:
@@ -56,13 +57,14 @@ def _frames(path: Path) -> Iterator[tuple[int, object]]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SpeedmapError(f"{path}: not a readable video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     try:
         i = 0
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
-            yield i, frame
+            yield i, frame, fps
             i += 1
     finally:
         cap.release()
@@ -133,9 +135,8 @@ def _video(engine: object, path: Path, dst: Path, save_json: bool, no_images: bo
     from speedmap.annotate import annotate
 
     writer, frames, n = None, [], 0
-    cap_fps = cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) or 25.0
     try:
-        for i, frame in _frames(path):
+        for i, frame, fps in _frames(path):
             prepared = engine.prepare(frame, channels="bgr")  # type: ignore[attr-defined]
             det = engine.finish(engine.forward([prepared.square])[0], prepared, **kw)  # type: ignore[attr-defined]
             n += len(det)
@@ -145,7 +146,7 @@ def _video(engine: object, path: Path, dst: Path, save_json: bool, no_images: bo
                 drawn = np.asarray(annotate(prepared.image, det))[:, :, ::-1]
                 if writer is None:
                     h, w = drawn.shape[:2]
-                    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), cap_fps, (w, h))
+                    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 writer.write(np.ascontiguousarray(drawn))
     finally:
         if writer is not None:
