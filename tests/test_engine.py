@@ -243,3 +243,11 @@ def test_fp16_export_runs_and_agrees(tiny_run: Path, tmp_path: Path, model: Mode
     a, b = model.predict(src, conf=0.05), half.predict(src, conf=0.05)
     assert len(b) > 0 and b.xyxy.dtype == np.float32
     assert abs(len(a) - len(b)) <= 1  # fp16 rounding may move a box across the threshold
+
+
+def test_letterbox_to_original_clips_to_the_image() -> None:
+    from speedmap.preprocess import Letterbox
+
+    box = Letterbox(scale=0.5, pad=(0, 16), shape=(64, 128))
+    out = box.to_original(np.array([[-4.0, 10.0, 70.0, 60.0]], dtype=np.float32))
+    assert out.tolist() == [[0.0, 0.0, 128.0, 64.0]]

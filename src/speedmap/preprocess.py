@@ -28,8 +28,9 @@ class Letterbox:
         out[:, [0, 2]] = (out[:, [0, 2]] - self.pad[0]) / self.scale
         out[:, [1, 3]] = (out[:, [1, 3]] - self.pad[1]) / self.scale
         h, w = self.shape
-        np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+        # (np.clip(..., out=out[:, [0, 2]]) would write into a copy: fancy indexing does not give a view)
+        out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w)
+        out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h)
         return out
 
 
