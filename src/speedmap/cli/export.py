@@ -1,4 +1,5 @@
-"""``speedmap export`` and ``speedmap models``: ONNX export into the model store, and its listing."""
+"""``speedmap export`` and ``speedmap models``: ONNX export into the model store (or a web bundle), and its
+listing."""
 
 from __future__ import annotations
 
@@ -9,19 +10,38 @@ from rich.markup import escape
 from rich.table import Table
 
 from speedmap.cli.common import clean_errors, err, out
+from speedmap.errors import SpeedmapError
 
 
 @clean_errors
 def export_command(
-    source: Path = typer.Argument(..., help="Training run folder (uses best.pt) or a checkpoint file."),
-    out_dir: Path = typer.Option(..., "--out", help="Model folder, e.g. models/PROJECT/VERSION."),
+    source: Path = typer.Argument(
+        ..., help="onnx: training run folder (uses best.pt) or checkpoint. web: model id (project/version) or folder."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="onnx: model folder, e.g. models/PROJECT/VERSION. web: a folder."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (model.onnx + model.json) or web (static browser bundle)."),
+    models_dir: Path | None = typer.Option(None, "--models", help="web: model store for ids (default ./models)."),
     imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
     batch: str = typer.Option("dynamic", "--batch", help="Batch dimension: dynamic, or a fixed size (1, N)."),
     int8: Path | None = typer.Option(None, "--int8", help="Dataset to calibrate static int8 quantization on."),
     half: bool = typer.Option(False, "--half", help="fp16 weights and input (for GPUs)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Do not score the exported model on the test split."),
 ) -> None:
-    """Export a trained detector to ONNX (model.onnx + model.json) for the engine, server and benchmark."""
+    """Export a trained detector to ONNX (model.onnx + model.json) for the engine, server and benchmark,
+    or an exported model to a static web bundle that runs it in the browser (--format web)."""
+    if fmt == "web":
+        given = [n for n, v in (("--imgsz", imgsz), ("--int8", int8), ("--half", half)) if v]
+        given += ["--batch"] if batch != "dynamic" else []
+        if given:
+            raise SpeedmapError(f"{', '.join(given)} apply to --format onnx; a web bundle runs the exported graph")
+        from speedmap.export.web import export_web
+
+        meta, folder = export_web(str(source), out_dir, models_dir)
+        err.print(f"[green]wrote[/] the web bundle of [bold]{escape(meta.id)}[/] to {escape(str(folder))}: serve the "
+                  "folder over HTTP (index.html); COOP/COEP headers enable threads", highlight=False)  # fmt: skip
+        return
+    if fmt != "onnx":
+        raise SpeedmapError(f"unknown --format {fmt!r}: onnx or web")
     try:
         from speedmap.export import export_model
     except ImportError as exc:
