@@ -21,13 +21,14 @@ from urllib.parse import urlparse
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speedmap import __version__
 from speedmap.detections import Detections
 from speedmap.engine import Model, Prepared
 from speedmap.imageio import ImageReadError, max_pixels
+from speedmap.modelstore import ID_PATTERN
 from speedmap.runtime import available_cpus
 from speedmap.serve.batcher import Overloaded
 from speedmap.serve.metrics import ServerMetrics
@@ -246,6 +247,37 @@ def create_app(cfg: ServeConfig | None = None) -> FastAPI:
         docs = [response_doc(det, started) for _, det in results]  # type: ignore[misc]
         elapsed = time.perf_counter() - started
         return _json(docs if as_list else docs[0], headers={"X-Processing-Time": f"{elapsed:.6f}"})
+
+    # ---- the browser page of each model (before the legacy catch-all)
+    def web_file(request: Request, project: str, version: str, path: str) -> Response:
+        from speedmap.web import ISOLATION_HEADERS, KEY_COOKIE, WebBuildMissing, bundle_path, content_type
+
+        cookie_key = request.cookies.get(KEY_COOKIE)
+        check_key(request, cookie_key)
+        model_id = f"{project}/{version}"
+        if not ID_PATTERN.match(model_id) or not (Path(cfg.models_dir) / model_id / "model.json").is_file():
+            known = ", ".join(registry.available()) or "none"
+            raise BadRequest(404, f"model {model_id[:100]!r} not found in the model store (available: {known})")
+        try:
+            file = bundle_path(Path(cfg.models_dir) / model_id, path or "index.html")
+        except WebBuildMissing as exc:
+            raise BadRequest(503, str(exc)) from None
+        if file is None:
+            raise BadRequest(404, f"no file {path[:100]!r} in the web bundle of {model_id}")
+        resp = FileResponse(file, media_type=content_type(file), headers=ISOLATION_HEADERS)
+        if cfg.api_key is not None and request.query_params.get("api_key") and cookie_key is None:
+            # the page's own requests (scripts, model) carry the key as a cookie, never in URLs
+            resp.set_cookie(KEY_COOKIE, cfg.api_key, path="/web/", httponly=True, samesite="strict")
+        return resp
+
+    @app.get("/web/{project}/{version}", include_in_schema=False)
+    async def web_root(request: Request, project: str, version: str) -> Response:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/web/{project}/{version}/{query}", status_code=307)
+
+    @app.get("/web/{project}/{version}/{path:path}", include_in_schema=False)
+    async def web_bundle(request: Request, project: str, version: str, path: str) -> Response:
+        return await asyncio.to_thread(web_file, request, project, version, path)
 
     # ---- legacy hosted API (registered last: it is a catch-all)
     async def legacy(request: Request, project: str, version: str) -> Response:
