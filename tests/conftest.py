@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -79,3 +84,23 @@ def model_store(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     store = tmp_path_factory.mktemp("models")
     export_model(tiny_run, store / "shapes" / "1", log=lambda m: None)
     return store
+
+
+@pytest.fixture(scope="session")
+def delay_server() -> Iterator[str]:
+    """`tests/delay_server.py` under uvicorn: known delays, stalls and HTTP corner cases."""
+    from tests.test_serve import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.delay_server:app", "--port", str(port),
+                             "--log-level", "warning"], cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/delay", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)

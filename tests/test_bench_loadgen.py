@@ -1,38 +1,15 @@
-"""The load generator against a real server with known delays: percentiles within 5% of the truth,
-and a 1 s stall that open-loop (rate) mode shows in p99 while closed-loop mode hides it."""
+"""The load generator and its HTTP client against a real server with known delays: percentiles within
+5% of the truth, and a 1 s stall that open-loop (rate) mode shows in p99 while closed-loop mode hides it."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
+from speedmap.bench.http import HttpClient
 from speedmap.bench.loadgen import closed_loop, open_loop
-from tests.test_serve import free_port
-
-
-@pytest.fixture(scope="module")
-def delay_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.delay_server:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=Path(__file__).resolve().parents[1])  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{url}/delay", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_percentiles_within_five_percent_of_a_known_delay_distribution(delay_server: str) -> None:
@@ -40,14 +17,14 @@ def test_percentiles_within_five_percent_of_a_known_delay_distribution(delay_ser
     delays = np.random.default_rng(0).uniform(100, 300, 240)
 
     async def main() -> dict:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=8)) as client:
+        client = HttpClient(delay_server, max_connections=8)
 
-            async def send(i: int) -> None:
-                r = await client.get(f"{delay_server}/delay", params={"ms": f"{delays[i % 240]:.3f}"})
-                r.raise_for_status()
+        async def send(i: int) -> None:
+            await client.send(client.build(f"/delay?ms={delays[i % 240]:.3f}", method="GET"))
 
-            res = await closed_loop(send, concurrency=8, min_duration=0, min_requests=240)
-            return res.to_json()
+        res = await closed_loop(send, concurrency=8, min_duration=0, min_requests=240)
+        await client.aclose()
+        return res.to_json()
 
     out = asyncio.run(main())
     assert out["requests"] >= 240 and out["errors"] == {}
@@ -59,18 +36,17 @@ def test_percentiles_within_five_percent_of_a_known_delay_distribution(delay_ser
 
 def test_a_stall_shows_in_rate_mode_and_hides_in_closed_loop(delay_server: str) -> None:
     async def run(mode: str) -> dict:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=30) as client:
+        client = HttpClient(delay_server, max_connections=200, timeout=30)
 
-            async def send(i: int) -> None:
-                path = "/stall" if i == 100 else "/delay"
-                r = await client.get(f"{delay_server}{path}", params={"ms": "5"})
-                r.raise_for_status()
+        async def send(i: int) -> None:
+            await client.send(client.build("/stall?ms=5" if i == 100 else "/delay?ms=5", method="GET"))
 
-            if mode == "rate":
-                res = await open_loop(send, rate=50, min_duration=0, min_requests=400, arrivals="constant")
-            else:
-                res = await closed_loop(send, concurrency=1, min_duration=0, min_requests=400)
-            return res.to_json()
+        if mode == "rate":
+            res = await open_loop(send, rate=50, min_duration=0, min_requests=400, arrivals="constant")
+        else:
+            res = await closed_loop(send, concurrency=1, min_duration=0, min_requests=400)
+        await client.aclose()
+        return res.to_json()
 
     rate, closed = asyncio.run(run("rate")), asyncio.run(run("closed"))
     assert rate["errors"] == {} and closed["errors"] == {}

@@ -29,6 +29,8 @@ class RunResult:
     duration_s: float
     window_rates: list[float]
     late_sends: int = 0  # open loop: sends more than 10 ms behind schedule (the client could not keep up)
+    client_cpu: list[float] = field(default_factory=list)  # per client process: CPU seconds / wall seconds
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -44,12 +46,15 @@ class RunResult:
             "requests": self.requests, "errors": dict(self.recorder.errors), "duration_s": self.duration_s,
             "throughput_rps": self.recorder.count / self.duration_s if self.duration_s else 0.0,
             "latency_ms": self.recorder.latency_ms(), "valid": self.valid, "window_rps": self.window_rates,
-            "late_sends": self.late_sends,
+            "late_sends": self.late_sends, "breakdown_ms": self.recorder.breakdown_ms(),
+            "client": {"processes": len(self.client_cpu) or 1,
+                       "cpu_per_process": [round(c, 3) for c in self.client_cpu]},
+            "warnings": self.warnings,
         }  # fmt: skip
 
 
 def error_kind(exc: BaseException) -> str:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
     return f"http {status}" if status is not None else exc.__class__.__name__
 
 
@@ -73,19 +78,29 @@ class _Windows:
 async def _timed(send: Send, i: int, since: float, rec: Recorder, windows: _Windows) -> None:
     """Send request ``i``; its latency runs from ``since`` (the send, or the intended send time)."""
     try:
-        await send(i)
+        phases = await send(i)
         t1 = time.perf_counter()
         rec.record(t1 - since)
         windows.add(t1)
+        if phases:
+            for name, seconds in phases.items():
+                rec.phase(name, seconds)
     except Exception as exc:
         rec.error(error_kind(exc))
 
 
+async def _start_at(wall: float | None) -> float:
+    """Wait until wall-clock time ``wall`` (client processes start together), then read the clock."""
+    if wall is not None:
+        await asyncio.sleep(max(0.0, wall - time.time()))
+    return time.perf_counter()
+
+
 async def closed_loop(send: Send, concurrency: int, min_duration: float, min_requests: int,
-                      window_s: float = 1.0) -> RunResult:  # fmt: skip
+                      window_s: float = 1.0, start_at: float | None = None) -> RunResult:  # fmt: skip
     """``concurrency`` workers, each sending the next request when its previous one returns."""
     rec, counter = Recorder(), iter(range(1 << 62))
-    start = time.perf_counter()
+    start = await _start_at(start_at)
     windows = _Windows(start, window_s)
     done = 0
 
@@ -102,19 +117,20 @@ async def closed_loop(send: Send, concurrency: int, min_duration: float, min_req
 
 
 async def open_loop(send: Send, rate: float, min_duration: float, min_requests: int, arrivals: str = "poisson",
-                    seed: int = 0, window_s: float = 1.0) -> RunResult:  # fmt: skip
+                    seed: int = 0, window_s: float = 1.0, start_at: float | None = None,
+                    offset_s: float = 0.0) -> RunResult:  # fmt: skip
     """Requests at ``rate`` per second whatever the server does; each latency runs from its intended
     send time, so queueing behind a stall is counted."""
     if arrivals not in ("poisson", "constant"):
         raise ValueError(f"arrivals must be poisson or constant, not {arrivals!r}")
     rng = random.Random(seed)
     rec = Recorder()
-    start = time.perf_counter()
+    start = await _start_at(start_at)
     windows = _Windows(start, window_s)
     tasks: set[asyncio.Task[None]] = set()
     late = 0
 
-    i, due = 0, start
+    i, due = 0, start + offset_s
     while due - start < min_duration or i < min_requests:
         now = time.perf_counter()
         if due > now:

@@ -13,16 +13,54 @@ CSV_KEYS = ["scenario", "concurrency", "target_rate", "requests", "errors", "dur
 
 
 def write_csv(doc: dict[str, Any], path: Path) -> Path:
+    """One row per run; with ``--compare`` also the model and repeat; phases as ``<phase>_p50`` columns."""
+    extra = [k for k in ("model", "repeat") if doc["runs"] and k in doc["runs"][0]]
+    phases = sorted({p for r in doc["runs"] for p in r.get("breakdown_ms", {})})
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_KEYS)
+        w = csv.DictWriter(f, fieldnames=extra + CSV_KEYS + [f"{p}_p50" for p in phases])
         w.writeheader()
         for r in doc["runs"]:
-            w.writerow({**{k: r[k] for k in CSV_KEYS if k in r}, **r["latency_ms"],
-                        "errors": sum(r["errors"].values())})  # fmt: skip
+            row = {**{k: r[k] for k in extra + CSV_KEYS if k in r}, **r["latency_ms"],
+                   "errors": sum(r["errors"].values())}  # fmt: skip
+            row.update({f"{p}_p50": v["p50"] for p, v in r.get("breakdown_ms", {}).items()})
+            w.writerow(row)
     return path
 
 
-def plot_runs(runs: list[RunResult], title: str, folder: Path) -> list[Path]:
+def plot_compare(doc: dict[str, Any], folder: Path) -> Path:
+    """``compare.png``: per scenario, B/A ratios of p50 latency and throughput, median with min-max bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["ratios"]
+    labels = [f"{r['scenario']} {r['concurrency'] or r['target_rate']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.4 * len(rows) + 2), 4.5))
+    width = 0.38
+    for k, (key, name) in enumerate((("p50_latency_ratio", "p50 latency"), ("throughput_ratio", "throughput"))):
+        med = [r[key]["median"] for r in rows]
+        lo = [r[key]["median"] - r[key]["min"] for r in rows]
+        hi = [r[key]["max"] - r[key]["median"] for r in rows]
+        xs = [i + (k - 0.5) * width for i in range(len(rows))]
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=4, label=f"{name} ({doc['compare']} / {doc['model']})")
+        for x, m, top in zip(xs, med, (r[key]["max"] for r in rows), strict=True):
+            ax.annotate(f"{m:.2f}x", (x, top), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    ax.axhline(1.0, color="grey", lw=1)
+    ax.set_xticks(range(len(rows)), labels)
+    reps = doc["provenance"].get("repeats")
+    ax.set(ylabel="ratio (median, bars: min-max)", title=f"{doc['compare']} vs {doc['model']} on "
+           f"{doc['target']}\n{reps} interleaved repeats")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = folder / "compare.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "") -> list[Path]:
     """``latency_cdf.png`` (one curve per run, from the HdrHistogram) and, for sweeps,
     ``throughput_vs_concurrency.png``."""
     import matplotlib
@@ -45,7 +83,7 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path) -> list[Path]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out.append(folder / "latency_cdf.png")
+    out.append(folder / f"latency_cdf{suffix}.png")
     fig.savefig(out[-1], dpi=110)
     plt.close(fig)
     sweep = [r for r in runs if r.concurrency]
@@ -56,7 +94,7 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path) -> list[Path]:
                title=f"{title}: throughput vs concurrency")  # fmt: skip
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        out.append(folder / "throughput_vs_concurrency.png")
+        out.append(folder / f"throughput_vs_concurrency{suffix}.png")
         fig.savefig(out[-1], dpi=110)
         plt.close(fig)
     return out

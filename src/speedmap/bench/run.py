@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from speedmap import __version__
-from speedmap.bench.loadgen import RunResult, closed_loop, error_kind, open_loop
+from speedmap.bench.clients import ClientPool, client_warnings, run_async, run_here
+from speedmap.bench.loadgen import RunResult, error_kind
 from speedmap.errors import SpeedmapError
 
 
@@ -25,6 +26,7 @@ class BenchConfig:
     duration: float = 10.0
     requests: int = 100
     warmup: int = 10
+    clients: int = 1  # client processes (HTTP targets)
 
 
 def cpu_model() -> str:
@@ -56,13 +58,13 @@ def provenance(target: Any, model_info: dict[str, Any] | None, images: list[byte
     }  # fmt: skip
 
 
-async def _warmup(target: Any, n: int) -> dict[str, Any]:
+async def warm_up(target: Any, n: int) -> dict[str, Any]:
     t = time.perf_counter()
     try:
         await target.send(0)
     except Exception as exc:  # nothing to measure: say why, once
-        resp = getattr(exc, "response", None)
-        detail = resp.text[:300] if resp is not None else str(exc)
+        detail = getattr(exc, "text", None) or str(exc)
+        detail = detail[:300]
         raise SpeedmapError(f"the first request to {target.name} failed ({error_kind(exc)}): {detail}") from None
     cold = time.perf_counter() - t
     t = time.perf_counter()
@@ -71,35 +73,60 @@ async def _warmup(target: Any, n: int) -> dict[str, Any]:
     return {"cold_first_request_ms": cold * 1e3, "requests": max(n, 1), "seconds": time.perf_counter() - t + cold}
 
 
+def plan(cfg: BenchConfig) -> list[tuple[str, float]]:
+    """The runs a config asks for, in order."""
+    out: list[tuple[str, float]] = []
+    if cfg.scenario in (None, "single"):
+        out.append(("single", 1))
+    if cfg.scenario in (None, "concurrency"):
+        out += [("concurrency", c) for c in cfg.concurrency if not (cfg.scenario is None and c == 1)]
+    if cfg.scenario == "rate":
+        if not cfg.rate or cfg.rate <= 0:
+            raise SpeedmapError("--scenario rate needs --rate R (requests per second, above 0)")
+        out.append(("rate", cfg.rate))
+    if cfg.scenario == "offline":
+        out.append(("offline", max(cfg.concurrency)))
+    return out
+
+
+class Runner:
+    """Runs scenarios on a target, in this process or on a pool of client processes."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+        self.window = max(0.25, min(1.0, cfg.duration / 5))  # at least five windows for the stability verdict
+        self.pool: ClientPool | None = None
+
+    async def run(self, target: Any, kind: str, value: float) -> RunResult:
+        cfg = self.cfg
+        if cfg.clients > 1 and target.spec is not None:
+            if self.pool is None:
+                self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
+            pool = self.pool
+            res = await asyncio.to_thread(pool.run, target.spec, kind, value, cfg.duration, cfg.requests,
+                                          cfg.arrivals, self.window)  # fmt: skip
+        else:
+            res = await run_here(target, kind, value, cfg.duration, cfg.requests, cfg.arrivals, self.window)
+        res.warnings = client_warnings(res, remote=target.spec is not None)
+        return res
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
 async def run_scenarios(target: Any, cfg: BenchConfig,
                         progress: Any = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
-    warm = await _warmup(target, cfg.warmup)
-    plan: list[tuple[str, int | float]] = []
-    if cfg.scenario in (None, "single"):
-        plan.append(("single", 1))
-    if cfg.scenario in (None, "concurrency"):
-        plan += [("concurrency", c) for c in cfg.concurrency if not (cfg.scenario is None and c == 1)]
-    if cfg.scenario == "rate":
-        if not cfg.rate:
-            raise ValueError("--scenario rate needs --rate R")
-        plan.append(("rate", cfg.rate))
-    if cfg.scenario == "offline":
-        plan.append(("offline", max(cfg.concurrency)))
+    warm = await warm_up(target, cfg.warmup)
+    runner = Runner(cfg)
     runs = []
-    window = max(0.25, min(1.0, cfg.duration / 5))  # at least five windows for the stability verdict
-    for kind, value in plan:
-        if progress is not None:
-            progress(kind, value)
-        if kind == "rate":
-            await target.resize(max(16, int(value * 2)))
-            res = await open_loop(target.send, float(value), cfg.duration, cfg.requests, cfg.arrivals,
-                                  window_s=window)  # fmt: skip
-        else:
-            await target.resize(int(value))
-            res = await closed_loop(target.send, int(value), cfg.duration, cfg.requests, window_s=window)
-            if kind == "offline":
-                res.scenario = "offline"
-        runs.append(res)
+    try:
+        for kind, value in plan(cfg):
+            if progress is not None:
+                progress(kind, value)
+            runs.append(await runner.run(target, kind, value))
+    finally:
+        runner.close()
     return warm, runs
 
 
@@ -114,7 +141,7 @@ def benchmark(target: Any, cfg: BenchConfig, model_info: dict[str, Any] | None, 
             await target.close()
 
     prov = provenance(target, model_info, images, cfg)
-    warm, runs = asyncio.run(main())
+    warm, runs = run_async(main())
     prov["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     model = (model_info or {}).get("model_id")
     doc = {"target": target.name, "model": model, "provenance": prov, "warmup": warm,

@@ -1,20 +1,30 @@
 """Where requests go: the in-process engine (``local``) or a Roboflow-compatible server (``http://...``,
 v1 routes or the legacy route). Each target turns request ``i`` into one inference on image
-``i mod n`` and raises on failure."""
+``i mod n``, raises on failure, and returns the phases of that request in seconds where it can tell
+them."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from speedmap.bench.http import HttpClient
+
+Phases = dict[str, float]
+
 
 class LocalTarget:
-    """The engine in this process; ``concurrency`` requests run on as many threads."""
+    """The engine in this process; ``concurrency`` requests run on as many threads. Phases: decode and
+    letterbox, the network forward, postprocess; ``queue`` is the wait for a thread."""
 
     name = "local"
+    spec = None  # not runnable from other client processes
 
     def __init__(self, model: Any, images: list[bytes], concurrency: int = 1) -> None:
         self.model, self.images = model, images
@@ -24,54 +34,70 @@ class LocalTarget:
         self.pool.shutdown(wait=True)
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
-    async def send(self, i: int) -> None:
+    def _infer(self, data: bytes, sent: float) -> Phases:
+        t0 = time.perf_counter()
+        prepared = self.model.prepare(data)
+        t1 = time.perf_counter()
+        pred = self.model.forward([prepared.square])
+        t2 = time.perf_counter()
+        self.model.finish(pred[0], prepared)
+        t3 = time.perf_counter()
+        return {"queue": t0 - sent, "decode_preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+
+    async def send(self, i: int) -> Phases:
         data = self.images[i % len(self.images)]
-        await asyncio.get_running_loop().run_in_executor(self.pool, self.model.predict, data)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._infer, data, time.perf_counter())
 
     async def close(self) -> None:
         self.pool.shutdown(wait=False)
 
 
 class HttpTarget:
-    """A speedmap server or any Roboflow-compatible one; keep-alive pool as large as the in-flight count."""
+    """A speedmap server or any Roboflow-compatible one, over a keep-alive pool as large as the in-flight
+    count. Phases: client encode (base64 + JSON + request bytes), server time (``X-Processing-Time``
+    header, else the response's ``time`` field), client decode (parsing the JSON answer);
+    network + queue is the rest of the round trip."""
 
     def __init__(self, url: str, model_id: str, images: list[bytes], legacy: bool = False,
                  api_key: str | None = None, concurrency: int = 1, timeout: float = 60.0) -> None:  # fmt: skip
-        import httpx
-
         self.name = url
-        self.url, self.model_id, self.legacy, self.api_key, self.timeout = (
-            url.rstrip("/"),
-            model_id,
-            legacy,
-            api_key,
-            timeout,
-        )
-        self.bodies = [base64.b64encode(b).decode() for b in images]
-        self._httpx = httpx
-        self.client = self._client(concurrency)
-
-    def _client(self, concurrency: int) -> Any:
-        limits = self._httpx.Limits(max_connections=max(1, concurrency), max_keepalive_connections=max(1, concurrency))
-        return self._httpx.AsyncClient(limits=limits, timeout=self.timeout)
+        self.url, self.model_id, self.legacy, self.api_key = url.rstrip("/"), model_id, legacy, api_key
+        self.images, self.timeout = images, timeout
+        self.client = HttpClient(self.url, concurrency, timeout)
+        self.spec = {"url": url, "model_id": model_id, "images": images, "legacy": legacy, "api_key": api_key,
+                     "timeout": timeout}  # fmt: skip
 
     async def resize(self, concurrency: int) -> None:
         """A fresh keep-alive pool sized to the next run's in-flight count."""
         await self.client.aclose()
-        self.client = self._client(concurrency)
+        self.client = HttpClient(self.url, concurrency, self.timeout)
 
-    async def send(self, i: int) -> None:
-        body = self.bodies[i % len(self.bodies)]
-        params = {"api_key": self.api_key} if self.api_key else {}
+    def encode(self, i: int) -> bytes:
+        b64 = base64.b64encode(self.images[i % len(self.images)])
         if self.legacy:
-            r = await self.client.post(f"{self.url}/{self.model_id}", params=params, content=body,
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
-        else:
-            doc = {"model_id": self.model_id, "image": {"type": "base64", "value": body}}
-            if self.api_key:
-                doc["api_key"] = self.api_key
-            r = await self.client.post(f"{self.url}/infer/object_detection", json=doc)
-        r.raise_for_status()
+            query = f"?api_key={self.api_key}" if self.api_key else ""
+            return self.client.build(f"/{self.model_id}{query}", b64, "application/x-www-form-urlencoded")
+        doc: dict[str, Any] = {"model_id": self.model_id, "image": {"type": "base64", "value": b64.decode()}}
+        if self.api_key:
+            doc["api_key"] = self.api_key
+        return self.client.build("/infer/object_detection", orjson.dumps(doc), "application/json")
+
+    async def send(self, i: int) -> Phases:
+        t0 = time.perf_counter()
+        request = self.encode(i)
+        t1 = time.perf_counter()
+        resp = await self.client.send(request)
+        t2 = time.perf_counter()
+        doc = orjson.loads(resp.body)  # a 200 that is not JSON counts as an error
+        t3 = time.perf_counter()
+        phases = {"client_encode": t1 - t0, "client_decode": t3 - t2}
+        server = resp.headers.get(b"x-processing-time")
+        if server is None and isinstance(doc, dict) and isinstance(doc.get("time"), int | float):
+            server = doc["time"]
+        if server is not None:
+            phases["server"] = float(server)
+            phases["network_queue"] = max(0.0, t2 - t1 - float(server))
+        return phases
 
     async def close(self) -> None:
         await self.client.aclose()

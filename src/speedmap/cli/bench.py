@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +13,64 @@ from rich.table import Table
 
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
+
+PHASE_ORDER = ["client_encode", "network_queue", "server", "client_decode",
+               "queue", "decode_preprocess", "inference", "postprocess"]  # fmt: skip
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+
+
+def _target(target: str, model: str, models_dir: Path | None, blobs: list[bytes], legacy: bool,
+            api_key: str | None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    from speedmap.bench.targets import HttpTarget, LocalTarget
+
+    if target == "local":
+        from speedmap.engine import Model
+
+        engine = Model.load(model, models_dir=models_dir)
+        return LocalTarget(engine, blobs), engine.info()
+    if target.startswith(("http://", "https://")):
+        return HttpTarget(target, model, blobs, legacy=legacy, api_key=api_key), {
+            "model_id": model, "route": "legacy" if legacy else "v1"}  # fmt: skip
+    raise SpeedmapError(f"unknown target {target!r}: local or http://HOST:PORT")
+
+
+def _print_runs(doc: dict[str, Any], title: str) -> None:
+    compare = "compare" in doc
+    cols = (["model", "rep"] if compare else []) + ["scenario", "in flight / rate", "requests", "errors", "req/s",
+                                                     "p50 ms", "p90 ms", "p99 ms", "max ms", "valid"]  # fmt: skip
+    t = Table(*cols, title=title)
+    for r in doc["runs"]:
+        lat = r["latency_ms"]
+        row = [escape(r["model"]), str(r["repeat"] + 1)] if compare else []
+        t.add_row(*row, r["scenario"], f"{r['concurrency'] or r['target_rate']}", str(r["requests"]),
+                  str(sum(r["errors"].values())), f"{r['throughput_rps']:.1f}", _fmt(lat["p50"]), _fmt(lat["p90"]),
+                  _fmt(lat["p99"]), _fmt(lat["max"]), "VALID" if r["valid"] else "[yellow]UNSTABLE[/]")  # fmt: skip
+    out.print(t)
+    phases = [p for p in PHASE_ORDER if any(p in r["breakdown_ms"] for r in doc["runs"])]
+    if phases and not compare:
+        b = Table("scenario", "in flight / rate", *(f"{p} p50" for p in phases), "client CPU",
+                  title="where the time goes (ms, p50 per phase)")  # fmt: skip
+        for r in doc["runs"]:
+            cpu = max(r["client"]["cpu_per_process"], default=0.0)
+            b.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}",
+                      *(_fmt(r["breakdown_ms"].get(p, {}).get("p50")) for p in phases), f"{cpu:.0%}")  # fmt: skip
+        out.print(b)
+    if compare:
+        c = Table("scenario", "in flight / rate", "p50 latency ratio", "throughput ratio",
+                  title=f"{escape(doc['compare'])} / {escape(doc['model'])}: median \\[min-max] over "
+                        f"{doc['provenance']['repeats']} interleaved repeats")  # fmt: skip
+        for r in doc["ratios"]:
+            lr, tr = r["p50_latency_ratio"], r["throughput_ratio"]
+            c.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}",
+                      f"{lr['median']:.2f}x [{lr['min']:.2f}-{lr['max']:.2f}]",
+                      f"{tr['median']:.2f}x [{tr['min']:.2f}-{tr['max']:.2f}]")  # fmt: skip
+        out.print(c)
+    for r in doc["runs"]:
+        for w in r["warnings"]:
+            err.print(f"[yellow]warning[/] ({r['scenario']} {r['concurrency'] or r['target_rate']}): {escape(w)}")
 
 
 @clean_errors
@@ -28,58 +88,74 @@ def bench_command(
     warmup: int = typer.Option(10, "--warmup", help="Warm-up requests (the first is reported as cold)."),
     legacy: bool = typer.Option(False, "--legacy", help="Use the legacy POST /{project}/{version} route."),
     api_key: str | None = typer.Option(None, "--api-key"),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results JSON here."),
+    clients: int = typer.Option(1, "--clients", help="Client processes for HTTP targets (high rates)."),
+    compare_id: str | None = typer.Option(None, "--compare", help="A second model, run interleaved with --model."),
+    repeats: int = typer.Option(3, "--repeats", help="Interleaved repeats per scenario with --compare."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results JSON (and CSV, plots) here."),
     max_error_rate: float | None = typer.Option(None, "--max-error-rate", help="Fail (exit 1) above this rate."),
 ) -> None:
     """Latency percentiles and throughput, one frame at a time and with many in flight."""
-    from speedmap.bench.run import BenchConfig, benchmark
-    from speedmap.bench.targets import HttpTarget, LocalTarget, load_images
+    from speedmap.bench.run import BenchConfig, benchmark, plan
+    from speedmap.bench.targets import load_images
 
     if scenario not in (None, "single", "concurrency", "rate", "offline"):
         raise SpeedmapError(f"unknown scenario {scenario!r}: single, concurrency, rate or offline")
+    if arrivals not in ("poisson", "constant"):
+        raise SpeedmapError(f"unknown arrivals {arrivals!r}: poisson or constant")
+    if clients < 1 or repeats < 1:
+        raise SpeedmapError("--clients and --repeats must be at least 1")
     paths = load_images(images)
     if not paths:
         raise SpeedmapError(f"no images in {images}")
     blobs = [p.read_bytes() for p in paths]
-    levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup)
-    if target == "local":
-        from speedmap.engine import Model
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise SpeedmapError(f"--concurrency must be a comma-separated list of integers, got {concurrency!r}") from None
+    if not levels or min(levels) < 1:
+        raise SpeedmapError("--concurrency needs in-flight counts of at least 1")
+    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients)
+    steps = plan(cfg)
 
-        engine = Model.load(model, models_dir=models_dir)
-        tgt: LocalTarget | HttpTarget = LocalTarget(engine, blobs)
-        info = engine.info()
-    elif target.startswith(("http://", "https://")):
-        tgt = HttpTarget(target, model, blobs, legacy=legacy, api_key=api_key)
-        info = {"model_id": model, "route": "legacy" if legacy else "v1"}
+    def progress(kind: str, value: float, rep: int = 1, reps: int = 1) -> None:
+        tail = f" [repeat {rep}/{reps}]" if reps > 1 else ""
+        err.print(f"running {escape(kind)} {value:g} (at least {duration:g} s and {requests} requests){tail}",
+                  highlight=False)  # fmt: skip
+
+    runs_per = len(steps) * (2 * repeats if compare_id else 1)
+    err.print(f"{runs_per} runs, at least {runs_per * duration:.0f} s", highlight=False)
+    tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
+    if compare_id:
+        from speedmap.bench.compare import compare
+
+        tgt_b, info_b = _target(target, compare_id, models_dir, blobs, legacy, api_key)
+        doc, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
+                             repeats, progress)  # fmt: skip
+        title = f"{escape(model)} vs {escape(compare_id)} on {escape(target)}"
     else:
-        raise SpeedmapError(f"unknown target {target!r}: local or http://HOST:PORT")
-
-    def progress(kind: str, value: float) -> None:
-        err.print(f"running {kind} {value:g} (at least {duration:g} s and {requests} requests)", highlight=False)
-
-    doc, runs = benchmark(tgt, cfg, info, blobs, progress)
-    t = Table("scenario", "in flight / rate", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms",
-              "max ms", "valid", title=f"{escape(model)} on {escape(target)}")  # fmt: skip
-    failed = total = 0
-    for r in doc["runs"]:
-        lat = r["latency_ms"]
-        errs = sum(r["errors"].values())
-        failed, total = failed + errs, total + r["requests"]
-        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-        t.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}", str(r["requests"]), str(errs),
-                  f"{r['throughput_rps']:.1f}", fmt(lat["p50"]), fmt(lat["p90"]), fmt(lat["p99"]), fmt(lat["max"]),
-                  "VALID" if r["valid"] else "[yellow]UNSTABLE[/]")  # fmt: skip
-    out.print(t)
-    err.print(f"cold first request {doc['warmup']['cold_first_request_ms']:.1f} ms", highlight=False)
+        doc, runs = benchmark(tgt, cfg, info, blobs, progress)
+        title = f"{escape(model)} on {escape(target)}"
+    _print_runs(doc, title)
+    warm = doc["warmup"]
+    for name, w in warm.items() if compare_id else [(model, warm)]:
+        err.print(f"{escape(name)}: cold first request {w['cold_first_request_ms']:.1f} ms", highlight=False)
     if json_out is not None:
-        from speedmap.bench.plots import plot_runs, write_csv
+        from speedmap.bench.plots import plot_compare, plot_runs, write_csv
 
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(doc, indent=1) + "\n")
         written = [json_out, write_csv(doc, json_out.with_suffix(".csv"))]
-        written += plot_runs(runs, f"{model} on {target}", json_out.parent)
+        if compare_id:
+            for m in (model, compare_id):
+                last = [r for mm, rep, r in pairs if mm == m and rep == repeats - 1]
+                slug = "_" + re.sub(r"[^A-Za-z0-9]+", "-", m).strip("-")
+                written += plot_runs(last, f"{m} on {target}", json_out.parent, slug)
+            written.append(plot_compare(doc, json_out.parent))
+        else:
+            written += plot_runs(runs, f"{model} on {target}", json_out.parent)
         err.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False, soft_wrap=True)
+    failed = sum(sum(r["errors"].values()) for r in doc["runs"])
+    total = sum(r["requests"] for r in doc["runs"])
     if max_error_rate is not None and total and failed / total > max_error_rate:
         err.print(f"[red]error rate {failed / total:.2%} is above --max-error-rate {max_error_rate:.2%}[/]")
         raise typer.Exit(1)
