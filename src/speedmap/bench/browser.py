@@ -48,7 +48,7 @@ def chromium_available() -> bool:
 
 
 @contextmanager
-def local_server(models_dir: str | Path) -> Iterator[str]:
+def local_server(models_dir: str | Path, api_key: str | None = None) -> Iterator[str]:
     """speedmap's server on 127.0.0.1 (a free port) in a background thread; yields its base URL."""
     import uvicorn
 
@@ -57,7 +57,7 @@ def local_server(models_dir: str | Path) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(ServeConfig(models_dir=str(models_dir)))
+    app = create_app(ServeConfig(models_dir=str(models_dir), api_key=api_key))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="speedmap-web")
     thread.start()
@@ -162,8 +162,14 @@ def open_page(model: str | Path, models_dir: str | Path | None = None, backend: 
     vendor_manifest()  # the build command, before starting anything
     store = meta.path.resolve().parent.parent
     query = {"backend": backend, **({"threads": threads} if threads else {})}
-    with local_server(store) as base, chromium() as driver:
-        url = f"{base}/web/{meta.id}/?{urlencode(query)}"
+    with local_server(store) as base, open_url(f"{base}/web/{meta.id}/?{urlencode(query)}") as page:
+        yield page
+
+
+@contextmanager
+def open_url(url: str) -> Iterator[BrowserPage]:
+    """Open a web bundle's page (served at ``url``) in headless Chromium and wait until its model is ready."""
+    with chromium() as driver:
         driver.set_page_load_timeout(60)
         driver.get(url)
         page = BrowserPage(driver, url)
@@ -190,8 +196,8 @@ class _Target:
 
 def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str | Path | None = None,
                           requests: int = 100, warmup: int = 10, duration: float = 10.0, backend: str = "wasm",
-                          threads: int | None = None,
-                          progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+                          threads: int | None = None, progress: Callable[[str], None] | None = None,
+                          ) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
     """Benchmark ``model`` in headless Chromium: the single-stream scenario (one inference after another,
     at least ``requests`` and ``duration`` seconds) after ``warmup`` inferences. Returns the same JSON
     document and runs as :func:`speedmap.bench.run.benchmark`, with the browser's provenance."""

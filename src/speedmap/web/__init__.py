@@ -16,7 +16,7 @@ from speedmap.modelstore import META_FILE, MODEL_FILE
 STATIC_DIR = Path(__file__).parent / "static"
 VENDOR_DIR = STATIC_DIR / "vendor"
 PAGE_FILES = ("index.html", "app.js", "detector.js")
-BUILD_COMMAND = "npm ci --ignore-scripts --prefix web && npm run build --prefix web"
+BUILD_COMMAND = "npm ci --ignore-scripts --no-audit --no-fund --prefix web && npm run build --prefix web"
 # Content types browsers insist on: module scripts must be JavaScript, and WebAssembly streaming
 # compilation needs application/wasm.
 CONTENT_TYPES = {
