@@ -147,6 +147,27 @@ def test_browser_benchmark_json(model_store: Path, images: list[Path]) -> None:
 
 
 @needs_chromium
+def test_bench_browser_command(model_store: Path, images: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in images[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "browser.json"
+    r = CliRunner().invoke(app, ["bench", "browser", "--model", "shapes/1", "--models", str(model_store), "--images",
+                                 str(folder), "--scenario", "single", "--requests", "30", "--warmup", "2",
+                                 "--duration", "0.5", "--backend", "wasm", "--json", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["target"] == "browser" and doc["runs"][0]["requests"] >= 30 and not doc["runs"][0]["errors"]
+    flat = " ".join(r.output.split())
+    assert "page load" in flat and "session create" in flat
+    assert (tmp_path / "latency_cdf.png").is_file() and (tmp_path / "browser.csv").is_file()
+    bad = CliRunner().invoke(app, ["bench", "browser", "--model", "shapes/1", "--models", str(model_store),
+                                   "--images", str(folder), "--scenario", "rate", "--rate", "5"])  # fmt: skip
+    assert bad.exit_code == 2 and "single scenario only" in bad.output
+
+
+@needs_chromium
 def test_export_web_bundle_runs_from_a_plain_static_server(model_store: Path, images: list[Path],
                                                            tmp_path: Path) -> None:  # fmt: skip
     out = tmp_path / "bundle"

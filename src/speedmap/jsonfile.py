@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,10 @@ def read_json(path: Path) -> Any:
         truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         what = "truncated JSON" if truncated else "malformed JSON"
         raise JsonFileError(f"{what}: {exc.msg} (line {exc.lineno}, column {exc.colno})", exc.lineno) from exc
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as indented JSON through a temporary file and a rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -14,8 +14,9 @@ from rich.table import Table
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
 
-PHASE_ORDER = ["client_encode", "network_queue", "server", "client_decode",
-               "queue", "decode_preprocess", "inference", "postprocess"]  # fmt: skip
+PHASE_ORDER = ["client_encode", "network_queue", "server", "client_decode",  # http
+               "queue", "decode_preprocess", "inference", "postprocess",  # local
+               "decode", "letterbox", "model", "nms"]  # browser  # fmt: skip
 
 
 def _fmt(v: float | None) -> str:
@@ -54,9 +55,10 @@ def _print_runs(doc: dict[str, Any], title: str) -> None:
         b = Table("scenario", "in flight / rate", *(f"{p} p50" for p in phases), "client CPU",
                   title="where the time goes (ms, p50 per phase)")  # fmt: skip
         for r in doc["runs"]:
-            cpu = max(r["client"]["cpu_per_process"], default=0.0)
+            cpus = r["client"]["cpu_per_process"]
+            cpu = f"{max(cpus):.0%}" if cpus else "-"
             b.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}",
-                      *(_fmt(r["breakdown_ms"].get(p, {}).get("p50")) for p in phases), f"{cpu:.0%}")  # fmt: skip
+                      *(_fmt(r["breakdown_ms"].get(p, {}).get("p50")) for p in phases), cpu)  # fmt: skip
         out.print(b)
     if compare:
         c = Table("scenario", "in flight / rate", "p50 latency ratio", "throughput ratio",
@@ -75,7 +77,7 @@ def _print_runs(doc: dict[str, Any], title: str) -> None:
 
 @clean_errors
 def bench_command(
-    target: str = typer.Argument(..., help="local | http://HOST:PORT"),
+    target: str = typer.Argument(..., help="local | http://HOST:PORT | browser"),
     model: str = typer.Option(..., "--model", help="Model id (project/version) or folder."),
     images: Path = typer.Option(..., "--images", help="Folder of images to send."),
     models_dir: Path | None = typer.Option(None, "--models", help="Model store for local (default ./models)."),
@@ -91,6 +93,8 @@ def bench_command(
     clients: int = typer.Option(1, "--clients", help="Client processes for HTTP targets (high rates)."),
     compare_id: str | None = typer.Option(None, "--compare", help="A second model, run interleaved with --model."),
     repeats: int = typer.Option(3, "--repeats", help="Interleaved repeats per scenario with --compare."),
+    backend: str = typer.Option("wasm", "--backend", help="browser: wasm | webgpu."),
+    threads: int | None = typer.Option(None, "--threads", help="browser: WebAssembly threads (default: all)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results JSON (and CSV, plots) here."),
     max_error_rate: float | None = typer.Option(None, "--max-error-rate", help="Fail (exit 1) above this rate."),
 ) -> None:
@@ -123,9 +127,20 @@ def bench_command(
                   highlight=False)  # fmt: skip
 
     runs_per = len(steps) * (2 * repeats if compare_id else 1)
-    err.print(f"{runs_per} runs, at least {runs_per * duration:.0f} s", highlight=False)
-    tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
-    if compare_id:
+    if target == "browser":
+        if scenario not in (None, "single") or compare_id or clients != 1:
+            raise SpeedmapError("the browser target runs the single scenario only, without --compare or --clients")
+        runs_per = 1
+    err.print(f"{runs_per} run{'s' if runs_per > 1 else ''}, at least {runs_per * duration:g} s", highlight=False)
+    if target == "browser":
+        from speedmap.bench.browser import run_browser_benchmark
+
+        doc, runs = run_browser_benchmark(model, paths, models_dir, requests=requests, warmup=warmup,
+                                          duration=duration, backend=backend, threads=threads,
+                                          progress=lambda m: err.print(escape(m), highlight=False))  # fmt: skip
+        title = f"{escape(model)} in the browser ({doc['provenance'].get('backend')})"
+    elif compare_id:
+        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
         from speedmap.bench.compare import compare
 
         tgt_b, info_b = _target(target, compare_id, models_dir, blobs, legacy, api_key)
@@ -133,12 +148,15 @@ def bench_command(
                              repeats, progress)  # fmt: skip
         title = f"{escape(model)} vs {escape(compare_id)} on {escape(target)}"
     else:
+        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
         doc, runs = benchmark(tgt, cfg, info, blobs, progress)
         title = f"{escape(model)} on {escape(target)}"
     _print_runs(doc, title)
     warm = doc["warmup"]
     for name, w in warm.items() if compare_id else [(model, warm)]:
-        err.print(f"{escape(name)}: cold first request {w['cold_first_request_ms']:.1f} ms", highlight=False)
+        extra = "".join(f", {k.removesuffix('_ms').replace('_', ' ')} {w[k]:.0f} ms"
+                        for k in ("page_load_ms", "session_create_ms") if k in w)  # fmt: skip
+        err.print(f"{escape(name)}: cold first request {w['cold_first_request_ms']:.1f} ms{extra}", highlight=False)
     if json_out is not None:
         from speedmap.bench.plots import plot_compare, plot_runs, write_csv
 

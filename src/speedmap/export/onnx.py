@@ -16,6 +16,7 @@ from typing import Any
 
 from speedmap import __version__
 from speedmap.errors import SpeedmapError
+from speedmap.jsonfile import write_json_atomic
 from speedmap.modelstore import META_FILE, MODEL_FILE, ModelMeta, read_meta
 
 OPSET = 17
@@ -195,6 +196,4 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)
