@@ -6,6 +6,7 @@ import typer
 
 from speedmap import __version__
 from speedmap.cli.bench import bench_command
+from speedmap.cli.compare import compare_command
 from speedmap.cli.datasets import app as datasets_app
 from speedmap.cli.evaluate import eval_command
 from speedmap.cli.export import export_command, models_list_command
@@ -27,6 +28,7 @@ app.command("export")(export_command)
 app.command("predict")(predict_command)
 app.command("serve")(serve_command)
 app.command("bench")(bench_command)
+app.command("compare")(compare_command)
 models_app = typer.Typer(help="The model store: exported models by project/version id.", no_args_is_help=True)
 models_app.command("list")(models_list_command)
 app.add_typer(models_app, name="models")
