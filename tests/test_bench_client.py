@@ -125,9 +125,15 @@ def test_breakdown_against_speedmap_serve_and_in_process(model_store: Path, tiny
     out = tmp_path / "local.json"
     r = runner.invoke(app, ["bench", "local", "--model", "shapes/1", "--models", str(model_store), "--images",
                             str(_images(tiny_run)), "--scenario", "single", "--duration", "0.5", "--requests", "10",
+                            "--warmup", "2", "--warmup-seconds", "0.4", "--providers", "cpu",
                             "--json", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
-    b = json.loads(out.read_text())["runs"][0]["breakdown_ms"]
+    doc = json.loads(out.read_text())
+    warm = doc["warmup"]
+    assert warm["seconds"] >= 0.4 and warm["requests"] > 2 and warm["model_load_ms"] > 0
+    assert doc["provenance"]["model"]["providers"] == ["CPUExecutionProvider"]
+    assert "model load" in " ".join(r.output.split())
+    b = doc["runs"][0]["breakdown_ms"]
     assert set(b) == {"queue", "decode_preprocess", "inference", "postprocess"}
     assert b["inference"]["p50"] > 0
 

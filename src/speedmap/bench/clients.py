@@ -30,15 +30,15 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def run_here(target: Any, kind: str, value: float, duration: float, min_requests: int, arrivals: str,
-                   window_s: float) -> RunResult:  # fmt: skip
-    """One run in this process's event loop."""
+                   window_s: float, rec: Recorder | None = None) -> RunResult:  # fmt: skip
+    """One run in this process's event loop (recording into ``rec`` when given)."""
     cpu0 = time.process_time()
     if kind == "rate":
         await target.resize(max(16, int(value * 2)))
-        res = await open_loop(target.send, value, duration, min_requests, arrivals, window_s=window_s)
+        res = await open_loop(target.send, value, duration, min_requests, arrivals, window_s=window_s, rec=rec)
     else:
         await target.resize(int(value))
-        res = await closed_loop(target.send, int(value), duration, min_requests, window_s=window_s)
+        res = await closed_loop(target.send, int(value), duration, min_requests, window_s=window_s, rec=rec)
     res.client_cpu = [(time.process_time() - cpu0) / res.duration_s] if res.duration_s else [0.0]
     if kind == "offline":
         res.scenario = "offline"

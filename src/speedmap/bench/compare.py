@@ -9,7 +9,7 @@ from typing import Any
 
 from speedmap.bench.clients import run_async
 from speedmap.bench.loadgen import RunResult
-from speedmap.bench.run import BenchConfig, Runner, plan, provenance, warm_up
+from speedmap.bench.run import BenchConfig, Live, Runner, plan, provenance, warm_up
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -46,16 +46,17 @@ def ratios(runs: list[tuple[str, int, RunResult]], a: str, b: str) -> list[dict[
 
 
 def compare(targets: dict[str, Any], cfg: BenchConfig, infos: dict[str, dict[str, Any] | None],
-            images: list[bytes], repeats: int = 3,
-            progress: Any = None) -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:  # fmt: skip
+            images: list[bytes], repeats: int = 3, progress: Any = None,
+            live: Live | None = None) -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:  # fmt: skip
     """``targets``: model id -> target (two of them, A first). Returns the JSON document and the runs
     as ``(model, repeat, run)``."""
     (a, ta), (b, tb) = targets.items()
 
     async def main() -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:
-        runner = Runner(cfg)
+        runner = Runner(cfg, live)
         try:
-            warm = {a: await warm_up(ta, cfg.warmup), b: await warm_up(tb, cfg.warmup)}
+            warm = {a: await warm_up(ta, cfg.warmup, cfg.warmup_seconds),
+                    b: await warm_up(tb, cfg.warmup, cfg.warmup_seconds)}  # fmt: skip
             runs = []
             for kind, value in plan(cfg):
                 for rep in range(repeats):

@@ -97,9 +97,11 @@ async def _start_at(wall: float | None) -> float:
 
 
 async def closed_loop(send: Send, concurrency: int, min_duration: float, min_requests: int,
-                      window_s: float = 1.0, start_at: float | None = None) -> RunResult:  # fmt: skip
-    """``concurrency`` workers, each sending the next request when its previous one returns."""
-    rec, counter = Recorder(), iter(range(1 << 62))
+                      window_s: float = 1.0, start_at: float | None = None,
+                      rec: Recorder | None = None) -> RunResult:  # fmt: skip
+    """``concurrency`` workers, each sending the next request when its previous one returns. ``rec``:
+    record into this recorder (so progress can be read while the run goes)."""
+    rec, counter = rec if rec is not None else Recorder(), iter(range(1 << 62))
     start = await _start_at(start_at)
     windows = _Windows(start, window_s)
     done = 0
@@ -118,13 +120,13 @@ async def closed_loop(send: Send, concurrency: int, min_duration: float, min_req
 
 async def open_loop(send: Send, rate: float, min_duration: float, min_requests: int, arrivals: str = "poisson",
                     seed: int = 0, window_s: float = 1.0, start_at: float | None = None,
-                    offset_s: float = 0.0) -> RunResult:  # fmt: skip
+                    offset_s: float = 0.0, rec: Recorder | None = None) -> RunResult:  # fmt: skip
     """Requests at ``rate`` per second whatever the server does; each latency runs from its intended
     send time, so queueing behind a stall is counted."""
     if arrivals not in ("poisson", "constant"):
         raise ValueError(f"arrivals must be poisson or constant, not {arrivals!r}")
     rng = random.Random(seed)
-    rec = Recorder()
+    rec = rec if rec is not None else Recorder()
     start = await _start_at(start_at)
     windows = _Windows(start, window_s)
     tasks: set[asyncio.Task[None]] = set()

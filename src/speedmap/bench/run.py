@@ -14,6 +14,7 @@ from typing import Any
 from speedmap import __version__
 from speedmap.bench.clients import ClientPool, client_warnings, run_async, run_here
 from speedmap.bench.loadgen import RunResult, error_kind
+from speedmap.bench.recorder import Recorder
 from speedmap.errors import SpeedmapError
 
 
@@ -27,6 +28,7 @@ class BenchConfig:
     requests: int = 100
     warmup: int = 10
     clients: int = 1  # client processes (HTTP targets)
+    warmup_seconds: float = 0.0  # warm-up lasts at least this long as well as ``warmup`` requests
 
 
 def cpu_model() -> str:
@@ -38,6 +40,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_models() -> list[str]:
+    """NVIDIA GPUs as nvidia-smi names them (empty without one)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def provenance(target: Any, model_info: dict[str, Any] | None, images: list[bytes], cfg: BenchConfig) -> dict:
@@ -52,13 +69,16 @@ def provenance(target: Any, model_info: dict[str, Any] | None, images: list[byte
     return {
         "speedmap": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
         "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu_model(),
+        "gpus": gpu_models(), "available_providers": onnxruntime.get_available_providers(),
         "cpus": os.cpu_count(), "usable_cpus": available_cpus(), "target": target.name, "model": model_info,
         "images": len(images), "image_set_sha256": digest.hexdigest()[:16], "config": asdict(cfg),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
 
 
-async def warm_up(target: Any, n: int) -> dict[str, Any]:
+async def warm_up(target: Any, n: int, seconds: float = 0.0) -> dict[str, Any]:
+    """The cold first request, then warm-up until ``n`` requests AND ``seconds`` have passed; with the
+    target's model load time when it has one."""
     t = time.perf_counter()
     try:
         await target.send(0)
@@ -68,9 +88,14 @@ async def warm_up(target: Any, n: int) -> dict[str, Any]:
         raise SpeedmapError(f"the first request to {target.name} failed ({error_kind(exc)}): {detail}") from None
     cold = time.perf_counter() - t
     t = time.perf_counter()
-    for i in range(1, n):
+    i = 1
+    while i < n or time.perf_counter() - t + cold < seconds:
         await target.send(i)
-    return {"cold_first_request_ms": cold * 1e3, "requests": max(n, 1), "seconds": time.perf_counter() - t + cold}
+        i += 1
+    doc = {"cold_first_request_ms": cold * 1e3, "requests": i, "seconds": time.perf_counter() - t + cold}
+    if getattr(target, "load_ms", None) is not None:
+        doc["model_load_ms"] = target.load_ms
+    return doc
 
 
 def plan(cfg: BenchConfig) -> list[tuple[str, float]]:
@@ -89,16 +114,31 @@ def plan(cfg: BenchConfig) -> list[tuple[str, float]]:
     return out
 
 
+@dataclass
+class Live:
+    """The run in progress, for a live display: its label, start and recorder (None when client
+    processes record it)."""
+
+    label: str = ""
+    started: float = 0.0
+    recorder: Recorder | None = None
+
+
 class Runner:
     """Runs scenarios on a target, in this process or on a pool of client processes."""
 
-    def __init__(self, cfg: BenchConfig) -> None:
+    def __init__(self, cfg: BenchConfig, live: Live | None = None) -> None:
         self.cfg = cfg
         self.window = max(0.25, min(1.0, cfg.duration / 5))  # at least five windows for the stability verdict
         self.pool: ClientPool | None = None
+        self.live = live
 
     async def run(self, target: Any, kind: str, value: float) -> RunResult:
         cfg = self.cfg
+        rec = Recorder()
+        if self.live is not None:
+            self.live.label, self.live.started = f"{kind} {value:g}", time.perf_counter()
+            self.live.recorder = None if cfg.clients > 1 and target.spec is not None else rec
         if cfg.clients > 1 and target.spec is not None:
             if self.pool is None:
                 self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
@@ -106,7 +146,7 @@ class Runner:
             res = await asyncio.to_thread(pool.run, target.spec, kind, value, cfg.duration, cfg.requests,
                                           cfg.arrivals, self.window)  # fmt: skip
         else:
-            res = await run_here(target, kind, value, cfg.duration, cfg.requests, cfg.arrivals, self.window)
+            res = await run_here(target, kind, value, cfg.duration, cfg.requests, cfg.arrivals, self.window, rec)
         res.warnings = client_warnings(res, remote=target.spec is not None)
         return res
 
@@ -115,10 +155,10 @@ class Runner:
             self.pool.close()
 
 
-async def run_scenarios(target: Any, cfg: BenchConfig,
-                        progress: Any = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
-    warm = await warm_up(target, cfg.warmup)
-    runner = Runner(cfg)
+async def run_scenarios(target: Any, cfg: BenchConfig, progress: Any = None,
+                        live: Live | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+    warm = await warm_up(target, cfg.warmup, cfg.warmup_seconds)
+    runner = Runner(cfg, live)
     runs = []
     try:
         for kind, value in plan(cfg):
@@ -131,12 +171,12 @@ async def run_scenarios(target: Any, cfg: BenchConfig,
 
 
 def benchmark(target: Any, cfg: BenchConfig, model_info: dict[str, Any] | None, images: list[bytes],
-              progress: Any = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+              progress: Any = None, live: Live | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
     """The JSON document of one benchmark, and its runs (with their histograms, for plots)."""
 
     async def main() -> tuple[dict[str, Any], list[RunResult]]:
         try:
-            return await run_scenarios(target, cfg, progress)
+            return await run_scenarios(target, cfg, progress, live)
         finally:
             await target.close()
 

@@ -26,8 +26,8 @@ class LocalTarget:
     name = "local"
     spec = None  # not runnable from other client processes
 
-    def __init__(self, model: Any, images: list[bytes], concurrency: int = 1) -> None:
-        self.model, self.images = model, images
+    def __init__(self, model: Any, images: list[bytes], concurrency: int = 1, load_ms: float | None = None) -> None:
+        self.model, self.images, self.load_ms = model, images, load_ms
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
     async def resize(self, concurrency: int) -> None:

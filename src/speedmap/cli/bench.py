@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +27,17 @@ def _fmt(v: float | None) -> str:
 
 
 def _target(target: str, model: str, models_dir: Path | None, blobs: list[bytes], legacy: bool,
-            api_key: str | None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+            api_key: str | None, providers: str | None = None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    import time
+
     from speedmap.bench.targets import HttpTarget, LocalTarget
 
     if target == "local":
         from speedmap.engine import Model
 
-        engine = Model.load(model, models_dir=models_dir)
-        return LocalTarget(engine, blobs), engine.info()
+        t = time.perf_counter()
+        engine = Model.load(model, models_dir=models_dir, providers=providers)
+        return LocalTarget(engine, blobs, load_ms=(time.perf_counter() - t) * 1e3), engine.info()
     if target.startswith(("http://", "https://")):
         return HttpTarget(target, model, blobs, legacy=legacy, api_key=api_key), {
             "model_id": model, "route": "legacy" if legacy else "v1"}  # fmt: skip
@@ -75,6 +81,46 @@ def _print_runs(doc: dict[str, Any], title: str) -> None:
             err.print(f"[yellow]warning[/] ({r['scenario']} {r['concurrency'] or r['target_rate']}): {escape(w)}")
 
 
+class LiveStatus:
+    """A live status line on stderr while a run goes: elapsed, completed, errors, req/s, p50."""
+
+    def __init__(self, duration: float) -> None:
+        from speedmap.bench.run import Live
+
+        self.state, self.duration = Live(), duration
+        self.stop = threading.Event()
+
+    def _text(self) -> str:
+        st = self.state
+        if not st.label:
+            return "warming up"
+        elapsed = time.perf_counter() - st.started
+        head = f"{st.label}: {elapsed:.0f}/{self.duration:g} s"
+        rec = st.recorder
+        if rec is None:
+            return head + " (client processes)"
+        ok, errors = rec.count, sum(rec.errors.values())
+        p50 = rec.hist.get_value_at_percentile(50) / 1e3 if ok else 0.0
+        return f"{head}, {ok} done, {errors} errors, {ok / max(elapsed, 1e-9):.1f} req/s, p50 {p50:.1f} ms"
+
+    def _loop(self, status: Any) -> None:
+        while not self.stop.wait(0.5):
+            with contextlib.suppress(Exception):  # a display glitch must never end a benchmark
+                status.update(self._text())
+
+    def __enter__(self) -> LiveStatus:
+        self.status = err.status("warming up")
+        self.status.__enter__()
+        self.thread = threading.Thread(target=self._loop, args=(self.status,), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.status.__exit__(None, None, None)
+
+
 @clean_errors
 def bench_command(
     target: str = typer.Argument(..., help="local | http://HOST:PORT | browser"),
@@ -88,6 +134,8 @@ def bench_command(
     duration: float = typer.Option(10.0, "--duration", help="Minimum seconds per run."),
     requests: int = typer.Option(100, "--requests", help="Minimum requests per run."),
     warmup: int = typer.Option(10, "--warmup", help="Warm-up requests (the first is reported as cold)."),
+    warmup_seconds: float = typer.Option(0.0, "--warmup-seconds", help="Warm up at least this long as well."),
+    providers: str | None = typer.Option(None, "--providers", help="local: execution providers (cpu, cuda, ...)."),
     legacy: bool = typer.Option(False, "--legacy", help="Use the legacy POST /{project}/{version} route."),
     api_key: str | None = typer.Option(None, "--api-key"),
     clients: int = typer.Option(1, "--clients", help="Client processes for HTTP targets (high rates)."),
@@ -118,7 +166,7 @@ def bench_command(
         raise SpeedmapError(f"--concurrency must be a comma-separated list of integers, got {concurrency!r}") from None
     if not levels or min(levels) < 1:
         raise SpeedmapError("--concurrency needs in-flight counts of at least 1")
-    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients)
+    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients, warmup_seconds)
     steps = plan(cfg)
 
     def progress(kind: str, value: float, rep: int = 1, reps: int = 1) -> None:
@@ -140,22 +188,24 @@ def bench_command(
                                           progress=lambda m: err.print(escape(m), highlight=False))  # fmt: skip
         title = f"{escape(model)} in the browser ({doc['provenance'].get('backend')})"
     elif compare_id:
-        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
+        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key, providers)
         from speedmap.bench.compare import compare
 
-        tgt_b, info_b = _target(target, compare_id, models_dir, blobs, legacy, api_key)
-        doc, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
-                             repeats, progress)  # fmt: skip
+        tgt_b, info_b = _target(target, compare_id, models_dir, blobs, legacy, api_key, providers)
+        with LiveStatus(duration) as live:
+            doc, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
+                                 repeats, progress, live.state)  # fmt: skip
         title = f"{escape(model)} vs {escape(compare_id)} on {escape(target)}"
     else:
-        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key)
-        doc, runs = benchmark(tgt, cfg, info, blobs, progress)
+        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key, providers)
+        with LiveStatus(duration) as live:
+            doc, runs = benchmark(tgt, cfg, info, blobs, progress, live.state)
         title = f"{escape(model)} on {escape(target)}"
     _print_runs(doc, title)
     warm = doc["warmup"]
     for name, w in warm.items() if compare_id else [(model, warm)]:
         extra = "".join(f", {k.removesuffix('_ms').replace('_', ' ')} {w[k]:.0f} ms"
-                        for k in ("page_load_ms", "session_create_ms") if k in w)  # fmt: skip
+                        for k in ("model_load_ms", "page_load_ms", "session_create_ms") if k in w)  # fmt: skip
         err.print(f"{escape(name)}: cold first request {w['cold_first_request_ms']:.1f} ms{extra}", highlight=False)
     if json_out is not None:
         from speedmap.bench.plots import plot_compare, plot_runs, write_csv

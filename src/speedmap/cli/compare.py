@@ -54,7 +54,9 @@ def compare_command(
     imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (full: 256 for tasks, 640 for data)."),
     images: int | None = typer.Option(None, "--images", help="Images per built-in task (full: 600)."),
     batch: int | None = typer.Option(None, "--batch", help="Training batch size (full: 16, --quick: 8)."),
-    targets: str = typer.Option("http,local,browser", "--targets", help="Destinations to benchmark."),
+    targets: str = typer.Option(
+        "http,local,browser", "--targets", help="Destinations to benchmark; the advice is for the first."
+    ),
     out_dir: Path = typer.Option(Path("study"), "--out", help="Study folder (steps, models, report)."),
     quick: bool = typer.Option(False, "--quick", help="A small study: within 10 minutes on 2 CPU cores."),
     min_fps: float | None = typer.Option(None, "--min-fps", help="Constraint: frames per second on the target."),

@@ -21,8 +21,10 @@ class Choice:
 
 
 def primary_destination(results: dict[str, Any]) -> str | None:
+    """The destination the advice is for: the first of ``--targets`` that was measured."""
     dests = results.get("destinations") or []
-    return "http" if "http" in dests else (dests[0] if dests else None)
+    wanted = results.get("config", {}).get("targets") or []
+    return next((d for d in wanted if d in dests), dests[0] if dests else None)
 
 
 def _speed(entry: dict[str, Any], dest: str) -> dict[str, Any] | None:
