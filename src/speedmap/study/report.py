@@ -242,7 +242,9 @@ def blocks(results: dict[str, Any], plots: dict[str, Path | None]) -> list[Block
         if plots.get(key):
             b.append(Block("image", plots[key], cap))
     b.append(Block("h2", "5. Provenance"))
-    b.append(Block("list", [f"{k}: {v}" for k, v in prov.items() if k != "command"]))
+    names = {"wall_seconds": "this invocation's wall time (s)", "steps_seconds": "time of all steps, cached ones "
+             "included (s)", "usable_cpus": "usable cpus", "providers": "ONNX Runtime providers"}  # fmt: skip
+    b.append(Block("list", [f"{names.get(k, k)}: {v}" for k, v in prov.items() if k != "command"]))
     b.append(Block("p", "Configuration:"))
     b.append(Block("code", "\n".join(f"{k} = {v}" for k, v in cfg.items())))
     b.append(Block("p", "Reproduce (finished steps are reused; delete the folder to start over):"))

@@ -41,14 +41,22 @@ class Steps:
         self.path = path
         self.done: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
 
+        self.started = time.perf_counter()
+
     def get(self, name: str, k: str) -> Any:
         entry = self.done.get(name)
+        self.started = time.perf_counter()  # a step that is not cached runs from here
         return entry["result"] if entry is not None and entry.get("key") == k else None
 
     def put(self, name: str, k: str, result: Any) -> Any:
-        self.done[name] = {"key": k, "result": result, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        self.done[name] = {"key": k, "result": result, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                           "seconds": round(time.perf_counter() - self.started, 1)}  # fmt: skip
         write_json_atomic(self.path, self.done)
         return result
+
+    def seconds(self) -> float:
+        """Compute time of every finished step (what the study cost, whatever the interruptions)."""
+        return float(sum(e.get("seconds", 0.0) for e in self.done.values()))
 
 
 def slug(text: str) -> str:
@@ -231,7 +239,8 @@ class Study:
     def _save(self, results: dict[str, Any], started: float, finished: bool = False) -> dict[str, Any]:
         results["config"] = self.cfg.to_json()
         results["provenance"] = provenance(self.command)
-        results["provenance"]["wall_seconds"] = round(time.time() - started, 1)
+        results["provenance"]["wall_seconds"] = round(time.time() - started, 1)  # this invocation
+        results["provenance"]["steps_seconds"] = round(self.steps.seconds(), 1)  # all finished steps
         results["complete"] = finished
         if finished:
             from speedmap.study.recommend import recommend
