@@ -30,15 +30,21 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def run_here(target: Any, kind: str, value: float, duration: float, min_requests: int, arrivals: str,
-                   window_s: float, rec: Recorder | None = None) -> RunResult:  # fmt: skip
-    """One run in this process's event loop (recording into ``rec`` when given)."""
-    cpu0 = time.process_time()
+                   window_s: float, rec: Recorder | None = None, start_at: float | None = None, seed: int = 0,
+                   offset_s: float = 0.0) -> RunResult:  # fmt: skip
+    """One run in this process's event loop (recording into ``rec`` when given; client processes pass a
+    common ``start_at`` and their own ``seed`` and ``offset_s``)."""
     if kind == "rate":
         await target.resize(max(16, int(value * 2)))
-        res = await open_loop(target.send, value, duration, min_requests, arrivals, window_s=window_s, rec=rec)
     else:
         await target.resize(int(value))
-        res = await closed_loop(target.send, int(value), duration, min_requests, window_s=window_s, rec=rec)
+    cpu0 = time.process_time()
+    if kind == "rate":
+        res = await open_loop(target.send, value, duration, min_requests, arrivals, seed=seed, window_s=window_s,
+                              start_at=start_at, offset_s=offset_s, rec=rec)  # fmt: skip
+    else:
+        res = await closed_loop(target.send, int(value), duration, min_requests, window_s=window_s,
+                                start_at=start_at, rec=rec)  # fmt: skip
     res.client_cpu = [(time.process_time() - cpu0) / res.duration_s] if res.duration_s else [0.0]
     if kind == "offline":
         res.scenario = "offline"
@@ -50,23 +56,17 @@ def _child(spec: dict[str, Any], kind: str, value: float, duration: float, min_r
     """One client process's share of a run; returns its recorder in encoded form."""
     from speedmap.bench.targets import HttpTarget
 
-    async def main() -> tuple[RunResult, float]:
-        target = HttpTarget(**spec, concurrency=max(1, int(value)) if kind != "rate" else max(16, int(value * 2)))
+    async def main() -> RunResult:
+        target = HttpTarget(**spec)
         try:
-            cpu0 = time.process_time()
-            if kind == "rate":
-                res = await open_loop(target.send, value, duration, min_requests, arrivals, seed=seed,
-                                      window_s=window_s, start_at=start_at, offset_s=offset_s)  # fmt: skip
-            else:
-                res = await closed_loop(target.send, int(value), duration, min_requests, window_s=window_s,
-                                        start_at=start_at)  # fmt: skip
-            return res, time.process_time() - cpu0
+            return await run_here(target, kind, value, duration, min_requests, arrivals, window_s,
+                                  start_at=start_at, seed=seed, offset_s=offset_s)  # fmt: skip
         finally:
             await target.close()
 
-    res, cpu = run_async(main())
+    res = run_async(main())
     return {"recorder": res.recorder.encode(), "duration_s": res.duration_s, "window_rates": res.window_rates,
-            "late_sends": res.late_sends, "cpu": cpu / res.duration_s if res.duration_s else 0.0}  # fmt: skip
+            "late_sends": res.late_sends, "cpu": res.client_cpu[0]}  # fmt: skip
 
 
 def _ready() -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from speedmap.bench.loadgen import RunResult
+from speedmap.plotting import pyplot, save
 
 CSV_KEYS = ["scenario", "concurrency", "target_rate", "requests", "errors", "duration_s", "throughput_rps",
             "p50", "p90", "p95", "p99", "p999", "min", "max", "mean", "std", "valid"]  # fmt: skip
@@ -29,11 +30,7 @@ def write_csv(doc: dict[str, Any], path: Path) -> Path:
 
 def plot_compare(doc: dict[str, Any], folder: Path) -> Path:
     """``compare.png``: per scenario, B/A ratios of p50 latency and throughput, median with min-max bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = doc["ratios"]
     labels = [f"{r['scenario']} {r['concurrency'] or r['target_rate']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(7.0, 1.4 * len(rows) + 2), 4.5))
@@ -53,21 +50,13 @@ def plot_compare(doc: dict[str, Any], folder: Path) -> Path:
            f"{doc['target']}\n{reps} interleaved repeats")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = folder / "compare.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, folder / "compare.png")
 
 
 def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "") -> list[Path]:
     """``latency_cdf.png`` (one curve per run, from the HdrHistogram) and, for sweeps,
     ``throughput_vs_concurrency.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in runs:
@@ -82,10 +71,7 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "")
     ax.set(xscale="log", xlabel="latency (ms, log scale)", ylabel="fraction of requests", title=f"{title}: latency CDF")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out.append(folder / f"latency_cdf{suffix}.png")
-    fig.savefig(out[-1], dpi=110)
-    plt.close(fig)
+    out.append(save(fig, folder / f"latency_cdf{suffix}.png"))
     sweep = [r for r in runs if r.concurrency]
     if len(sweep) > 1:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -93,8 +79,5 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "")
         ax.set(xscale="log", xlabel="requests in flight", ylabel="throughput (req/s)",
                title=f"{title}: throughput vs concurrency")  # fmt: skip
         ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        out.append(folder / f"throughput_vs_concurrency{suffix}.png")
-        fig.savefig(out[-1], dpi=110)
-        plt.close(fig)
+        out.append(save(fig, folder / f"throughput_vs_concurrency{suffix}.png"))
     return out

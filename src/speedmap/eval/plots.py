@@ -8,20 +8,12 @@ import numpy as np
 
 from speedmap.eval.confusion import ConfusionMatrix
 from speedmap.eval.metrics import RECALL_POINTS, Metrics
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from speedmap.plotting import pyplot
 
 
 def plot_pr_curves(metrics: Metrics, path: str | Path) -> Path:
     """Per-class PR curves at IoU 0.50 (left) and averaged over IoU 0.50:0.95 (right)."""
-    plt = _pyplot()
+    plt = pyplot()
     assert metrics.precision is not None
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
     for ax, iou_slice, title, key in (
@@ -53,7 +45,7 @@ def plot_pr_curves(metrics: Metrics, path: str | Path) -> Path:
 
 def plot_confusion(cm: ConfusionMatrix, path: str | Path) -> Path:
     """Counts, coloured by the share of each true class (row) that went to each prediction."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = [*cm.classes, "background"]
     n = len(labels)
     rows = cm.matrix.sum(axis=1, keepdims=True)

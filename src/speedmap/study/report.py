@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speedmap.plotting import pyplot, save
 from speedmap.study.config import SATURATED_MAP50
 from speedmap.study.recommend import recommend
 
@@ -99,22 +100,13 @@ def training_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 # ---- plots
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_pareto(results: dict[str, Any], path: Path) -> Path | None:
     """mAP50-95 against single-frame p50 latency, one panel per destination; Fast and Accurate of each
     task joined by a line."""
     dests = results.get("destinations", [])
     if not dests:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(dests), figsize=(5.2 * len(dests), 4.4), squeeze=False)
     for ax, dest in zip(axes[0], dests, strict=True):
         for k, (name, t) in enumerate(results["tasks"].items()):
@@ -134,10 +126,7 @@ def plot_pareto(results: dict[str, Any], path: Path) -> Path | None:
                title=DEST_NAMES.get(dest, dest))  # fmt: skip
         ax.grid(True, alpha=0.3)
     fig.suptitle("Accuracy vs latency (circles: Fast, squares: Accurate; up and left is better)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_training(results: dict[str, Any], path: Path) -> Path | None:
@@ -145,7 +134,7 @@ def plot_training(results: dict[str, Any], path: Path) -> Path | None:
     tasks = [(n, t) for n, t in results["tasks"].items() if any(e["train"].get("history") for e in t["sizes"].values())]
     if not tasks:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(tasks))
     rows = (len(tasks) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
@@ -165,17 +154,14 @@ def plot_training(results: dict[str, Any], path: Path) -> Path | None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Training curves: validation mAP50-95 against wall-clock training time")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_accuracy(results: dict[str, Any], path: Path) -> Path | None:
     rows = accuracy_table(results)[1:]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 3.8))
     xs = range(len(rows))
     for k, (col, label) in enumerate(((5, "Fast"), (6, "Accurate"))):
@@ -184,10 +170,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> Path | None:
     ax.set(ylabel="test mAP50-95", title="Accuracy per task")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 # ---- the document

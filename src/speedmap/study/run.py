@@ -13,7 +13,6 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -102,7 +101,7 @@ class Study:
         tc = TrainConfig(data=str(data), size=size, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, out=str(run),
                          seed=c.seed, resume=resume)  # fmt: skip
         record = train(tc, progress=self.ui.training, log=self.ui.note)
-        history = json.loads(json.dumps(_history(run)))
+        history = _history(run)
         result = {k2: record[k2] for k2 in ("size", "params", "flops", "imgsz", "epochs", "total_seconds",
                                              "epoch_seconds", "train_images_per_second", "best_epoch", "best_map",
                                              "best_map50")}  # fmt: skip
@@ -308,6 +307,3 @@ def provenance(command: list[str]) -> dict[str, Any]:
     except ImportError:
         pass
     return prov
-
-
-ProgressFn = Callable[[str], None]
