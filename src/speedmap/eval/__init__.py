@@ -1,6 +1,19 @@
-"""Accuracy: COCO metrics equal to pycocotools', PR curves and a confusion matrix."""
+"""Accuracy: COCO metrics equal to pycocotools', PR curves, a confusion matrix and paired bootstrap
+confidence intervals of mAP."""
 
+from speedmap.eval.bootstrap import Interval, PairedBootstrap, paired_bootstrap, replicate_metrics
 from speedmap.eval.cocoeval import EvalError, FileEvaluation, evaluate, evaluate_files
 from speedmap.eval.metrics import SUMMARY_KEYS, Metrics
 
-__all__ = ["SUMMARY_KEYS", "EvalError", "FileEvaluation", "Metrics", "evaluate", "evaluate_files"]
+__all__ = [
+    "SUMMARY_KEYS",
+    "EvalError",
+    "FileEvaluation",
+    "Interval",
+    "Metrics",
+    "PairedBootstrap",
+    "evaluate",
+    "evaluate_files",
+    "paired_bootstrap",
+    "replicate_metrics",
+]
