@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from speedmap.cli.common import clean_errors, err
 
+PATIENCE_HELP = "Stop after this many epochs without a gain in validation mAP50-95 (0: never); --epochs is the maximum."
+
 
 class EpochBars:
     """One rich progress bar per epoch: batches, loss components, images/s, ETA; a summary line after."""
@@ -63,7 +65,7 @@ def train_command(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     workers: int | None = typer.Option(None, "--workers", help="Data-loading processes (default: by CPU count)."),
     seed: int = typer.Option(0, "--seed"),
-    patience: int = typer.Option(50, "--patience", help="Stop after this many epochs without improvement (0: never)."),
+    patience: int = typer.Option(50, "--patience", help=PATIENCE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     close_mosaic: int = typer.Option(10, "--close-mosaic", help="Last epochs trained without mosaic."),
     optimizer: str = typer.Option("auto", "--optimizer", help="auto | sgd | adamw"),
@@ -93,3 +95,14 @@ def train_command(
         err.print(f"[green]done[/]: best epoch {record['best_epoch']} mAP50 {record['best_map50'] or 0:.3f} "
                   f"mAP50-95 {record['best_map'] or 0:.3f}; {record['total_seconds']:.0f}s training "
                   f"({record['train_images_per_second']:.1f} img/s); run folder {escape(record['run'])}")  # fmt: skip
+        print_outcome(record)
+
+
+def print_outcome(record: dict[str, Any]) -> None:
+    """Converged or not (and why), and a warning when other processes competed for the CPU."""
+    conv = record.get("convergence") or {}
+    state = "[green]converged[/]" if record.get("converged") else "[yellow]not converged[/]"
+    err.print(f"{state} ({record.get('epochs_run')} epochs): {escape(conv.get('reason', ''))}", highlight=False)
+    if record.get("contended"):
+        err.print(f"[yellow]warning:[/] other processes took {record['other_cpu_share']:.0%} of the CPU during "
+                  "training: wall-clock times are not comparable", highlight=False)  # fmt: skip

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,6 +33,8 @@ from speedmap.eval import Metrics, evaluate
 from speedmap.models import Detector, count_flops, count_params, create_model
 from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
 from speedmap.preprocess import to_input
+from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
+from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter
 from speedmap.train.data import TrainData, ValData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
@@ -56,7 +57,7 @@ class TrainConfig:
     device: str = "cpu"
     workers: int | None = None
     seed: int = 0
-    patience: int = 50
+    patience: int = 50  # stop after this many epochs without a gain in validation mAP50-95 (0: never)
     resume: bool = False
     close_mosaic: int = 10
     optimizer: str = "auto"  # auto | sgd | adamw
@@ -79,6 +80,8 @@ class EpochLog:
     images_per_second: float
     map50: float | None = None
     map: float | None = None
+    cpu_seconds: float | None = None  # this process's CPU time in the epoch's training loop
+    other_cpu_share: float | None = None  # share of the machine's CPU used by other processes meanwhile
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,8 +208,48 @@ def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test")
     return validate(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
-def _fitness(m: Metrics | None) -> float:
-    return 0.0 if m is None else 0.1 * max(m.map50, 0) + 0.9 * max(m.map, 0)
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _score(m: Metrics) -> float:
+    """What early stopping and best.pt go by: validation mAP50-95."""
+    return max(m.map, 0.0)
+
+
+@dataclass
+class Step:
+    """One training step: forward, loss, backward, clipped optimizer step, EMA update. The training loop
+    and the timing probe (:mod:`speedmap.train.probe`) both run this, so the probe times what training does."""
+
+    net: nn.Module  # the model, or its DDP wrapper
+    model: Detector
+    criterion: DetectionLoss
+    optimizer: torch.optim.Optimizer
+    ema: ModelEMA
+    device: torch.device
+    world: int = 1
+
+    def __post_init__(self) -> None:
+        self.cuda = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Train on one batch (uint8 images, collated targets); returns the detached loss parts."""
+        x = images.to(self.device, non_blocking=True).float().div_(255)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda):
+            raw, shapes = self.net(x)
+        loss, parts = self.criterion(raw, shapes, targets.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * self.world).backward()  # DDP averages gradients; keep the per-image scale
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model)
+        return parts.detach()
 
 
 def _resolve_imgsz(cfg: TrainConfig, ds: Dataset) -> int:
@@ -283,7 +326,6 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
     batches_per_epoch = math.ceil(n_train / world / per_rank_batch)
     optimizer = build_optimizer(model, cfg, cfg.epochs * batches_per_epoch, nc)
     ema = ModelEMA(model)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     start_epoch, best_fit, best_epoch = 0, -1.0, -1
     history: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
@@ -294,10 +336,14 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
         start_epoch = resume_ckpt["epoch"] + 1
         best_fit, best_epoch = resume_ckpt["best_fitness"], resume_ckpt["best_epoch"]
         history, epoch_seconds = resume_ckpt["history"], resume_ckpt["epoch_seconds"]
+        maps = [h.get("map") for h in history]
+        if maps and None not in maps:  # older checkpoints kept a mAP50/mAP50-95 mix
+            best_fit = max(max(m, 0.0) for m in maps)
+            best_epoch = next(i for i, m in enumerate(maps) if max(m, 0.0) == best_fit)
         if start_epoch >= cfg.epochs:
             raise TrainError(f"{out} already finished all {cfg.epochs} epochs; nothing to resume")
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if ddp else model
-    criterion = DetectionLoss(model)
+    step = Step(net, model, DetectionLoss(model), optimizer, ema, device, world)
 
     if out is None:
         out = _default_out(Path(cfg.data), cfg.size)
@@ -330,7 +376,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
         net.train()
         sums = torch.zeros(3)
         seen = 0
-        t0 = time.perf_counter()
+        meter = CpuMeter(children=workers > 0)
         for i, (images, targets) in enumerate(loader):
             it = i + batches_per_epoch * epoch
             if it < warmup_iters:
@@ -343,38 +389,27 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
             else:
                 for g in optimizer.param_groups:
                     g["lr"] = g["initial_lr"] * lr_factor(epoch + i / batches_per_epoch, cfg)
-            x = images.to(device, non_blocking=True).float().div_(255)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
-                raw, shapes = net(x)
-            loss, parts = criterion(raw, shapes, targets.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss * world).backward()  # DDP averages gradients; keep the per-image scale
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            scaler.step(optimizer)
-            scaler.update()
-            ema.update(model)
-            sums += parts.cpu()
+            sums += step(images, targets).cpu()
             seen += len(images)
             if progress is not None and main:
-                elapsed = time.perf_counter() - t0
+                elapsed = meter.elapsed()
                 mean = (sums / (i + 1)).tolist()
                 ips = seen * world / max(elapsed, 1e-9)
                 progress({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(loader),
                           "box": mean[0], "cls": mean[1], "dfl": mean[2], "ips": ips})  # fmt: skip
-        seconds = time.perf_counter() - t0
+        cpu = meter.stop()
+        seconds = cpu.wall_s
         epoch_seconds.append(seconds)
         mean = (sums / max(len(loader), 1)).tolist()
         metrics = validate(ema.ema, val, device) if val is not None else None
         if main:
-            fit = _fitness(metrics) if metrics is not None else float(epoch)
+            fit = _score(metrics) if metrics is not None else float(epoch)
             improved = fit > best_fit
             if improved:
                 best_fit, best_epoch = fit, epoch
             entry = EpochLog(epoch + 1, *mean, optimizer.param_groups[0]["lr"], seconds, n_train / seconds,
-                             metrics.map50 if metrics else None, metrics.map if metrics else None)  # fmt: skip
+                             metrics.map50 if metrics else None, metrics.map if metrics else None,
+                             round(cpu.cpu_s, 3), _round(cpu.other_share, 4))  # fmt: skip
             history.append({k: v for k, v in asdict(entry).items() if k != "extra"})
             meta = {"size": cfg.size, "num_classes": nc, "classes": ds.classes, "imgsz": imgsz,
                     "spec": model.spec(), "dataset": ds.fingerprint(), "speedmap": __version__}  # fmt: skip
@@ -392,9 +427,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
             (out / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             if progress is not None:
                 progress({"epoch_done": entry, "best": improved})
-            stop = cfg.patience > 0 and epoch - best_epoch >= cfg.patience
+            last = epoch + 1 >= cfg.epochs
+            stop = val is not None and not last and patience_stop(best_fit, epoch - best_epoch, cfg.patience)
             if stop:
-                log(f"early stop: no improvement for {cfg.patience} epochs (best epoch {best_epoch + 1})")
+                log(f"early stop: no mAP50-95 gain for {cfg.patience} epochs (best epoch {best_epoch + 1})")
         if ddp:
             flag = torch.tensor([int(stop)], device=device)
             dist.broadcast(flag, 0)
@@ -416,12 +452,30 @@ def _write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
             w.writerow({k: h.get(k) for k in keys})
 
 
+def _cpu_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU seconds of the run, and how much of the machine other processes took (wall-time-weighted mean
+    over epochs, the worst epoch, and the epochs above :data:`CONTENDED_SHARE`)."""
+    cpu = [h.get("cpu_seconds") for h in history]
+    known = [(h["other_cpu_share"], h["seconds"], h["epoch"]) for h in history if h.get("other_cpu_share") is not None]
+    wall = sum(w for _, w, _ in known)
+    mean = sum(s * w for s, w, _ in known) / wall if wall > 0 else None
+    return {
+        "cpu_seconds": round(sum(c for c in cpu if c is not None), 3) if any(c is not None for c in cpu) else None,
+        "other_cpu_share": None if mean is None else round(mean, 4),
+        "other_cpu_share_max": max((s for s, _, _ in known), default=None),
+        "contended": mean is not None and mean > CONTENDED_SHARE,
+        "contended_epochs": [e for s, _, e in known if s > CONTENDED_SHARE],
+    }
+
+
 def _record(cfg: TrainConfig, ds: Dataset, out: Path, imgsz: int, params: int, flops: int,
             history: list[dict[str, Any]], epoch_seconds: list[float], best_epoch: int, world: int,
             device: torch.device) -> dict[str, Any]:  # fmt: skip
     best = next((h for h in history if h["epoch"] == best_epoch + 1), history[-1])
     n_train = len(ds.split("train"))
     total = float(sum(epoch_seconds))
+    converged, conv = convergence(history, cfg.patience, cfg.epochs)
+    t95 = time_to_fraction(history)
     return {
         "size": cfg.size,
         "params": params,
@@ -436,6 +490,12 @@ def _record(cfg: TrainConfig, ds: Dataset, out: Path, imgsz: int, params: int, f
         "best_epoch": best["epoch"],
         "best_map": best["map"],
         "best_map50": best["map50"],
+        "epochs_run": len(history),
+        "converged": converged,
+        "convergence": conv,
+        "time_to_95_seconds": None if t95 is None else round(t95[0], 3),
+        "epoch_to_95": None if t95 is None else t95[1],
+        **_cpu_summary(history),
         "dataset": {
             "path": str(cfg.data),
             "abspath": str(Path(cfg.data).resolve()),

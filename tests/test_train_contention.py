@@ -1,0 +1,144 @@
+"""Training time that contention cannot fool, and convergence recorded: a process burning both cores is
+flagged in the run record; the interleaved fast/accurate probe keeps its ratio under that burner; early
+stopping on mAP50-95, a cut-off run that is still improving, time to 95% of the best mAP."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from speedmap.data.tasks import make_task  # noqa: E402
+from speedmap.train.convergence import convergence  # noqa: E402
+from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
+from speedmap.train.probe import probe_train_speed  # noqa: E402
+from speedmap.train.trainer import TrainConfig, load_checkpoint, train  # noqa: E402
+
+# 64 px, batch 2 (21 steps an epoch), no warm-up and no mosaic: the quickest start to learning measured
+# on this 48-image task; mAP50-95 turns positive near epoch 6 and is still rising at epoch 16.
+QUICK = {"imgsz": 64, "batch": 2, "workers": 0, "warmup_epochs": 0.0, "close_mosaic": 16, "seed": 0}
+# a burner that ends by itself even if this process dies without killing it
+BURN = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_task("shapes", tmp_path_factory.mktemp("c") / "shapes", images=48, imgsz=64, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: with one thread per core, a competitor costs its share of the CPU; with two
+    threads on two busy cores every operator's barrier waits out a scheduler slice (steps 3-30x slower),
+    which would make these tests slow on a busy machine without testing anything more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@contextmanager
+def burning(n: int = 2) -> Iterator[None]:
+    procs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(n)]
+    try:
+        time.sleep(0.3)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def hist(maps: list[float]) -> list[dict[str, Any]]:
+    return [{"epoch": i + 1, "map": m, "seconds": 1.0} for i, m in enumerate(maps)]
+
+
+def test_convergence_criterion() -> None:
+    ok, c = convergence(hist([0.1, 0.3, 0.35, 0.34, 0.33]), patience=2, epochs_planned=10)
+    assert ok and c["stopped_early"] and c["best_epoch"] == 3 and c["reason"].startswith("plateau: no gain for 2")
+    ok, c = convergence(hist([0.1, 0.2, 0.3, 0.4, 0.5]), patience=50, epochs_planned=5)
+    assert not ok and not c["stopped_early"] and c["slope"] == pytest.approx(0.1) and c["window"] == 5
+    assert c["reason"].startswith("still improving")
+    ok, c = convergence(hist([0.1, 0.4, 0.5, 0.501, 0.5, 0.502, 0.501]), patience=50, epochs_planned=7)
+    assert ok and not c["stopped_early"] and c["reason"].startswith("plateau:")
+    assert convergence(hist([0, 0, 0, 0, 0]), patience=2, epochs_planned=5)[0] is False  # never started
+    ok, c = convergence([{"epoch": 1, "map": None, "seconds": 1.0}], patience=2, epochs_planned=5)
+    assert not ok and "no validation" in c["reason"]
+
+
+def test_cpu_meter_counts_own_work() -> None:
+    with CpuMeter() as m:
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+    s = m.sample
+    assert s is not None and s.wall_s >= 0.3 and s.cpu_s > 0.1  # process_time: all threads, so may exceed wall
+    assert s.other_share is None or 0 <= s.other_share <= 1
+
+
+def test_training_under_a_two_core_burner_is_flagged_contended(shapes: Path, tmp_path: Path) -> None:
+    with burning(2):
+        rec = train(TrainConfig(data=str(shapes), epochs=2, out=str(tmp_path / "burned"), **QUICK), log=lambda m: None)
+    print(f"burned: other_cpu_share {rec['other_cpu_share']} max {rec['other_cpu_share_max']}")
+    assert rec["contended"] and rec["other_cpu_share"] > CONTENDED_SHARE and rec["contended_epochs"]
+    assert rec["other_cpu_share_max"] >= rec["other_cpu_share"] and rec["cpu_seconds"] > 0
+    for r in rows(tmp_path / "burned"):
+        assert float(r["cpu_seconds"]) > 0 and 0 <= float(r["other_cpu_share"]) <= 1 and float(r["seconds"]) > 0
+
+
+def test_probe_ratio_resists_a_two_core_burner(shapes: Path) -> None:
+    quiet = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
+    with burning(2):
+        burned = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
+    for name, r in (("quiet", quiet), ("burned", burned)):
+        segs = " ".join(f"{g['size']}:{g['seconds_per_step'] * 1e3:.0f}/{g['cpu_per_step'] * 1e3:.0f}ms"
+                        for g in r.segments)  # fmt: skip
+        print(f"probe {name}: ratio {r.ratio:.3f} other {r.other_cpu_share} wall/cpu per step {segs}")
+    assert [s["size"] for s in quiet.segments] == ["fast", "accurate", "accurate", "fast"]
+    assert quiet.ratio > 1 and quiet.to_json()["ratio"] == quiet.ratio
+    assert burned.other_cpu_share is None or burned.other_cpu_share > CONTENDED_SHARE  # the burner did run
+    assert burned.ratio == pytest.approx(quiet.ratio, rel=0.2)
+
+
+def test_early_stopping_on_map50_95(shapes: Path, tmp_path: Path) -> None:
+    run = tmp_path / "stop"
+    rec = train(TrainConfig(data=str(shapes), epochs=16, patience=2, out=str(run), **QUICK), log=lambda m: None)
+    c = rec["convergence"]
+    print(f"early stop: {c}; other_cpu_share {rec['other_cpu_share']} (not asserted)")
+    assert rec["converged"] and c["stopped_early"] and rec["epochs_run"] < 16 and c["patience"] == 2
+    assert c["reason"].startswith("plateau: no gain for 2 epochs")
+    maps = [float(r["map"]) for r in rows(run)]
+    assert len(maps) == rec["epochs_run"] and max(maps) > 0
+    best = maps.index(max(maps)) + 1
+    assert rec["best_epoch"] == c["best_epoch"] == best and rec["epochs_run"] - best == 2
+    assert load_checkpoint(run / "best.pt")["epoch"] + 1 == best  # best.pt by mAP50-95 too
+    # time to 95% of the best mAP50-95
+    first = next(i for i, m in enumerate(maps) if m >= 0.95 * max(maps)) + 1
+    assert rec["epoch_to_95"] == first <= rec["best_epoch"]
+    secs = [float(r["seconds"]) for r in rows(run)]
+    assert rec["time_to_95_seconds"] == pytest.approx(sum(secs[:first]), abs=0.01)
+    assert 0 < rec["time_to_95_seconds"] <= rec["total_seconds"]
+
+
+def test_a_run_cut_off_while_improving_is_not_converged(shapes: Path, tmp_path: Path) -> None:
+    rec = train(TrainConfig(data=str(shapes), epochs=16, out=str(tmp_path / "cut"), **QUICK), log=lambda m: None)
+    c = rec["convergence"]
+    print(f"cut off: {c}")
+    assert rec["epochs_run"] == 16 and not c["stopped_early"] and not rec["converged"]
+    assert c["slope"] > 0 and c["window"] == 5 and c["reason"].startswith("still improving")
+    assert rec["epoch_to_95"] is not None and rec["epoch_to_95"] <= rec["best_epoch"]
