@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from speedmap.bench.results import BenchReport
 from speedmap.cli import app
 from tests.test_serve import start_server
 
@@ -44,6 +45,10 @@ def test_bench_local_default_sweep(model_store: Path, tiny_run: Path, tmp_path: 
     assert (tmp_path / "latency_cdf.png").stat().st_size > 10_000
     assert (tmp_path / "throughput_vs_concurrency.png").is_file()
     assert doc["provenance"]["model"]["intra_op_threads"] >= 1
+    report = BenchReport.from_json(doc)
+    assert report.single() is report.runs[0] and report.loaded() is report.runs[1] and report.loaded().concurrency == 4
+    for r in report.runs:  # every try at least as long as asked; the last one reported
+        assert r.attempts[-1]["duration_s"] == r.duration_s and r.attempts[0]["min_duration_s"] == 1
 
 
 def test_bench_http_v1_legacy_and_rate(model_store: Path, tiny_run: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from speedmap.bench.browser import chromium_available, local_server, open_page, open_url, run_browser_benchmark
+from speedmap.bench.results import BenchReport
 from speedmap.cli import app
 from speedmap.engine import Model
 from speedmap.web import VENDOR_DIR, WebBuildMissing
@@ -128,22 +129,24 @@ def test_page_detections_match_the_python_engine(model_store: Path, images: list
 
 @needs_chromium
 def test_browser_benchmark_json(model_store: Path, images: list[Path]) -> None:
-    doc, runs = run_browser_benchmark("shapes/1", images[:4], model_store, requests=30, warmup=3, duration=1.0)
+    report, runs = run_browser_benchmark("shapes/1", images[:4], model_store, requests=30, warmup=3, duration=1.0)
+    doc = report.to_json()
     json.dumps(doc)
-    assert doc["target"] == "browser" and doc["model"] == "shapes/1"
-    prov = doc["provenance"]
-    assert prov["browser"].startswith("Chromium ") and prov["backend"] == "wasm"
+    assert BenchReport.from_json(doc) == report
+    assert report.target == "browser" and report.model == "shapes/1"
+    prov = report.provenance
+    assert prov["browser"].startswith("Chromium ") and prov["backend"] == "wasm" and prov["target"] == "browser"
     assert prov["cross_origin_isolated"] is True and prov["threads"] >= 1
     assert 0 < prov["timer_resolution_ms"] < 0.1
     assert prov["onnxruntime_web"] and prov["model"]["runtime"] == "onnxruntime-web"
-    warm = doc["warmup"]
+    warm = report.warmup
     assert warm["page_load_ms"] > 0 and warm["session_create_ms"] > 0 and warm["cold_first_request_ms"] > 0
     assert warm["requests"] == 3
-    (run,) = doc["runs"]
-    assert run["scenario"] == "single" and run["concurrency"] == 1
-    assert run["requests"] >= 30 and runs[0].recorder.count == run["requests"] and not run["errors"]
-    assert run["duration_s"] >= 1.0 and len(run["window_rps"]) >= 3
-    assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["max"]
+    (run,) = report.runs
+    assert report.single() is run and run.concurrency == 1 and run.tries == 1
+    assert run.requests >= 30 and runs[0].recorder.count == run.requests and not run.errors
+    assert run.duration_s >= 1.0 and len(run.window_rps) >= 3
+    assert 0 < run.latency_ms["p50"] <= run.latency_ms["max"]
 
 
 @needs_chromium

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
+from speedmap.bench.results import BenchReport
 from speedmap.errors import SpeedmapError
 from speedmap.modelstore import resolve
 from speedmap.web import vendor_manifest
@@ -189,18 +190,14 @@ def _window_rates(completions_s: list[float], end_s: float, width: float) -> lis
     return [c / width for c in counts[: int(end_s / width)]]
 
 
-@dataclass
-class _Target:
-    name: str = "browser"
-
-
 def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str | Path | None = None,
                           requests: int = 100, warmup: int = 10, duration: float = 10.0, backend: str = "wasm",
                           threads: int | None = None, progress: Callable[[str], None] | None = None,
-                          ) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+                          ) -> tuple[BenchReport, list[RunResult]]:  # fmt: skip
     """Benchmark ``model`` in headless Chromium: the single-stream scenario (one inference after another,
-    at least ``requests`` and ``duration`` seconds) after ``warmup`` inferences. Returns the same JSON
-    document and runs as :func:`speedmap.bench.run.benchmark`, with the browser's provenance."""
+    at least ``requests`` and ``duration`` seconds) after ``warmup`` inferences. Returns the same report
+    and runs as :func:`speedmap.bench.run.benchmark`, with the browser's provenance. The page runs once:
+    an UNSTABLE run is not tried again here."""
     from speedmap.bench.run import BenchConfig, provenance
 
     if not images:
@@ -210,12 +207,13 @@ def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str
     blobs = [Path(p).read_bytes() for p in images]
     meta = resolve(model, models_dir)
     manifest = vendor_manifest()
-    cfg = BenchConfig(scenario="single", concurrency=[1], duration=duration, requests=requests, warmup=warmup)
+    cfg = BenchConfig(scenario="single", concurrency=[1], duration=duration, requests=requests, warmup=warmup,
+                      retry_unstable=False)  # fmt: skip
     d = meta.doc
     info = {"model_id": meta.id, "path": str(meta.path), "size": d.get("size"), "precision": d.get("precision", "fp32"),
             "imgsz": meta.imgsz, "batch": 1, "runtime": "onnxruntime-web",
             "onnxruntime_web": manifest.get("onnxruntime-web")}  # fmt: skip
-    prov = provenance(_Target(), info, blobs, cfg)
+    prov = provenance("browser", info, blobs, cfg)
     timeout = 120 + 2 * duration + 5 * (requests + warmup)
     t0 = time.perf_counter()
     with open_page(meta.path, backend=backend, threads=threads) as page:
@@ -235,6 +233,7 @@ def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str
     width = max(0.25, min(1.0, duration / 5))
     rates = _window_rates([t / 1e3 for t in res["completions_ms"]], duration_s, width)
     run = RunResult("single", 1, None, rec, duration_s, rates)
+    run.attempts = [{"duration_s": duration_s, "min_duration_s": duration, "valid": run.valid}]
     prov.update({
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "browser": browser,
         "user_agent": res["user_agent"], "browser_flags": CHROMIUM_FLAGS, "backend": res["backend"],
@@ -244,11 +243,7 @@ def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str
         "onnxruntime_web": res["onnxruntime_web"] or manifest.get("onnxruntime-web"), "page_errors": console,
     })  # fmt: skip
     warm_ms = res["warmup_ms"]
-    doc = {
-        "target": "browser", "model": meta.id, "provenance": prov,
-        "warmup": {"page_load_ms": res["page_load_ms"], "model_fetch_ms": res["model_fetch_ms"],
-                   "session_create_ms": res["session_create_ms"], "cold_first_request_ms": warm_ms[0],
-                   "requests": len(warm_ms), "seconds": res["warmup_seconds"]},
-        "runs": [run.to_json()],
-    }  # fmt: skip
-    return doc, [run]
+    warm = {"page_load_ms": res["page_load_ms"], "model_fetch_ms": res["model_fetch_ms"],
+            "session_create_ms": res["session_create_ms"], "cold_first_request_ms": warm_ms[0],
+            "requests": len(warm_ms), "seconds": res["warmup_seconds"]}  # fmt: skip
+    return BenchReport("browser", meta.id, prov, warm, [run.summary()]), [run]

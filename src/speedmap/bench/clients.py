@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from speedmap.bench.loadgen import RunResult, closed_loop, open_loop
 from speedmap.bench.recorder import Recorder
+from speedmap.bench.results import Target
 
 T = TypeVar("T")
 BUSY_CLIENT = 0.80  # a client process above this share of one core may be the bottleneck
@@ -29,7 +30,7 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-async def run_here(target: Any, kind: str, value: float, duration: float, min_requests: int, arrivals: str,
+async def run_here(target: Target, kind: str, value: float, duration: float, min_requests: int, arrivals: str,
                    window_s: float, rec: Recorder | None = None, start_at: float | None = None, seed: int = 0,
                    offset_s: float = 0.0) -> RunResult:  # fmt: skip
     """One run in this process's event loop (recording into ``rec`` when given; client processes pass a

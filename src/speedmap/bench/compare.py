@@ -3,17 +3,45 @@ repeats, so drift on a shared machine falls on both alike; the ratios B/A come w
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from speedmap.bench.clients import run_async
 from speedmap.bench.loadgen import RunResult
-from speedmap.bench.run import BenchConfig, Live, Runner, plan, provenance, warm_up
+from speedmap.bench.results import BenchReport, Target
+from speedmap.bench.run import BenchConfig, Live, Note, Runner, plan, provenance, warm_up
 
 
 def spread(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A typed view of one ratio's spread over the repeats (a :func:`spread` dict)."""
+
+    median: float
+    min: float
+    max: float
+    values: list[float]
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Spread:
+        return cls(doc["median"], doc["min"], doc["max"], list(doc.get("values") or []))
+
+    @property
+    def certain(self) -> bool:
+        return ranking_certain(self)
+
+
+def ranking_certain(spread: dict[str, Any] | Spread) -> bool:
+    """Whether every repeat ranks the two models alike: the smallest and the largest ratio lie on the same
+    side of 1.0 (a ratio of exactly 1.0 ranks neither first)."""
+    lo, hi = (spread.min, spread.max) if isinstance(spread, Spread) else (spread["min"], spread["max"])
+    return (lo > 1.0 and hi > 1.0) or (lo < 1.0 and hi < 1.0)
 
 
 def ratios(runs: list[tuple[str, int, RunResult]], a: str, b: str) -> list[dict[str, Any]]:
@@ -45,15 +73,15 @@ def ratios(runs: list[tuple[str, int, RunResult]], a: str, b: str) -> list[dict[
     return out
 
 
-def compare(targets: dict[str, Any], cfg: BenchConfig, infos: dict[str, dict[str, Any] | None],
-            images: list[bytes], repeats: int = 3, progress: Any = None,
-            live: Live | None = None) -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:  # fmt: skip
-    """``targets``: model id -> target (two of them, A first). Returns the JSON document and the runs
-    as ``(model, repeat, run)``."""
+def compare(targets: dict[str, Target], cfg: BenchConfig, infos: dict[str, dict[str, Any] | None],
+            images: list[bytes], repeats: int = 3, progress: Any = None, live: Live | None = None,
+            note: Note | None = None) -> tuple[BenchReport, list[tuple[str, int, RunResult]]]:  # fmt: skip
+    """``targets``: model id -> target (two of them, A first). Returns the report and the runs as
+    ``(model, repeat, run)``. Each run is tried again on its own while UNSTABLE (``cfg.retry_unstable``)."""
     (a, ta), (b, tb) = targets.items()
 
     async def main() -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:
-        runner = Runner(cfg, live)
+        runner = Runner(cfg, live, note)
         try:
             warm = {a: await warm_up(ta, cfg.warmup, cfg.warmup_seconds),
                     b: await warm_up(tb, cfg.warmup, cfg.warmup_seconds)}  # fmt: skip
@@ -71,14 +99,11 @@ def compare(targets: dict[str, Any], cfg: BenchConfig, infos: dict[str, dict[str
             await ta.close()
             await tb.close()
 
-    prov = provenance(ta, infos.get(a), images, cfg)
+    prov = provenance(ta.name, infos.get(a), images, cfg)
     prov["models"] = infos
     prov["repeats"] = repeats
     warm, runs = run_async(main())
     prov["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    doc = {
-        "target": ta.name, "model": a, "compare": b, "provenance": prov, "warmup": warm,
-        "runs": [{**r.to_json(), "model": m, "repeat": rep} for m, rep, r in runs],
-        "ratios": ratios(runs, a, b),
-    }  # fmt: skip
-    return doc, runs
+    summaries = [dataclasses.replace(r.summary(), model=m, repeat=rep) for m, rep, r in runs]
+    report = BenchReport(ta.name, a, prov, warm, summaries, compare=b, ratios=ratios(runs, a, b))
+    return report, runs

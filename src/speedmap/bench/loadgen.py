@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speedmap.bench.recorder import Recorder, stable
+from speedmap.bench.results import BenchRun
 
 Send = Callable[[int], Awaitable[Any]]
 
 
 @dataclass
 class RunResult:
+    """One run with its histograms (for plots and merging); :meth:`summary` gives its figures."""
+
     scenario: str
     concurrency: int | None
     target_rate: float | None
@@ -31,6 +34,7 @@ class RunResult:
     late_sends: int = 0  # open loop: sends more than 10 ms behind schedule (the client could not keep up)
     client_cpu: list[float] = field(default_factory=list)  # per client process: CPU seconds / wall seconds
     warnings: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every try, see BenchRun.attempts
 
     @property
     def requests(self) -> int:
@@ -40,17 +44,17 @@ class RunResult:
     def valid(self) -> bool:
         return stable(self.window_rates)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario, "concurrency": self.concurrency, "target_rate": self.target_rate,
-            "requests": self.requests, "errors": dict(self.recorder.errors), "duration_s": self.duration_s,
-            "throughput_rps": self.recorder.count / self.duration_s if self.duration_s else 0.0,
-            "latency_ms": self.recorder.latency_ms(), "valid": self.valid, "window_rps": self.window_rates,
-            "late_sends": self.late_sends, "breakdown_ms": self.recorder.breakdown_ms(),
-            "client": {"processes": len(self.client_cpu) or 1,
-                       "cpu_per_process": [round(c, 3) for c in self.client_cpu]},
-            "warnings": self.warnings,
-        }  # fmt: skip
+    def summary(self) -> BenchRun:
+        """The run's figures, as the JSON document holds them."""
+        return BenchRun(
+            scenario=self.scenario, concurrency=self.concurrency, target_rate=self.target_rate,
+            requests=self.requests, errors=dict(self.recorder.errors), duration_s=self.duration_s,
+            throughput_rps=self.recorder.count / self.duration_s if self.duration_s else 0.0,
+            latency_ms=self.recorder.latency_ms(), valid=self.valid, window_rps=list(self.window_rates),
+            late_sends=self.late_sends, breakdown_ms=self.recorder.breakdown_ms(),
+            client={"processes": len(self.client_cpu) or 1, "cpu_per_process": [round(c, 3) for c in self.client_cpu]},
+            warnings=list(self.warnings), attempts=[dict(a) for a in self.attempts],
+        )  # fmt: skip
 
 
 def error_kind(exc: BaseException) -> str:

@@ -6,48 +6,54 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from speedmap.bench.compare import Spread
 from speedmap.bench.loadgen import RunResult
+from speedmap.bench.results import BenchReport
 from speedmap.plotting import pyplot, save
 
 CSV_KEYS = ["scenario", "concurrency", "target_rate", "requests", "errors", "duration_s", "throughput_rps",
-            "p50", "p90", "p95", "p99", "p999", "min", "max", "mean", "std", "valid"]  # fmt: skip
+            "p50", "p90", "p95", "p99", "p999", "min", "max", "mean", "std", "valid", "tries"]  # fmt: skip
 
 
-def write_csv(doc: dict[str, Any], path: Path) -> Path:
+def write_csv(report: BenchReport, path: Path) -> Path:
     """One row per run; with ``--compare`` also the model and repeat; phases as ``<phase>_p50`` columns."""
-    extra = [k for k in ("model", "repeat") if doc["runs"] and k in doc["runs"][0]]
-    phases = sorted({p for r in doc["runs"] for p in r.get("breakdown_ms", {})})
+    extra = ["model", "repeat"] if report.compare is not None else []
+    phases = sorted({p for r in report.runs for p in r.breakdown_ms})
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=extra + CSV_KEYS + [f"{p}_p50" for p in phases])
         w.writeheader()
-        for r in doc["runs"]:
-            row = {**{k: r[k] for k in extra + CSV_KEYS if k in r}, **r["latency_ms"],
-                   "errors": sum(r["errors"].values())}  # fmt: skip
-            row.update({f"{p}_p50": v["p50"] for p, v in r.get("breakdown_ms", {}).items()})
+        for r in report.runs:
+            row: dict[str, Any] = {"model": r.model, "repeat": r.repeat} if extra else {}
+            row.update(scenario=r.scenario, concurrency=r.concurrency, target_rate=r.target_rate, requests=r.requests,
+                       errors=r.error_count, duration_s=r.duration_s, throughput_rps=r.throughput_rps,
+                       **r.latency_ms, valid=r.valid, tries=r.tries)  # fmt: skip
+            row.update({f"{p}_p50": v["p50"] for p, v in r.breakdown_ms.items()})
             w.writerow(row)
     return path
 
 
-def plot_compare(doc: dict[str, Any], folder: Path) -> Path:
+def plot_compare(report: BenchReport, folder: Path) -> Path:
     """``compare.png``: per scenario, B/A ratios of p50 latency and throughput, median with min-max bars."""
     plt = pyplot()
-    rows = doc["ratios"]
+    rows = report.ratios
     labels = [f"{r['scenario']} {r['concurrency'] or r['target_rate']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(7.0, 1.4 * len(rows) + 2), 4.5))
     width = 0.38
     for k, (key, name) in enumerate((("p50_latency_ratio", "p50 latency"), ("throughput_ratio", "throughput"))):
-        med = [r[key]["median"] for r in rows]
-        lo = [r[key]["median"] - r[key]["min"] for r in rows]
-        hi = [r[key]["max"] - r[key]["median"] for r in rows]
+        spreads = [Spread.from_json(r[key]) for r in rows]
+        med = [s.median for s in spreads]
+        lo = [s.median - s.min for s in spreads]
+        hi = [s.max - s.median for s in spreads]
         xs = [i + (k - 0.5) * width for i in range(len(rows))]
-        ax.bar(xs, med, width, yerr=[lo, hi], capsize=4, label=f"{name} ({doc['compare']} / {doc['model']})")
-        for x, m, top in zip(xs, med, (r[key]["max"] for r in rows), strict=True):
-            ax.annotate(f"{m:.2f}x", (x, top), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=4, label=f"{name} ({report.compare} / {report.model})")
+        for x, s in zip(xs, spreads, strict=True):
+            ax.annotate(f"{s.median:.2f}x", (x, s.max), textcoords="offset points", xytext=(0, 4), ha="center",
+                        fontsize=8)  # fmt: skip
     ax.axhline(1.0, color="grey", lw=1)
     ax.set_xticks(range(len(rows)), labels)
-    reps = doc["provenance"].get("repeats")
-    ax.set(ylabel="ratio (median, bars: min-max)", title=f"{doc['compare']} vs {doc['model']} on "
-           f"{doc['target']}\n{reps} interleaved repeats")  # fmt: skip
+    reps = report.provenance.get("repeats")
+    ax.set(ylabel="ratio (median, bars: min-max)", title=f"{report.compare} vs {report.model} on "
+           f"{report.target}\n{reps} interleaved repeats")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     return save(fig, folder / "compare.png")

@@ -1,4 +1,5 @@
-"""One benchmark: warm-up (cold first request apart), then the scenarios, with provenance."""
+"""One benchmark: warm-up (cold first request apart), then the scenarios, with provenance. A run found
+UNSTABLE is tried again with twice, then four times the duration (``BenchConfig.retry_unstable``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +17,7 @@ from speedmap import __version__
 from speedmap.bench.clients import ClientPool, client_warnings, run_async, run_here
 from speedmap.bench.loadgen import RunResult, error_kind
 from speedmap.bench.recorder import Recorder
+from speedmap.bench.results import BenchReport, Target
 from speedmap.errors import SpeedmapError
 
 
@@ -29,6 +32,10 @@ class BenchConfig:
     warmup: int = 10
     clients: int = 1  # client processes (HTTP targets)
     warmup_seconds: float = 0.0  # warm-up lasts at least this long as well as ``warmup`` requests
+    retry_unstable: bool = True  # an UNSTABLE run is tried again at 2x, then 4x the duration and requests
+
+
+RETRY_FACTORS = (1, 2, 4)  # the tries of a run, as multiples of the configured duration and requests
 
 
 def cpu_model() -> str:
@@ -57,7 +64,9 @@ def gpu_models() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def provenance(target: Any, model_info: dict[str, Any] | None, images: list[bytes], cfg: BenchConfig) -> dict:
+def provenance(target_name: str, model_info: dict[str, Any] | None, images: list[bytes],
+               cfg: BenchConfig) -> dict[str, Any]:  # fmt: skip
+    """What was measured where: versions, hardware, the target, the model, the image set, the config."""
     import numpy
     import onnxruntime
 
@@ -70,13 +79,13 @@ def provenance(target: Any, model_info: dict[str, Any] | None, images: list[byte
         "speedmap": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
         "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu_model(),
         "gpus": gpu_models(), "available_providers": onnxruntime.get_available_providers(),
-        "cpus": os.cpu_count(), "usable_cpus": available_cpus(), "target": target.name, "model": model_info,
+        "cpus": os.cpu_count(), "usable_cpus": available_cpus(), "target": target_name, "model": model_info,
         "images": len(images), "image_set_sha256": digest.hexdigest()[:16], "config": asdict(cfg),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
 
 
-async def warm_up(target: Any, n: int, seconds: float = 0.0) -> dict[str, Any]:
+async def warm_up(target: Target, n: int, seconds: float = 0.0) -> dict[str, Any]:
     """The cold first request, then warm-up until ``n`` requests AND ``seconds`` have passed; with the
     target's model load time when it has one."""
     t = time.perf_counter()
@@ -93,7 +102,7 @@ async def warm_up(target: Any, n: int, seconds: float = 0.0) -> dict[str, Any]:
         await target.send(i)
         i += 1
     doc = {"cold_first_request_ms": cold * 1e3, "requests": i, "seconds": time.perf_counter() - t + cold}
-    if getattr(target, "load_ms", None) is not None:
+    if target.load_ms is not None:
         doc["model_load_ms"] = target.load_ms
     return doc
 
@@ -116,37 +125,70 @@ def plan(cfg: BenchConfig) -> list[tuple[str, float]]:
 
 @dataclass
 class Live:
-    """The run in progress, for a live display: its label, start and recorder (None when client
-    processes record it)."""
+    """The run in progress, for a live display: its label, start, minimum duration and recorder (None
+    when client processes record it)."""
 
     label: str = ""
     started: float = 0.0
     recorder: Recorder | None = None
+    duration: float | None = None
+
+
+Note = Callable[[str], None]
 
 
 class Runner:
-    """Runs scenarios on a target, in this process or on a pool of client processes."""
+    """Runs scenarios on a target, in this process or on a pool of client processes; an UNSTABLE run is
+    tried again (``cfg.retry_unstable``) and ``note`` says so."""
 
-    def __init__(self, cfg: BenchConfig, live: Live | None = None) -> None:
+    def __init__(self, cfg: BenchConfig, live: Live | None = None, note: Note | None = None) -> None:
         self.cfg = cfg
-        self.window = max(0.25, min(1.0, cfg.duration / 5))  # at least five windows for the stability verdict
         self.pool: ClientPool | None = None
         self.live = live
+        self.note = note
 
-    async def run(self, target: Any, kind: str, value: float) -> RunResult:
+    @staticmethod
+    def window(duration: float) -> float:
+        """The stability windows' width for a run of ``duration`` seconds: five windows where it can."""
+        return max(0.25, min(1.0, duration / 5))
+
+    async def run(self, target: Target, kind: str, value: float) -> RunResult:
+        """One run; while UNSTABLE (and something succeeded), again with the next duration of
+        :data:`RETRY_FACTORS`. The last try is the result; ``attempts`` lists every try."""
         cfg = self.cfg
+        factors = RETRY_FACTORS if cfg.retry_unstable else RETRY_FACTORS[:1]
+        attempts: list[dict[str, Any]] = []
+        for n, factor in enumerate(factors):
+            duration, requests = cfg.duration * factor, cfg.requests * factor
+            res = await self._once(target, kind, value, duration, requests, n, len(factors))
+            attempts.append({"duration_s": res.duration_s, "min_duration_s": duration, "valid": res.valid})
+            # (when nothing succeeded, a longer run would not settle anything: it would only fail longer)
+            if res.valid or res.recorder.count == 0 or n == len(factors) - 1:
+                break
+            if self.note is not None:
+                nxt = factors[n + 1]
+                self.note(f"{kind} {value:g}: UNSTABLE after {res.duration_s:.1f} s; trying again for at least "
+                          f"{cfg.duration * nxt:g} s and {cfg.requests * nxt} requests")  # fmt: skip
+        res.attempts = attempts
+        return res
+
+    async def _once(self, target: Target, kind: str, value: float, duration: float, requests: int, n: int,
+                    tries: int) -> RunResult:  # fmt: skip
+        cfg = self.cfg
+        remote = cfg.clients > 1 and target.spec is not None
         rec = Recorder()
         if self.live is not None:
-            self.live.label, self.live.started = f"{kind} {value:g}", time.perf_counter()
-            self.live.recorder = None if cfg.clients > 1 and target.spec is not None else rec
-        if cfg.clients > 1 and target.spec is not None:
+            tail = f" (try {n + 1}/{tries})" if n else ""
+            self.live.label, self.live.started = f"{kind} {value:g}{tail}", time.perf_counter()
+            self.live.recorder, self.live.duration = None if remote else rec, duration
+        if remote:
+            assert target.spec is not None
             if self.pool is None:
                 self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
-            pool = self.pool
-            res = await asyncio.to_thread(pool.run, target.spec, kind, value, cfg.duration, cfg.requests,
-                                          cfg.arrivals, self.window)  # fmt: skip
+            res = await asyncio.to_thread(self.pool.run, target.spec, kind, value, duration, requests,
+                                          cfg.arrivals, self.window(duration))  # fmt: skip
         else:
-            res = await run_here(target, kind, value, cfg.duration, cfg.requests, cfg.arrivals, self.window, rec)
+            res = await run_here(target, kind, value, duration, requests, cfg.arrivals, self.window(duration), rec)
         res.warnings = client_warnings(res, remote=target.spec is not None)
         return res
 
@@ -155,10 +197,10 @@ class Runner:
             self.pool.close()
 
 
-async def run_scenarios(target: Any, cfg: BenchConfig, progress: Any = None,
-                        live: Live | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+async def run_scenarios(target: Target, cfg: BenchConfig, progress: Any = None, live: Live | None = None,
+                        note: Note | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
     warm = await warm_up(target, cfg.warmup, cfg.warmup_seconds)
-    runner = Runner(cfg, live)
+    runner = Runner(cfg, live, note)
     runs = []
     try:
         for kind, value in plan(cfg):
@@ -170,20 +212,21 @@ async def run_scenarios(target: Any, cfg: BenchConfig, progress: Any = None,
     return warm, runs
 
 
-def benchmark(target: Any, cfg: BenchConfig, model_info: dict[str, Any] | None, images: list[bytes],
-              progress: Any = None, live: Live | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
-    """The JSON document of one benchmark, and its runs (with their histograms, for plots)."""
+def benchmark(target: Target, cfg: BenchConfig, model_info: dict[str, Any] | None, images: list[bytes],
+              progress: Any = None, live: Live | None = None,
+              note: Note | None = None) -> tuple[BenchReport, list[RunResult]]:  # fmt: skip
+    """One benchmark: its report, and its runs (with their histograms, for plots). ``progress(kind,
+    value)`` before each run, ``note(text)`` when a run is tried again; the target is closed at the end."""
 
     async def main() -> tuple[dict[str, Any], list[RunResult]]:
         try:
-            return await run_scenarios(target, cfg, progress, live)
+            return await run_scenarios(target, cfg, progress, live, note)
         finally:
             await target.close()
 
-    prov = provenance(target, model_info, images, cfg)
+    prov = provenance(target.name, model_info, images, cfg)
     warm, runs = run_async(main())
     prov["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     model = (model_info or {}).get("model_id")
-    doc = {"target": target.name, "model": model, "provenance": prov, "warmup": warm,
-           "runs": [r.to_json() for r in runs]}  # fmt: skip
-    return doc, runs
+    report = BenchReport(target.name, model, prov, warm, [r.summary() for r in runs])
+    return report, runs

@@ -1,7 +1,7 @@
 """Where requests go: the in-process engine (``local``) or a Roboflow-compatible server (``http://...``,
 v1 routes or the legacy route). Each target turns request ``i`` into one inference on image
 ``i mod n``, raises on failure, and returns the phases of that request in seconds where it can tell
-them."""
+them. :func:`make_target` builds one by kind."""
 
 from __future__ import annotations
 
@@ -15,19 +15,19 @@ from typing import Any
 import orjson
 
 from speedmap.bench.http import HttpClient
-
-Phases = dict[str, float]
+from speedmap.bench.results import Phases, Target
+from speedmap.errors import SpeedmapError
 
 
 class LocalTarget:
     """The engine in this process; ``concurrency`` requests run on as many threads. Phases: decode and
     letterbox, the network forward, postprocess; ``queue`` is the wait for a thread."""
 
-    name = "local"
-    spec = None  # not runnable from other client processes
+    spec: dict[str, Any] | None = None  # runs in this process only: --clients does not apply
 
-    def __init__(self, model: Any, images: list[bytes], concurrency: int = 1, load_ms: float | None = None) -> None:
-        self.model, self.images, self.load_ms = model, images, load_ms
+    def __init__(self, model: Any, images: list[bytes], concurrency: int = 1, load_ms: float | None = None,
+                 name: str = "local") -> None:  # fmt: skip
+        self.model, self.images, self.load_ms, self.name = model, images, load_ms, name
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
     async def resize(self, concurrency: int) -> None:
@@ -58,14 +58,16 @@ class HttpTarget:
     header, else the response's ``time`` field), client decode (parsing the JSON answer);
     network + queue is the rest of the round trip."""
 
+    load_ms: float | None = None  # the server loads the model; its load time is not known here
+
     def __init__(self, url: str, model_id: str, images: list[bytes], legacy: bool = False,
                  api_key: str | None = None, concurrency: int = 1, timeout: float = 60.0) -> None:  # fmt: skip
         self.name = url
         self.url, self.model_id, self.legacy, self.api_key = url.rstrip("/"), model_id, legacy, api_key
         self.images, self.timeout = images, timeout
         self.client = HttpClient(self.url, concurrency, timeout)
-        self.spec = {"url": url, "model_id": model_id, "images": images, "legacy": legacy, "api_key": api_key,
-                     "timeout": timeout}  # fmt: skip
+        self.spec: dict[str, Any] | None = {"url": url, "model_id": model_id, "images": images, "legacy": legacy,
+                                            "api_key": api_key, "timeout": timeout}  # fmt: skip
 
     async def resize(self, concurrency: int) -> None:
         """A fresh keep-alive pool sized to the next run's in-flight count."""
@@ -101,6 +103,28 @@ class HttpTarget:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def make_target(kind: str, model_id: str, blobs: list[bytes], *, models_dir: str | Path | None = None,
+                legacy: bool = False, api_key: str | None = None,
+                providers: str | None = None) -> tuple[Target, dict[str, Any]]:  # fmt: skip
+    """The target of ``kind`` for ``model_id`` sending ``blobs``, and the model's info for provenance.
+
+    ``local``: the engine loaded here from ``models_dir`` on ``providers`` (load time measured; info:
+    the engine's). ``local-cuda``: the same on the CUDA provider. ``http://...`` or ``https://...``: a
+    Roboflow-compatible server, v1 routes or the ``legacy`` one, with ``api_key`` (info: model id and
+    route)."""
+    if kind in ("local", "local-cuda"):
+        from speedmap.engine import Model
+
+        t = time.perf_counter()
+        engine = Model.load(model_id, models_dir=models_dir, providers="cuda" if kind == "local-cuda" else providers)
+        load_ms = (time.perf_counter() - t) * 1e3
+        return LocalTarget(engine, blobs, load_ms=load_ms, name=kind), engine.info()
+    if kind.startswith(("http://", "https://")):
+        target = HttpTarget(kind, model_id, blobs, legacy=legacy, api_key=api_key)
+        return target, {"model_id": model_id, "route": "legacy" if legacy else "v1"}
+    raise SpeedmapError(f"unknown target {kind!r}: local, local-cuda or http://HOST:PORT")
 
 
 def load_images(folder: Path, limit: int = 200) -> list[Path]:

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from speedmap.bench.results import BenchReport, BenchRun, Target
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
 
@@ -26,59 +27,48 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
 
 
-def _target(target: str, model: str, models_dir: Path | None, blobs: list[bytes], legacy: bool,
-            api_key: str | None, providers: str | None = None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    import time
-
-    from speedmap.bench.targets import HttpTarget, LocalTarget
-
-    if target == "local":
-        from speedmap.engine import Model
-
-        t = time.perf_counter()
-        engine = Model.load(model, models_dir=models_dir, providers=providers)
-        return LocalTarget(engine, blobs, load_ms=(time.perf_counter() - t) * 1e3), engine.info()
-    if target.startswith(("http://", "https://")):
-        return HttpTarget(target, model, blobs, legacy=legacy, api_key=api_key), {
-            "model_id": model, "route": "legacy" if legacy else "v1"}  # fmt: skip
-    raise SpeedmapError(f"unknown target {target!r}: local or http://HOST:PORT")
+def _valid(r: BenchRun) -> str:
+    tail = f" after {r.tries} tries" if r.tries > 1 else ""
+    return ("VALID" if r.valid else "[yellow]UNSTABLE[/]") + tail
 
 
-def _print_runs(doc: dict[str, Any], title: str) -> None:
-    compare = "compare" in doc
+def _print_runs(report: BenchReport, title: str) -> None:
+    compare = report.compare is not None
     cols = (["model", "rep"] if compare else []) + ["scenario", "in flight / rate", "requests", "errors", "req/s",
                                                      "p50 ms", "p90 ms", "p99 ms", "max ms", "valid"]  # fmt: skip
     t = Table(*cols, title=title)
-    for r in doc["runs"]:
-        lat = r["latency_ms"]
-        row = [escape(r["model"]), str(r["repeat"] + 1)] if compare else []
-        t.add_row(*row, r["scenario"], f"{r['concurrency'] or r['target_rate']}", str(r["requests"]),
-                  str(sum(r["errors"].values())), f"{r['throughput_rps']:.1f}", _fmt(lat["p50"]), _fmt(lat["p90"]),
-                  _fmt(lat["p99"]), _fmt(lat["max"]), "VALID" if r["valid"] else "[yellow]UNSTABLE[/]")  # fmt: skip
+    for r in report.runs:
+        lat = r.latency_ms
+        row = [escape(r.model or ""), str((r.repeat or 0) + 1)] if compare else []
+        t.add_row(*row, r.scenario, f"{r.concurrency or r.target_rate}", str(r.requests), str(r.error_count),
+                  f"{r.throughput_rps:.1f}", _fmt(lat["p50"]), _fmt(lat["p90"]), _fmt(lat["p99"]), _fmt(lat["max"]),
+                  _valid(r))  # fmt: skip
     out.print(t)
-    phases = [p for p in PHASE_ORDER if any(p in r["breakdown_ms"] for r in doc["runs"])]
+    phases = [p for p in PHASE_ORDER if any(p in r.breakdown_ms for r in report.runs)]
     if phases and not compare:
         b = Table("scenario", "in flight / rate", *(f"{p} p50" for p in phases), "client CPU",
                   title="where the time goes (ms, p50 per phase)")  # fmt: skip
-        for r in doc["runs"]:
-            cpus = r["client"]["cpu_per_process"]
+        for r in report.runs:
+            cpus = r.client.get("cpu_per_process") or []
             cpu = f"{max(cpus):.0%}" if cpus else "-"
-            b.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}",
-                      *(_fmt(r["breakdown_ms"].get(p, {}).get("p50")) for p in phases), cpu)  # fmt: skip
+            b.add_row(r.scenario, f"{r.concurrency or r.target_rate}",
+                      *(_fmt(r.breakdown_ms.get(p, {}).get("p50")) for p in phases), cpu)  # fmt: skip
         out.print(b)
     if compare:
+        from speedmap.bench.compare import Spread
+
         c = Table("scenario", "in flight / rate", "p50 latency ratio", "throughput ratio",
-                  title=f"{escape(doc['compare'])} / {escape(doc['model'])}: median \\[min-max] over "
-                        f"{doc['provenance']['repeats']} interleaved repeats")  # fmt: skip
-        for r in doc["ratios"]:
-            lr, tr = r["p50_latency_ratio"], r["throughput_ratio"]
-            c.add_row(r["scenario"], f"{r['concurrency'] or r['target_rate']}",
-                      f"{lr['median']:.2f}x [{lr['min']:.2f}-{lr['max']:.2f}]",
-                      f"{tr['median']:.2f}x [{tr['min']:.2f}-{tr['max']:.2f}]")  # fmt: skip
+                  title=f"{escape(report.compare or '')} / {escape(report.model or '')}: median \\[min-max] over "
+                        f"{report.provenance.get('repeats')} interleaved repeats")  # fmt: skip
+        for x in report.ratios:
+            lr, tr = Spread.from_json(x["p50_latency_ratio"]), Spread.from_json(x["throughput_ratio"])
+            c.add_row(x["scenario"], f"{x['concurrency'] or x['target_rate']}",
+                      f"{lr.median:.2f}x [{lr.min:.2f}-{lr.max:.2f}]",
+                      f"{tr.median:.2f}x [{tr.min:.2f}-{tr.max:.2f}]")  # fmt: skip
         out.print(c)
-    for r in doc["runs"]:
-        for w in r["warnings"]:
-            err.print(f"[yellow]warning[/] ({r['scenario']} {r['concurrency'] or r['target_rate']}): {escape(w)}")
+    for r in report.runs:
+        for w in r.warnings:
+            err.print(f"[yellow]warning[/] ({r.label}): {escape(w)}")
 
 
 class LiveStatus:
@@ -95,7 +85,7 @@ class LiveStatus:
         if not st.label:
             return "warming up"
         elapsed = time.perf_counter() - st.started
-        head = f"{st.label}: {elapsed:.0f}/{self.duration:g} s"
+        head = f"{st.label}: {elapsed:.0f}/{st.duration if st.duration is not None else self.duration:g} s"
         rec = st.recorder
         if rec is None:
             return head + " (client processes)"
@@ -123,7 +113,7 @@ class LiveStatus:
 
 @clean_errors
 def bench_command(
-    target: str = typer.Argument(..., help="local | http://HOST:PORT | browser"),
+    target: str = typer.Argument(..., help="local | local-cuda | http://HOST:PORT | browser"),
     model: str = typer.Option(..., "--model", help="Model id (project/version) or folder."),
     images: Path = typer.Option(..., "--images", help="Folder of images to send."),
     models_dir: Path | None = typer.Option(None, "--models", help="Model store for local (default ./models)."),
@@ -145,10 +135,11 @@ def bench_command(
     threads: int | None = typer.Option(None, "--threads", help="browser: WebAssembly threads (default: all)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results JSON (and CSV, plots) here."),
     max_error_rate: float | None = typer.Option(None, "--max-error-rate", help="Fail (exit 1) above this rate."),
+    no_retry: bool = typer.Option(False, "--no-retry", help="Do not run an UNSTABLE run again at 2x, 4x the duration."),
 ) -> None:
     """Latency percentiles and throughput, one frame at a time and with many in flight."""
     from speedmap.bench.run import BenchConfig, benchmark, plan
-    from speedmap.bench.targets import load_images
+    from speedmap.bench.targets import load_images, make_target
 
     if scenario not in (None, "single", "concurrency", "rate", "offline"):
         raise SpeedmapError(f"unknown scenario {scenario!r}: single, concurrency, rate or offline")
@@ -166,7 +157,8 @@ def bench_command(
         raise SpeedmapError(f"--concurrency must be a comma-separated list of integers, got {concurrency!r}") from None
     if not levels or min(levels) < 1:
         raise SpeedmapError("--concurrency needs in-flight counts of at least 1")
-    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients, warmup_seconds)
+    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients, warmup_seconds,
+                      retry_unstable=not no_retry)  # fmt: skip
     steps = plan(cfg)
 
     def progress(kind: str, value: float, rep: int = 1, reps: int = 1) -> None:
@@ -179,30 +171,41 @@ def bench_command(
         if scenario not in (None, "single") or compare_id or clients != 1:
             raise SpeedmapError("the browser target runs the single scenario only, without --compare or --clients")
         runs_per = 1
-    err.print(f"{runs_per} run{'s' if runs_per > 1 else ''}, at least {runs_per * duration:g} s", highlight=False)
+    retries = target != "browser" and not no_retry
+    retry = " (an UNSTABLE run is tried again at 2x, then 4x the duration)" if retries else ""
+    err.print(f"{runs_per} run{'s' if runs_per > 1 else ''}, at least {runs_per * duration:g} s{retry}",
+              highlight=False)  # fmt: skip
+
+    def note(text: str) -> None:
+        err.print(escape(text), highlight=False)
+
+    def make(model_id: str) -> tuple[Target, dict[str, Any]]:
+        return make_target(target, model_id, blobs, models_dir=models_dir, legacy=legacy, api_key=api_key,
+                           providers=providers)  # fmt: skip
+
     if target == "browser":
         from speedmap.bench.browser import run_browser_benchmark
 
-        doc, runs = run_browser_benchmark(model, paths, models_dir, requests=requests, warmup=warmup,
-                                          duration=duration, backend=backend, threads=threads,
-                                          progress=lambda m: err.print(escape(m), highlight=False))  # fmt: skip
-        title = f"{escape(model)} in the browser ({doc['provenance'].get('backend')})"
+        report, runs = run_browser_benchmark(model, paths, models_dir, requests=requests, warmup=warmup,
+                                             duration=duration, backend=backend, threads=threads,
+                                             progress=lambda m: err.print(escape(m), highlight=False))  # fmt: skip
+        title = f"{escape(model)} in the browser ({report.provenance.get('backend')})"
     elif compare_id:
-        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key, providers)
         from speedmap.bench.compare import compare
 
-        tgt_b, info_b = _target(target, compare_id, models_dir, blobs, legacy, api_key, providers)
+        tgt, info = make(model)
+        tgt_b, info_b = make(compare_id)
         with LiveStatus(duration) as live:
-            doc, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
-                                 repeats, progress, live.state)  # fmt: skip
+            report, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
+                                    repeats, progress, live.state, note)  # fmt: skip
         title = f"{escape(model)} vs {escape(compare_id)} on {escape(target)}"
     else:
-        tgt, info = _target(target, model, models_dir, blobs, legacy, api_key, providers)
+        tgt, info = make(model)
         with LiveStatus(duration) as live:
-            doc, runs = benchmark(tgt, cfg, info, blobs, progress, live.state)
+            report, runs = benchmark(tgt, cfg, info, blobs, progress, live.state, note)
         title = f"{escape(model)} on {escape(target)}"
-    _print_runs(doc, title)
-    warm = doc["warmup"]
+    _print_runs(report, title)
+    warm = report.warmup
     for name, w in warm.items() if compare_id else [(model, warm)]:
         extra = "".join(f", {k.removesuffix('_ms').replace('_', ' ')} {w[k]:.0f} ms"
                         for k in ("model_load_ms", "page_load_ms", "session_create_ms") if k in w)  # fmt: skip
@@ -211,19 +214,19 @@ def bench_command(
         from speedmap.bench.plots import plot_compare, plot_runs, write_csv
 
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(doc, indent=1) + "\n")
-        written = [json_out, write_csv(doc, json_out.with_suffix(".csv"))]
+        json_out.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        written = [json_out, write_csv(report, json_out.with_suffix(".csv"))]
         if compare_id:
             for m in (model, compare_id):
                 last = [r for mm, rep, r in pairs if mm == m and rep == repeats - 1]
                 slug = "_" + re.sub(r"[^A-Za-z0-9]+", "-", m).strip("-")
                 written += plot_runs(last, f"{m} on {target}", json_out.parent, slug)
-            written.append(plot_compare(doc, json_out.parent))
+            written.append(plot_compare(report, json_out.parent))
         else:
             written += plot_runs(runs, f"{model} on {target}", json_out.parent)
         err.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False, soft_wrap=True)
-    failed = sum(sum(r["errors"].values()) for r in doc["runs"])
-    total = sum(r["requests"] for r in doc["runs"])
+    failed = sum(r.error_count for r in report.runs)
+    total = sum(r.requests for r in report.runs)
     if max_error_rate is not None and total and failed / total > max_error_rate:
         err.print(f"[red]error rate {failed / total:.2%} is above --max-error-rate {max_error_rate:.2%}[/]")
         raise typer.Exit(1)
