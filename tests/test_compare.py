@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,53 +13,116 @@ import pytest
 from typer.testing import CliRunner
 
 from speedmap.cli import app
+from speedmap.study import run as run_module
 from speedmap.study.config import StudyConfig, estimate_seconds, preset
-from speedmap.study.recommend import choose, general_rules, recommend
-from speedmap.study.report import to_html, write_report
+from speedmap.study.recommend import recommend
+from speedmap.study.report import blocks, to_html, to_markdown, write_report
+from speedmap.study.results import (
+    Accuracy,
+    AccuracyDelta,
+    Choice,
+    RunSummary,
+    SizeResult,
+    Speed,
+    SpeedRatio,
+    Spread,
+    StudyResults,
+    TaskResult,
+    TrainProbe,
+    TrainResult,
+)
 from speedmap.study.run import Study
 
 runner = CliRunner()
 TINY = ["--tasks", "shapes", "--epochs", "2", "--images", "30", "--imgsz", "64", "--bench-seconds", "0.3",
-        "--targets", "http,local"]  # fmt: skip
+        "--bench-repeats", "2", "--targets", "http,local"]  # fmt: skip
 
 
 def test_compare_end_to_end_then_reuses_finished_steps(tmp_path: Path) -> None:
     out = tmp_path / "study"
     r = runner.invoke(app, ["compare", *TINY, "--out", str(out), "--min-fps", "5"])
     assert r.exit_code == 0, r.output
-    assert (
-        "expected duration" in r.output and "training fast" in r.output and "benchmarking accurate on http" in r.output
-    )
+    said = " ".join(r.output.split())  # rich wraps lines at the terminal's width
+    for words in ("expected duration", "timing Fast and Accurate side by side", "training fast",
+                  "1000 paired bootstrap", "benchmarking fast and accurate on http, 2 interleaved"):  # fmt: skip
+        assert words in said, words
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and res["destinations"] == ["http", "local"]
-    sizes = res["tasks"]["shapes"]["sizes"]
+    task = res["tasks"]["shapes"]
+    sizes = task["sizes"]
     for size in ("fast", "accurate"):
         e = sizes[size]
         assert e["model_id"] == f"shapes/{size}" and (out / "models" / "shapes" / size / "model.onnx").is_file()
-        assert 0 <= e["metrics"]["map50"] <= 1 and e["test_images"] >= 1
-        assert e["train"]["total_seconds"] > 0 and len(e["train"]["history"]) == 2
+        m = e["metrics"]
+        assert 0 <= m["map50"] <= 1 and e["test_images"] >= 1
+        assert m["map_ci95"][0] <= m["map"] <= m["map_ci95"][1] and len(m["map50_ci95"]) == 2
+        tr = e["train"]
+        assert tr["total_seconds"] > 0 and tr["cpu_seconds"] > 0 and len(tr["history"]) == 2
+        assert tr["epochs_run"] == 2 and tr["converged"] is False and isinstance(tr["contended"], bool)
+        assert 0 <= tr["other_cpu_share"] <= 1 and tr["best_epoch"] in (1, 2)
         for dest in ("http", "local"):
             s = e["speed"][dest]
-            assert s["single"]["p50_ms"] > 0 and s["single"]["errors"] == 0
+            assert s["single"]["p50_ms"] > 0 and s["single"]["errors"] == 0 and s["single"]["repeats"] == 2
             assert s["loaded"]["throughput_rps"] > 0 and (out / s["doc"]).is_file()
     assert sizes["accurate"]["train"]["params"] > sizes["fast"]["train"]["params"]
+    d = task["accuracy_delta"]
+    assert d["map_ci95"][0] <= d["map"] <= d["map_ci95"][1] and len(d["map50_ci95"]) == 2
+    probe = task["train_speed_probe"]
+    assert probe["ratio"] == pytest.approx(probe["accurate_step_s"] / probe["fast_step_s"]) and probe["ratio"] > 1
+    for dest in ("http", "local"):
+        assert len(task["speed_ratio"][dest]["latency"]["values"]) == 2
     rec = res["recommendation"]
     assert rec["destination"] == "http" and rec["choices"][0]["size"] in ("fast", "accurate")
+    assert rec["choices"][0]["provisional"] and rec["choices"][0]["evidence"]["strength"] == "weak"
     md = (out / "report.md").read_text()
-    for heading in ("## Recommendation", "## 1. Accuracy", "## 2. Inference speed", "## 3. Training time",
-                    "## 4. Accuracy against latency", "## 5. Provenance"):  # fmt: skip
+    for heading in ("## Recommendation", "## How sure is this?", "## 1. Accuracy", "## 2. Inference speed",
+                    "## 3. Training time", "## 4. Accuracy against latency", "## 5. Provenance"):  # fmt: skip
         assert heading in md, heading
     assert "| shapes | fast |" in md and "min fps 5" in md and "speedmap compare" in md
+    assert "had not converged after 2 epochs" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and not re.search(r"src=\"(?!data:)", page)
     for png in ("pareto.png", "training_curves.png", "accuracy.png"):
         assert (out / png).stat().st_size > 5000, png
-    # the same command again: every step reused
+    # the same command again: every step reused, and the same recommendation
     again = runner.invoke(app, ["compare", *TINY, "--out", str(out), "--min-fps", "5"])
     assert again.exit_code == 0, again.output
     assert "training fast" not in again.output and "benchmarking" not in again.output
-    assert json.loads((out / "results.json").read_text())["tasks"]["shapes"]["sizes"]["fast"]["metrics"] == sizes[
-        "fast"]["metrics"]  # fmt: skip
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["tasks"]["shapes"]["sizes"]["fast"]["metrics"] == sizes["fast"]["metrics"]
+    assert res2["recommendation"] == rec
+    # a change in the benchmark's source redoes the benchmarks only, and says why
+    run_module._code_hashes[run_module.DEPENDS["bench"]] = "changed"
+    try:
+        third = runner.invoke(app, ["compare", *TINY, "--out", str(out), "--min-fps", "5"])
+    finally:
+        run_module._code_hashes.clear()
+    assert third.exit_code == 0, third.output
+    assert "training fast" not in third.output and "benchmarking" in third.output
+    assert "redone: the code changed" in " ".join(third.output.split())
+
+
+def test_step_keys_follow_the_source_they_depend_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "speedmap"
+    shutil.copytree(run_module.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "vendor"))
+    monkeypatch.setattr(run_module, "PACKAGE", copy)
+    monkeypatch.setattr(run_module, "_code_hashes", {})
+    before = {k: run_module.code_hash(v) for k, v in run_module.DEPENDS.items()}
+    loss = copy / "train" / "loss.py"
+    loss.write_text(loss.read_text() + "\n# a change\n")
+    run_module._code_hashes.clear()
+    after = {k: run_module.code_hash(v) for k, v in run_module.DEPENDS.items()}
+    assert after["train"] != before["train"] and after["probe"] != before["probe"]
+    assert after["bench"] == before["bench"] and after["export"] == before["export"]
+    steps = run_module.Steps(tmp_path / "steps.json")
+    k, cached, why = steps.lookup("train/x/fast", "train", "fp", 3)
+    assert cached is None and why == ""
+    steps.put("train/x/fast", k, {"ok": 1}, "fp", 3)
+    assert steps.lookup("train/x/fast", "train", "fp", 3)[1:] == ({"ok": 1}, "")
+    assert steps.lookup("train/x/fast", "train", "fp", 4)[2] == " (redone: settings changed)"
+    loss.write_text(loss.read_text() + "# another\n")
+    run_module._code_hashes.clear()
+    assert steps.lookup("train/x/fast", "train", "fp", 3)[1:] == (None, " (redone: the code changed)")
 
 
 class Interrupting:
@@ -85,92 +149,183 @@ class Interrupting:
 
 def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path) -> None:
     cfg = StudyConfig(tasks=["shapes"], epochs=2, imgsz=64, images=30, targets=["local"], bench_seconds=0.2,
-                      bench_requests=5)  # fmt: skip
+                      bench_requests=5, bench_repeats=1)  # fmt: skip
     ui = Interrupting()
     with pytest.raises(KeyboardInterrupt):
         Study(cfg, tmp_path, ui).run()
-    partial = json.loads((tmp_path / "results.json").read_text())
-    assert not partial["complete"] and "fast" in partial["tasks"]["shapes"]["sizes"]
+    partial = json.loads((tmp_path / "results.json").read_text())  # the edge: results.json as written
+    assert not partial["complete"] and "shapes" in partial["tasks"]
+    assert "train/shapes/fast" in json.loads((tmp_path / "steps.json").read_text())
     assert list((tmp_path / "runs").glob("shapes-accurate-*/last.pt"))
     ui2 = Interrupting()
     ui2.armed = False
     res = Study(cfg, tmp_path, ui2).run()
-    assert res["complete"]
+    assert res.complete
     assert not any("training fast" in s for s in ui2.stages)  # fast: reused
     assert any("resuming accurate" in s for s in ui2.stages)  # accurate: continued from its checkpoint
-    assert res["tasks"]["shapes"]["sizes"]["accurate"]["train"]["epochs"] == 2
+    assert res.tasks["shapes"].sizes["accurate"].train.epochs_run == 2
     # a changed config makes a new step, the old run stays
     cfg.epochs = 3
     ui3 = Interrupting()
     ui3.armed = False
     Study(cfg, tmp_path, ui3).run()
-    assert any("training fast (3 epochs" in s for s in ui3.stages)
+    assert any("training fast (at most 3 epochs" in s for s in ui3.stages)
     assert len(list((tmp_path / "runs").glob("shapes-fast-*"))) == 2
 
 
-def numbers(**kw: Any) -> dict[str, Any]:
-    n = {"fast_map": 0.50, "accurate_map": 0.58, "fast_map50": 0.70, "accurate_map50": 0.80, "fast_p50_ms": 15.0,
-         "accurate_p50_ms": 40.0, "fast_fps": 66.0, "accurate_fps": 25.0, "train_ratio": 2.6,
-         "saturated": False}  # fmt: skip
-    n.update(kw)
-    n["gain_map"], n["gain_map50"] = n["accurate_map"] - n["fast_map"], n["accurate_map50"] - n["fast_map50"]
-    n["latency_ratio"] = n["accurate_p50_ms"] / n["fast_p50_ms"]
-    return n
+def train_result(size: str, converged: bool = True, epochs: int = 12, seconds: float = 60.0,
+                 contended: bool = False, share: float = 0.02) -> TrainResult:  # fmt: skip
+    reason = "plateau: no gain for 4 epochs" if converged else "still improving: +0.020 mAP50-95 per epoch"
+    hist = [{"epoch": float(e), "seconds": seconds / epochs, "map": 0.5 * e / epochs} for e in range(1, epochs + 1)]
+    return TrainResult(size, 1_000_000 if size == "fast" else 3_000_000, 10**9, 128, epochs, 30, seconds, seconds * 1.9,
+                       20.0, epochs - 4 if converged else epochs, 0.5, 0.7, converged, {"reason": reason}, contended,
+                       share, seconds * 0.6, epochs // 2, "run", 100, hist)  # fmt: skip
+
+
+def size_result(size: str, m: float, m50: float, p50: float, ci: float = 0.03, valid: bool = True,
+                **train: Any) -> SizeResult:  # fmt: skip
+    single = RunSummary(p50, p50 * 1.2, 1000 / p50, valid, 0, 1, 3, 0 if valid else 1)
+    loaded = RunSummary(p50 * 9, p50 * 10, 2000 / p50, True, 0, 100, 3)
+    acc = Accuracy(m, m50, (m - ci, m + ci), (m50 - ci, m50 + ci))
+    return SizeResult(f"t/{size}", train_result(size, **train), acc, 90, {"http": Speed(single, loaded, "b.json")})
+
+
+def study(fast: dict[str, Any] | None = None, accurate: dict[str, Any] | None = None, delta_ci: tuple[float, float]
+          = (0.05, 0.11), latency: list[float] | None = None, cfg: StudyConfig | None = None,
+          name: str = "t") -> StudyResults:  # fmt: skip
+    """A study of one task with Fast at mAP50-95 0.50 / 15 ms and Accurate at 0.58 / 40 ms, both converged,
+    VALID, quiet; keyword overrides for each branch."""
+    f = size_result("fast", **{"m": 0.50, "m50": 0.70, "p50": 15.0, **(fast or {})})
+    a = size_result("accurate", **{"m": 0.58, "m50": 0.80, "p50": 40.0, **(accurate or {})})
+    d = a.metrics.map - f.metrics.map
+    task = TaskResult("data", ["a", "b"], "fp", {"fast": f, "accurate": a},
+                      AccuracyDelta(d, a.metrics.map50 - f.metrics.map50, delta_ci, (d - 0.04, d + 0.04), 90, 1000,
+                                    400 if delta_ci[0] <= 0 <= delta_ci[1] else 90),
+                      TrainProbe(2.6, 0.1, 0.26, 8),
+                      {"http": SpeedRatio(Spread.of(latency or [2.5, 2.7, 2.6]), Spread.of([2.4, 2.5, 2.6]),
+                                          3)})  # fmt: skip
+    res = StudyResults(cfg or StudyConfig(tasks=["shapes"], targets=["http"]), {name: task}, ["http"],
+                       {"cpu": "test cpu", "command": "speedmap compare x"}, True)  # fmt: skip
+    res.recommendation = recommend(res)
+    return res
+
+
+def choice(res: StudyResults) -> Choice:
+    assert res.recommendation is not None
+    return res.recommendation.choices[0]
 
 
 def test_recommendation_follows_the_numbers_and_the_constraints() -> None:
-    headroom = choose("t", numbers(), "http", {})
-    assert headroom.size == "accurate" and "(+8.0 points)" in headroom.reasons[0]
+    headroom = choice(study())
+    assert headroom.size == "accurate" and "(+8.0 points, 95% CI [+5.0, +11.0])" in headroom.reasons[0]
     assert any("real time" in r for r in headroom.reasons)  # Accurate is below 30 FPS, Fast above
-    sat = choose("t", numbers(fast_map=0.80, accurate_map=0.803, fast_map50=0.98, accurate_map50=0.985,
-                              saturated=True), "http", {})  # fmt: skip
-    assert sat.size == "fast" and "saturated" in sat.reasons[0]
+    assert headroom.evidence is not None and headroom.evidence.strength == "strong" and not headroom.provisional
+    sat = choice(study(fast={"m": 0.80, "m50": 0.98}, accurate={"m": 0.803, "m50": 0.985}, delta_ci=(-0.01, 0.016)))
+    assert sat.size == "fast" and "no detectable mAP50-95 difference on 90 test images" in sat.reasons[0]
     # saturated by Accurate only: Fast has not reached the ceiling, the gain decides
-    ceiling = choose("t", numbers(fast_map50=0.70, accurate_map50=0.96, saturated=True), "http", {})
-    assert ceiling.size == "accurate"
-    tie = choose("t", numbers(accurate_map=0.505), "http", {})
-    assert tie.size == "fast" and "under one mAP50-95 point" in tie.reasons[0]
-    fps = choose("t", numbers(), "http", {"min_fps": 30})
-    assert fps.size == "fast" and "Only Fast meets at least 30 FPS" in fps.reasons[0]
-    slow = choose("t", numbers(), "http", {"max_latency_ms": 10})
-    assert slow.size == "fast" and "Neither size meets" in slow.reasons[0]
-    low = choose("t", numbers(), "http", {"min_map": 0.9})
-    assert low.size == "accurate" and "No size reaches" in low.reasons[0]
-    only_acc = choose("t", numbers(), "http", {"min_map": 0.75})
-    assert only_acc.size == "accurate" and "Only Accurate" in only_acc.reasons[0]
-    untrained = choose("t", numbers(fast_map50=0.0, accurate_map50=0.01), "http", {})
+    ceiling = choice(study(fast={"m50": 0.70}, accurate={"m50": 0.96}))
+    assert ceiling.size == "accurate" and "reaches the task's ceiling" in ceiling.reasons[0]
+    for kw, size, words in ((dict(min_fps=30), "fast", "Only Fast meets at least 30 FPS"),
+                            (dict(max_latency_ms=10), "fast", "Neither size meets"),
+                            (dict(min_map=0.9), "accurate", "No size reaches"),
+                            (dict(min_map=0.75), "accurate", "Only Accurate")):  # fmt: skip
+        c = choice(study(cfg=StudyConfig(tasks=["shapes"], targets=["http"], **kw)))
+        assert c.size == size and words in c.reasons[0], (kw, c.reasons)
+    untrained = choice(study(fast={"m50": 0.0}, accurate={"m50": 0.01}))
     assert untrained.size == "fast" and "Neither size learned" in untrained.reasons[0]
 
 
+def test_an_under_trained_pair_is_provisional_and_says_what_to_do() -> None:
+    res = study(fast={"converged": False, "epochs": 10})
+    c = choice(res)
+    assert c.provisional and c.evidence is not None and c.evidence.strength == "weak"
+    assert c.evidence.under_trained == ["fast"]
+    assert c.reasons[0].startswith("Provisional: Fast had not converged after 10 epochs; the gap reflects the "
+                                   "training budget") and "rerun with --epochs 20" in c.reasons[0]  # fmt: skip
+    assert any("Fast had **not converged** after 10 epochs" in line for line in c.evidence.lines)
+    # never evidence for or against an accuracy rule
+    assert res.recommendation is not None
+    rules = {r.rule.split(" ")[0]: r for r in res.recommendation.rules}
+    assert rules["Where"].supported is None and "Left out as under-trained: t" in rules["Where"].evidence
+    md = to_markdown(blocks(res, {}), Path("."))
+    assert "**t: deploy Accurate (provisional).** Evidence: weak." in md
+    assert "| t | weak | NOT converged (10 epochs) | converged (12 epochs) |" in md
+
+
+def test_an_overlapping_interval_is_no_detectable_difference() -> None:
+    res = study(accurate={"m": 0.52}, delta_ci=(-0.01, 0.05))
+    c = choice(res)
+    assert c.size == "fast" and c.evidence is not None and c.evidence.accuracy == "not detectable"
+    assert "There is no detectable mAP50-95 difference on 90 test images" in c.reasons[0]
+    assert "about 400 would be needed to tell" in c.reasons[0]
+    assert any("**no detectable difference**; about 400 test images would be needed" in x for x in c.evidence.lines)
+    assert c.evidence.strength == "strong"  # converged, VALID, quiet: the "no difference" itself is well founded
+    md = to_markdown(blocks(res, {}), Path("."))
+    assert "+2.0 [-1.0, +5.0] (not detectable)" in md
+
+
+def test_contended_training_is_flagged_and_the_probe_decides() -> None:
+    res = study(accurate={"contended": True, "share": 0.43, "seconds": 30.0})
+    c = choice(res)
+    assert c.evidence is not None and c.evidence.contended == {"accurate": 0.43} and c.evidence.strength == "moderate"
+    assert any("**contended** (other processes took Accurate's 43% of the CPU)" in x for x in c.evidence.lines)
+    assert res.recommendation is not None
+    rule = res.recommendation.rules[0]
+    assert rule.rule.startswith("Prototype with Fast") and rule.supported  # the probe's 2.6x, not the runs' 0.5x
+    assert "2.6-2.6x Fast's time per optimizer step" in rule.evidence and "whole runs" in rule.evidence
+    assert "43% (contended)" in to_markdown(blocks(res, {}), Path("."))
+
+
+def test_unstable_speed_and_an_uncertain_ranking_are_said() -> None:
+    res = study(accurate={"valid": False}, latency=[0.9, 1.3, 1.1])
+    c = choice(res)
+    assert c.evidence is not None and not c.evidence.speed_valid and not c.evidence.speed_certain
+    assert c.evidence.unstable == ["accurate one at a time"] and c.evidence.strength == "moderate"
+    assert any("The speed ranking on http is uncertain" in r for r in c.reasons)
+    assert any("stayed UNSTABLE after retries (accurate one at a time)" in r for r in c.reasons)
+    assert any("**UNSTABLE** (accurate one at a time)" in x and "**the speed ranking is uncertain**" in x
+               for x in c.evidence.lines)  # fmt: skip
+    assert res.recommendation is not None
+    rt = next(r for r in res.recommendation.rules if r.rule.startswith("Real time"))
+    assert rt.supported is None and "UNSTABLE or ranking uncertain on: t" in rt.evidence
+    md = to_markdown(blocks(res, {}), Path("."))
+    assert "UNSTABLE (1 runs)" in md and "UNSTABLE: accurate one at a time" in md
+
+
 def test_general_rules_are_stated_only_where_supported() -> None:
-    easy = numbers(fast_map50=0.97, accurate_map50=0.975, saturated=True)
-    rules = {r["rule"]: r for r in general_rules({"easy": easy, "hard": numbers()}, "http")}
-    assert all(r["supported"] for r in rules.values()), rules
-    rules = general_rules({"hard": numbers(accurate_map=0.49, train_ratio=1.2, accurate_fps=40)}, "http")
-    assert not any(r["supported"] for r in rules), rules
+    easy = study(fast={"m": 0.80, "m50": 0.97}, accurate={"m": 0.805, "m50": 0.975}, delta_ci=(-0.01, 0.02),
+                 name="easy")  # fmt: skip
+    hard = study(name="hard")
+    both = StudyResults(hard.config, {**easy.tasks, **hard.tasks}, ["http"], hard.provenance, True)
+    rec = recommend(both)
+    assert [r.supported for r in rec.rules] == [True, True, True, True], rec.rules
+    worse = study(accurate={"m": 0.49, "p50": 20.0}, delta_ci=(-0.03, 0.01))
+    worse.tasks["t"].train_speed_probe = TrainProbe(1.2, 0.1, 0.12, 8)
+    worse.recommendation = recommend(worse)
+    assert not any(r.supported for r in worse.recommendation.rules), worse.recommendation.rules
 
 
-def test_report_from_results_is_self_contained_and_escaped(tmp_path: Path) -> None:
-    def entry(size: str, m: float, p50: float, secs: float) -> dict[str, Any]:
-        return {"metrics": {"map": m, "map50": m + 0.2}, "test_images": 9,
-                "train": {"total_seconds": secs, "train_images_per_second": 10.0, "epochs": 3,
-                          "history": [{"epoch": 1.0, "seconds": 5.0, "map": m / 2}, {"epoch": 2.0, "seconds": 5.0,
-                                                                                     "map": m}]},
-                "speed": {"http": {"single": {"p50_ms": p50, "p90_ms": p50 * 1.2, "fps": 1000 / p50, "valid": True,
-                                              "errors": 0},
-                                   "loaded": {"concurrency": 100, "throughput_rps": 2000 / p50, "p50_ms": p50 * 9,
-                                              "p90_ms": p50 * 10, "valid": True, "errors": 0}}}}  # fmt: skip
+def test_results_round_trip_through_json_with_the_contract_names(tmp_path: Path) -> None:
+    res = study()
+    doc = json.loads(json.dumps(res.to_json()))
+    t = doc["tasks"]["t"]
+    for k in ("converged", "epochs_run", "best_epoch", "contended", "other_cpu_share", "cpu_seconds", "total_seconds"):
+        assert k in t["sizes"]["fast"]["train"], k
+    assert len(t["sizes"]["fast"]["metrics"]["map_ci95"]) == 2 and len(t["sizes"]["fast"]["metrics"]["map50_ci95"]) == 2
+    assert {"map", "map_ci95", "map50", "map50_ci95"} <= t["accuracy_delta"].keys()
+    assert {"ratio", "fast_step_s", "accurate_step_s"} <= t["train_speed_probe"].keys()
+    back = StudyResults.from_json(doc)
+    assert back == res
 
-    results = {"tasks": {"<b>odd</b>": {"sizes": {"fast": entry("fast", 0.4, 10, 60),
-                                                  "accurate": entry("accurate", 0.5, 25, 150)}}},
-               "destinations": ["http"], "config": {"min_fps": None}, "complete": True,
-               "provenance": {"cpu": "test cpu", "command": "speedmap compare x"}}  # fmt: skip
-    paths = write_report(results, tmp_path)
+
+def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    res = study(name="<b>odd</b>")
+    paths = write_report(res, tmp_path)
     md, page = paths["markdown"].read_text(), paths["html"].read_text()
-    assert "deploy Accurate" in md and "2.50x" in md and "| <b>odd</b> |" in md
+    assert "deploy Accurate" in md and "## How sure is this?" in md and "| <b>odd</b> |" in md
+    assert "given 30 s of training, Fast reaches validation mAP50-95" in md
     assert "&lt;b&gt;odd&lt;/b&gt;" in page and "<b>odd</b>" not in page.replace("<b><b>", "")
-    assert "2.50x (2.50-2.50)" in page
-    assert recommend(results)["choices"][0]["size"] == "accurate"
+    assert "2.60x (2.50-2.70)" in page and page.count("data:image/png;base64,") == 3
     assert "<table>" not in to_html([])
 
 

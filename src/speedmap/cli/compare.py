@@ -50,7 +50,16 @@ def compare_command(
     data: list[Path] = typer.Argument(None, help="Dataset folders (COCO, YOLO or VOC); none: the built-in tasks."),
     tasks: str = typer.Option("all", "--tasks", help="Built-in tasks when no data is given: all or a list."),
     sizes: str = typer.Option("fast,accurate", "--sizes", help="Sizes to train and compare."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (full: 30, --quick: 15)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Most training epochs; early stopping ends a run at a plateau (full: 60)."
+    ),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Epochs without a validation mAP50-95 gain before a run stops (full: 8)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for the built-in tasks' images and training."),
+    bench_repeats: int | None = typer.Option(
+        None, "--bench-repeats", help="Interleaved Fast/Accurate repeats per benchmark scenario (full: 3)."
+    ),
     imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (full: 256 for tasks, 640 for data)."),
     images: int | None = typer.Option(None, "--images", help="Images per built-in task (full: 600)."),
     batch: int | None = typer.Option(None, "--batch", help="Training batch size (full: 16, --quick: 8)."),
@@ -65,7 +74,7 @@ def compare_command(
     bench_seconds: float | None = typer.Option(None, "--bench-seconds", help="Minimum seconds per benchmark run."),
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
-    from speedmap.study.config import estimate_seconds, preset
+    from speedmap.study.config import expected_seconds, preset
     from speedmap.study.report import write_report
     from speedmap.study.run import Study
 
@@ -73,7 +82,8 @@ def compare_command(
     if data and imgsz is None and not quick:
         imgsz = 640
     cfg = preset(quick, data=[str(d) for d in data or []], tasks=task_list if not data else None,
-                 sizes=_csv(sizes), epochs=epochs, imgsz=imgsz, images=images, batch=batch, targets=_csv(targets),
+                 sizes=_csv(sizes), epochs=epochs, patience=patience, seed=seed, bench_repeats=bench_repeats,
+                 imgsz=imgsz, images=images, batch=batch, targets=_csv(targets),
                  min_fps=min_fps, max_latency_ms=max_latency_ms, min_map=min_map,
                  bench_seconds=bench_seconds)  # fmt: skip
     cfg.check()
@@ -82,14 +92,16 @@ def compare_command(
             raise SpeedmapError(f"dataset not found: {d}")
     n_sets = len(cfg.data) or len(cfg.tasks)
     train_images = [round(cfg.images * 0.7)] * n_sets if not cfg.data else [_train_count(d) for d in cfg.data]
-    expected = estimate_seconds(cfg, train_images)
-    steps = n_sets * len(cfg.sizes) * (2 + len(cfg.targets))
+    expected, at_most = expected_seconds(cfg, train_images)
+    steps = n_sets * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
     what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
     err.print(f"speedmap compare{' --quick' if quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
-              f"{cfg.epochs} epochs at {cfg.imgsz} px; destinations {', '.join(cfg.targets)}",
+              f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
+              f"{', '.join(cfg.targets)}; seed {cfg.seed}",
               highlight=False)  # fmt: skip
-    err.print(f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU (finished steps in "
-              f"{escape(str(out_dir))} are reused)", highlight=False)  # fmt: skip
+    err.print(f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
+              f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
+              highlight=False)  # fmt: skip
     ui = StudyUI(steps, expected)
     try:
         results = Study(cfg, out_dir, ui, command=_command(cfg, out_dir)).run()
@@ -106,7 +118,8 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
     cmd = ["speedmap", "compare", *cfg.data]
     if not cfg.data:
         cmd += ["--tasks", ",".join(cfg.tasks)]
-    cmd += ["--sizes", ",".join(cfg.sizes), "--epochs", str(cfg.epochs), "--imgsz", str(cfg.imgsz),
+    cmd += ["--sizes", ",".join(cfg.sizes), "--epochs", str(cfg.epochs), "--patience", str(cfg.patience),
+            "--seed", str(cfg.seed), "--bench-repeats", str(cfg.bench_repeats), "--imgsz", str(cfg.imgsz),
             "--batch", str(cfg.batch), "--targets", ",".join(cfg.targets), "--bench-seconds", f"{cfg.bench_seconds:g}",
             "--out", str(out_dir)]  # fmt: skip
     if not cfg.data:
@@ -125,21 +138,22 @@ def _train_count(path: str) -> int:
     return len(load_dataset(path).split("train"))
 
 
-def _summary(results: dict[str, Any]) -> None:
+def _summary(results: Any) -> None:
     from rich.table import Table
 
-    from speedmap.study.recommend import recommend
-    from speedmap.study.report import accuracy_table, relative_speed_rows, training_rows
+    from speedmap.study.report import accuracy_table, relative_speed_rows, sureness_rows, training_rows
 
     for title, rows in (("Accuracy (test split)", accuracy_table(results)),
                         ("Fast vs Accurate speed", relative_speed_rows(results)),
-                        ("Training time", training_rows(results))):  # fmt: skip
+                        ("Training", training_rows(results)),
+                        ("How sure is this?", sureness_rows(results))):  # fmt: skip
         if len(rows) > 1:
             t = Table(*rows[0], title=title)
             for r in rows[1:]:
-                t.add_row(*r)
+                t.add_row(*(escape(c) for c in r))
             out.print(t)
-    rec = recommend(results)
-    for c in rec["choices"]:
-        out.print(f"[bold]{escape(c['task'])}: deploy {c['size'].capitalize()}[/] on {rec['destination']}. "
-                  + escape(" ".join(c["reasons"])))  # fmt: skip
+    rec = results.recommendation
+    for c in rec.choices if rec else []:
+        strength = f" [dim](evidence: {c.evidence.strength})[/]" if c.evidence else ""
+        out.print(f"[bold]{escape(c.task)}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}[/]"
+                  f" on {rec.destination}{strength}. " + escape(" ".join(c.reasons)))  # fmt: skip

@@ -26,7 +26,8 @@ class StudyConfig:
     data: list[str] = field(default_factory=list)  # dataset folders; empty: built-in tasks
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     sizes: list[str] = field(default_factory=lambda: list(SIZES))
-    epochs: int = 30
+    epochs: int = 60  # a maximum: training stops earlier at a plateau (``patience``)
+    patience: int = 8  # epochs without a validation mAP50-95 gain before a run counts as converged
     imgsz: int = 256
     batch: int = 16
     images: int = 600  # per built-in task
@@ -34,6 +35,9 @@ class StudyConfig:
     targets: list[str] = field(default_factory=lambda: list(DESTINATIONS))
     bench_seconds: float = 10.0  # minimum per benchmark run
     bench_requests: int = 100  # minimum per benchmark run
+    bench_repeats: int = 3  # interleaved Fast/Accurate repeats per scenario and destination
+    probe_steps: int = 8  # optimizer steps per segment of the training-speed probe
+    bootstrap_resamples: int = 1000  # paired bootstrap over test images
     http_concurrency: int = 100  # "many in flight" on the server, as the reference study
     local_concurrency: int = 4  # in-process: more threads than cores only oversubscribe
     quick: bool = False
@@ -56,6 +60,9 @@ class StudyConfig:
             raise SpeedmapError(f"--imgsz must be a multiple of 32 between 64 and 2048, got {self.imgsz}")
         if self.epochs < 1 or self.batch < 1 or self.images < 3:
             raise SpeedmapError("--epochs and --batch must be at least 1, --images at least 3")
+        if self.patience < 0 or self.bench_repeats < 1 or self.probe_steps < 1 or self.bootstrap_resamples < 100:
+            raise SpeedmapError("--patience must be at least 0, --bench-repeats at least 1, and the bootstrap needs "
+                                "at least 100 resamples")  # fmt: skip
         if self.min_fps is not None and self.max_latency_ms is not None:
             raise SpeedmapError("give one of --min-fps and --max-latency-ms")
         if self.min_map is not None and not 0 < self.min_map <= 1:
@@ -83,11 +90,25 @@ def key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def estimate_seconds(cfg: StudyConfig, train_images: list[int]) -> float:
-    """A rough total: training from reference images/s scaled by pixels, plus benchmarks and overheads."""
+def estimate_seconds(cfg: StudyConfig, train_images: list[int], epochs: float | None = None) -> float:
+    """A rough total at ``epochs`` per model (default: the maximum, ``cfg.epochs``): training from reference
+    images/s scaled by pixels, the training-speed probe, interleaved benchmarks, scoring and overheads."""
     scale = (cfg.imgsz / 256) ** 1.35  # small inputs use the cores less well than the pixel count says
-    train = sum(n * cfg.epochs / (REFERENCE_TRAIN_IPS[s] / scale) * 1.15 for n in train_images for s in cfg.sizes)
+    ep = cfg.epochs if epochs is None else epochs
+    train = sum(n * ep / (REFERENCE_TRAIN_IPS[s] / scale) * 1.15 for n in train_images for s in cfg.sizes)
+    probe = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (REFERENCE_TRAIN_IPS[s] / scale) for s in cfg.sizes)
+    probe = probe * len(train_images) if len(cfg.sizes) == 2 else 0.0
     models = len(train_images) * len(cfg.sizes)
-    per_dest = {"local": 2, "http": 2, "browser": 1}
-    bench = sum(models * per_dest[d] * (cfg.bench_seconds + 1.5) + (8 if d == "browser" else 0) for d in cfg.targets)
-    return train + bench + models * 6  # export and test-split evaluation
+    bench = 0.0
+    for d in cfg.targets:
+        scenarios = 1 if d == "browser" else 2
+        bench += models * cfg.bench_repeats * scenarios * (cfg.bench_seconds + (6 if d == "browser" else 0.7))
+    return train + probe + bench + models * 8  # export, scoring, bootstrap
+
+
+def expected_seconds(cfg: StudyConfig, train_images: list[int]) -> tuple[float, float]:
+    """(typical, at most): early stopping usually ends a run before ``--epochs``; the typical figure
+    assumes runs stop at about two thirds of it."""
+    return estimate_seconds(cfg, train_images, max(1.0, min(cfg.epochs, 0.67 * cfg.epochs))), estimate_seconds(
+        cfg, train_images
+    )

@@ -1,179 +1,331 @@
-"""Which size to deploy, and why, from the study's measurements and the user's constraints. The general
-rules of thumb are stated only where this study's numbers support them."""
+"""Which size to deploy, and why, from the study's measurements and the user's constraints, computed
+once per study. Every verdict carries its evidence (converged models, the accuracy interval, valid
+speed runs, uncontended training); a comparison of under-trained models is provisional and never
+counts for or against a general rule."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from speedmap.study.config import REALTIME_FPS, SATURATED_MAP50
+from speedmap.study.config import REALTIME_FPS, StudyConfig
+from speedmap.study.results import (
+    AccuracyDelta,
+    Choice,
+    Evidence,
+    Recommendation,
+    Rule,
+    Spread,
+    StudyResults,
+    TaskResult,
+    saturated,
+)
 
-NO_GAIN = 0.01  # mAP50-95 below one point apart: within what a small test split can tell apart
+NO_GAIN = 0.01  # without a bootstrap interval: mAP50-95 differences under one point are not a gain
+LITTLE_GAIN_MAP50 = 0.02  # "gains little" on a saturated task: under two mAP50 points
+TRAINS_FASTER = 1.5  # "Fast trains faster": Accurate takes at least this many times longer per step
+SIZES = ("fast", "accurate")
 
 
 @dataclass
-class Choice:
-    task: str
-    destination: str
-    size: str
-    reasons: list[str]
-    numbers: dict[str, Any] = field(default_factory=dict)
+class Numbers:
+    """Fast and Accurate side by side on one destination."""
+
+    fast_map: float
+    accurate_map: float
+    fast_map50: float
+    accurate_map50: float
+    fast_p50_ms: float
+    accurate_p50_ms: float
+    fast_fps: float
+    accurate_fps: float
+    latency_ratio: Spread  # Accurate p50 / Fast p50 over interleaved repeats
+    train_ratio: float | None  # the interleaved probe's, else whole runs'
+    delta: AccuracyDelta | None
+    evidence: Evidence
+
+    @property
+    def gain_map(self) -> float:
+        return self.accurate_map - self.fast_map
+
+    @property
+    def gain_map50(self) -> float:
+        return self.accurate_map50 - self.fast_map50
+
+    @property
+    def saturated(self) -> bool:
+        return saturated(self.fast_map50)
+
+    @property
+    def real_gain(self) -> bool:
+        """Accurate is measurably more accurate (mAP50-95): its interval excludes zero, or, without an
+        interval, the gain is at least one point."""
+        if self.delta is not None and self.delta.map_ci95 is not None:
+            return self.delta.detectable and self.delta.map > 0
+        return self.gain_map >= NO_GAIN
 
 
-def primary_destination(results: dict[str, Any]) -> str | None:
+def primary_destination(results: StudyResults) -> str | None:
     """The destination the advice is for: the first of ``--targets`` that was measured."""
-    dests = results.get("destinations") or []
-    wanted = results.get("config", {}).get("targets") or []
-    return next((d for d in wanted if d in dests), dests[0] if dests else None)
+    dests = results.destinations
+    return next((d for d in results.config.targets if d in dests), dests[0] if dests else None)
 
 
-def _speed(entry: dict[str, Any], dest: str) -> dict[str, Any] | None:
-    return entry.get("speed", {}).get(dest, {}).get("single")
+def _pct(v: float) -> str:
+    return f"{100 * v:+.1f}"
 
 
-def _fps(s: dict[str, Any]) -> float:
-    return float(s["fps"]) if s.get("fps") else 1000.0 / float(s["p50_ms"])
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f", 95% CI [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
-def task_numbers(task: dict[str, Any], dest: str) -> dict[str, Any] | None:
-    f, a = task["sizes"].get("fast"), task["sizes"].get("accurate")
-    if f is None or a is None:
-        return None
-    sf, sa = _speed(f, dest), _speed(a, dest)
-    if sf is None or sa is None or not sf.get("p50_ms") or not sa.get("p50_ms"):
-        return None
-    mf, ma = f["metrics"], a["metrics"]
-    return {
-        "fast_map": mf["map"], "accurate_map": ma["map"], "fast_map50": mf["map50"], "accurate_map50": ma["map50"],
-        "gain_map": ma["map"] - mf["map"], "gain_map50": ma["map50"] - mf["map50"],
-        "fast_p50_ms": sf["p50_ms"], "accurate_p50_ms": sa["p50_ms"], "fast_fps": _fps(sf), "accurate_fps": _fps(sa),
-        "latency_ratio": sa["p50_ms"] / sf["p50_ms"],
-        "train_ratio": a["train"]["total_seconds"] / f["train"]["total_seconds"],
-        "saturated": max(mf["map50"], ma["map50"]) >= SATURATED_MAP50,
-    }  # fmt: skip
-
-
-def _meets_speed(fps: float, p50: float, cfg: dict[str, Any]) -> bool:
-    if cfg.get("min_fps") is not None and fps < cfg["min_fps"]:
-        return False
-    return not (cfg.get("max_latency_ms") is not None and p50 > cfg["max_latency_ms"])
-
-
-def _constraint_text(cfg: dict[str, Any]) -> str:
+def evidence(task: TaskResult, dest: str) -> Evidence:
+    """How sure a verdict on ``task`` for ``dest`` can be, in flags and in the words the report prints."""
+    pair = task.pair()
+    assert pair is not None
+    lines = []
+    conv = {s: e.train.converged for s, e in zip(SIZES, pair, strict=True)}
+    runs = {s: e.train.epochs_run for s, e in zip(SIZES, pair, strict=True)}
     parts = []
-    if cfg.get("min_fps") is not None:
-        parts.append(f"at least {cfg['min_fps']:g} FPS")
-    if cfg.get("max_latency_ms") is not None:
-        parts.append(f"at most {cfg['max_latency_ms']:g} ms per frame")
-    if cfg.get("min_map") is not None:
-        parts.append(f"mAP50 of at least {cfg['min_map']:.2f}")
+    for s, e in zip(SIZES, pair, strict=True):
+        why = e.train.convergence.get("reason") or ""
+        state = "converged" if e.train.converged else f"had **not converged** after {e.train.epochs_run} epochs"
+        parts.append(f"{s.capitalize()} {state}" + (f" ({why})" if why else ""))
+    lines.append("Training: " + "; ".join(parts) + ".")
+    d = task.accuracy_delta
+    if d is None or d.map_ci95 is None:
+        acc = "no interval"
+        lines.append("Accuracy: no confidence interval (bootstrap not run).")
+    else:
+        acc = "detectable" if d.detectable else "not detectable"
+        tail = (
+            "a real difference"
+            if d.detectable
+            else "**no detectable difference**"
+            + (f"; about {d.images_needed} test images would be needed to tell" if d.images_needed else "")
+        )
+        lines.append(f"Accuracy: Accurate minus Fast = {_pct(d.map)} mAP50-95 points{_ci(d.map_ci95)} "
+                     f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}.")  # fmt: skip
+    unstable = []
+    for s, e in zip(SIZES, pair, strict=True):
+        sp = e.speed.get(dest)
+        if sp is None:
+            continue
+        for label, run in (("one at a time", sp.single), ("many in flight", sp.loaded)):
+            if run is not None and not run.valid:
+                unstable.append(f"{s} {label}")
+    ratio = task.speed_ratio.get(dest)
+    certain = ratio is not None and ratio.latency.certain
+    valid = not unstable
+    if ratio is not None:
+        lat = ratio.latency
+        order = ("Fast is faster" if lat.min > 1 else "Accurate is faster" if lat.max < 1
+                 else "**the speed ranking is uncertain**")  # fmt: skip
+        how = f"{ratio.repeats} interleaved repeats" if ratio.interleaved else f"{ratio.repeats} alternating runs"
+        lines.append(f"Speed on {dest}: {'VALID' if valid else '**UNSTABLE** (' + ', '.join(unstable) + ')'}; "
+                     f"Accurate/Fast p50 latency {lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f} over {how}): "
+                     f"{order}.")  # fmt: skip
+    contended = {s: e.train.other_cpu_share or 0.0 for s, e in zip(SIZES, pair, strict=True) if e.train.contended}
+    if contended:
+        who = ", ".join(f"{s.capitalize()}'s {100 * v:.0f}%" for s, v in contended.items())
+        lines.append(f"Training time: **contended** (other processes took {who} of the CPU): whole-run times are not "
+                     "comparable; the interleaved probe's ratio is used.")  # fmt: skip
+    else:
+        lines.append("Training time: not contended (other processes took under 20% of the CPU).")
+    if not all(conv.values()):
+        strength = "weak"
+    elif valid and certain and acc != "no interval" and not contended:
+        strength = "strong"
+    else:
+        strength = "moderate"
+    return Evidence(conv, runs, acc, valid, certain, unstable, contended, strength, lines)
+
+
+def task_numbers(task: TaskResult, dest: str) -> Numbers | None:
+    pair = task.pair()
+    if pair is None:
+        return None
+    f, a = pair
+    sf, sa = f.speed.get(dest), a.speed.get(dest)
+    if sf is None or sa is None:
+        return None
+    ratio = task.speed_ratio.get(dest)
+    lat = ratio.latency if ratio is not None else Spread.of([sa.single.p50_ms / sf.single.p50_ms])
+    probe = task.train_speed_probe
+    train_ratio = probe.ratio if probe is not None else a.train.total_seconds / max(f.train.total_seconds, 1e-9)
+    return Numbers(f.metrics.map, a.metrics.map, f.metrics.map50, a.metrics.map50, sf.single.p50_ms, sa.single.p50_ms,
+                   sf.single.fps, sa.single.fps, lat, train_ratio, task.accuracy_delta,
+                   evidence(task, dest))  # fmt: skip
+
+
+def _meets_speed(fps: float, p50: float, cfg: StudyConfig) -> bool:
+    if cfg.min_fps is not None and fps < cfg.min_fps:
+        return False
+    return not (cfg.max_latency_ms is not None and p50 > cfg.max_latency_ms)
+
+
+def constraint_text(cfg: StudyConfig) -> str:
+    parts = []
+    if cfg.min_fps is not None:
+        parts.append(f"at least {cfg.min_fps:g} FPS")
+    if cfg.max_latency_ms is not None:
+        parts.append(f"at most {cfg.max_latency_ms:g} ms per frame")
+    if cfg.min_map is not None:
+        parts.append(f"mAP50 of at least {cfg.min_map:.2f}")
     return " and ".join(parts)
 
 
-def choose(name: str, n: dict[str, Any], dest: str, cfg: dict[str, Any]) -> Choice:
-    """The size to deploy on ``dest`` for task ``name``, with reasons in words a user can act on."""
-    ok_speed = {s: _meets_speed(n[f"{s}_fps"], n[f"{s}_p50_ms"], cfg) for s in ("fast", "accurate")}
-    ok_map = {s: cfg.get("min_map") is None or n[f"{s}_map50"] >= cfg["min_map"] for s in ("fast", "accurate")}
-    ok = [s for s in ("fast", "accurate") if ok_speed[s] and ok_map[s]]
-    want = _constraint_text(cfg)
-    speed = (f"Fast answers in {n['fast_p50_ms']:.1f} ms ({n['fast_fps']:.0f} FPS) on {dest}, Accurate in "
-             f"{n['accurate_p50_ms']:.1f} ms ({n['accurate_fps']:.0f} FPS): "
-             f"{n['latency_ratio']:.1f}x slower")  # fmt: skip
-    acc = (f"mAP50-95 {n['fast_map']:.3f} vs {n['accurate_map']:.3f} ({100 * n['gain_map']:+.1f} points), "
-           f"mAP50 {n['fast_map50']:.3f} vs {n['accurate_map50']:.3f}")  # fmt: skip
-    if max(n["fast_map50"], n["accurate_map50"]) < 0.05:
+def _under_trained_note(n: Numbers) -> str:
+    ev = n.evidence
+    who = " and ".join(f"{s.capitalize()}" for s in ev.under_trained)
+    runs = sorted({ev.epochs_run[s] for s in ev.under_trained})
+    after = " and ".join(str(r) for r in runs)
+    return (f"Provisional: {who} had not converged after {after} epochs; the gap reflects the training budget, "
+            f"not the sizes; rerun with --epochs {max(2 * runs[-1], 10)}.")  # fmt: skip
+
+
+def choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
+    """The size to deploy on ``dest`` for task ``name``, with reasons a user can act on, opened by how
+    sure the verdict is."""
+    c = _choose(name, n, dest, cfg)
+    c.evidence = n.evidence
+    if n.evidence.under_trained:
+        c.provisional = True
+        c.reasons.insert(0, _under_trained_note(n))
+    lat = n.latency_ratio
+    if not lat.certain:
+        c.reasons.append(f"The speed ranking on {dest} is uncertain: Accurate/Fast p50 latency ranged "
+                         f"{lat.min:.2f}-{lat.max:.2f}x over {len(lat.values)} interleaved repeats.")  # fmt: skip
+    if n.evidence.unstable:
+        c.reasons.append(f"Speed runs that stayed UNSTABLE after retries ({', '.join(n.evidence.unstable)}): treat "
+                         "those speed numbers as indicative; rerun on a quieter machine or with --bench-seconds "
+                         "larger.")  # fmt: skip
+    return c
+
+
+def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
+    ok_speed = {s: _meets_speed(getattr(n, f"{s}_fps"), getattr(n, f"{s}_p50_ms"), cfg) for s in SIZES}
+    ok_map = {s: cfg.min_map is None or getattr(n, f"{s}_map50") >= cfg.min_map for s in SIZES}
+    ok = [s for s in SIZES if ok_speed[s] and ok_map[s]]
+    want = constraint_text(cfg)
+    speed = (f"Fast answers in {n.fast_p50_ms:.1f} ms ({n.fast_fps:.0f} FPS) on {dest}, Accurate in "
+             f"{n.accurate_p50_ms:.1f} ms ({n.accurate_fps:.0f} FPS): "
+             f"{n.latency_ratio.median:.1f}x slower")  # fmt: skip
+    ci = _ci(n.delta.map_ci95) if n.delta is not None else ""
+    acc = (f"mAP50-95 {n.fast_map:.3f} vs {n.accurate_map:.3f} ({_pct(n.gain_map)} points{ci}), "
+           f"mAP50 {n.fast_map50:.3f} vs {n.accurate_map50:.3f}")  # fmt: skip
+    if max(n.fast_map50, n.accurate_map50) < 0.05:
         return Choice(name, dest, "fast", [
             f"Neither size learned this task yet ({acc}): train longer (--epochs) or check the labels before "
-            f"choosing a size; until then Fast is the cheaper one to iterate with. {speed}."], n)  # fmt: skip
+            f"choosing a size; until then Fast is the cheaper one to iterate with. {speed}."])  # fmt: skip
     if not ok:
         if not any(ok_speed.values()):
             return Choice(name, dest, "fast", [
                 f"Neither size meets {want} on {dest}. {speed}. Fast is the closest; consider a smaller input "
-                "size (--imgsz), a faster destination or a GPU provider."], n)  # fmt: skip
-        best = max((s for s in ("fast", "accurate") if ok_speed[s]), key=lambda s: n[f"{s}_map50"])
+                "size (--imgsz), a faster destination or a GPU provider."])  # fmt: skip
+        best = max((s for s in SIZES if ok_speed[s]), key=lambda s: getattr(n, f"{s}_map50"))
         return Choice(name, dest, best, [
             f"No size reaches {want}: {acc}. {best.capitalize()} is the most accurate that meets the speed "
-            "constraint; more training data or epochs should come before a bigger model."], n)  # fmt: skip
+            "constraint; more training data or epochs should come before a bigger model."])  # fmt: skip
     if ok == ["fast"]:
         why = "the speed constraint" if not ok_speed["accurate"] else "the accuracy constraint"
-        return Choice(name, dest, "fast", [f"Only Fast meets {want} (Accurate fails {why}). {speed}. {acc}."], n)
+        return Choice(name, dest, "fast", [f"Only Fast meets {want} (Accurate fails {why}). {speed}. {acc}."])
     if ok == ["accurate"]:
-        return Choice(name, dest, "accurate", [f"Only Accurate meets {want}: {acc}. {speed}."], n)
-    if n["gain_map"] < NO_GAIN:
-        why = (f"the task is saturated (mAP50 {n['fast_map50']:.3f} vs {n['accurate_map50']:.3f}) and Accurate gains "
-               f"under one mAP50-95 point ({100 * n['gain_map']:+.1f})" if n["saturated"]
-               else f"Accurate gains under one mAP50-95 point here ({100 * n['gain_map']:+.1f})")  # fmt: skip
-        return Choice(name, dest, "fast", [
-            f"{why[0].upper()}{why[1:]}, so Accurate's cost buys nothing. {speed}; Accurate also trained "
-            f"{n['train_ratio']:.1f}x longer."], n)  # fmt: skip
-    if n["fast_map50"] >= SATURATED_MAP50:
+        return Choice(name, dest, "accurate", [f"Only Accurate meets {want}: {acc}. {speed}."])
+    train = f"; Accurate also takes {n.train_ratio:.1f}x Fast's time per training step" if n.train_ratio else ""
+    if not n.real_gain:
+        d = n.delta
+        if d is not None and d.map_ci95 is not None and d.detectable:  # detectable, and Fast is the better one
+            why = f"Fast is measurably more accurate here ({acc})"
+        elif d is not None and d.map_ci95 is not None:
+            need = f"; about {d.images_needed} would be needed to tell" if d.images_needed else ""
+            why = f"There is no detectable mAP50-95 difference on {d.images} test images ({acc}){need}"
+        elif n.saturated:
+            why = f"The task is saturated and Accurate gains under one mAP50-95 point ({acc})"
+        else:
+            why = f"Accurate gains under one mAP50-95 point here ({acc})"
+        return Choice(name, dest, "fast", [f"{why}, so Accurate's cost buys nothing. {speed}{train}."])
+    if n.saturated:
         head = "Both sizes saturate mAP50, yet Accurate's boxes fit tighter"
-    elif n["saturated"]:
+    elif saturated(n.accurate_map50):
         head = "Accurate reaches the task's ceiling where Fast does not"
     else:
         head = "Accurate uses the task's accuracy headroom"
     reasons = [f"{head}: {acc}" + (f", and still meets {want}. " if want else ". ") + f"{speed}."]
-    if n["fast_map50"] >= SATURATED_MAP50 and n["gain_map50"] < 0.02:
+    if n.saturated and n.gain_map50 < LITTLE_GAIN_MAP50:
         reasons.append(f"If finding the objects is what matters (mAP50) rather than tight boxes, Fast does the "
-                       f"same job {n['latency_ratio']:.1f}x faster.")  # fmt: skip
-    if not want and n["accurate_fps"] < REALTIME_FPS <= n["fast_fps"]:
+                       f"same job {n.latency_ratio.median:.1f}x faster.")  # fmt: skip
+    if not want and n.accurate_fps < REALTIME_FPS <= n.fast_fps:
         reasons.append(f"If you need real time ({REALTIME_FPS:g} FPS) on {dest}, deploy Fast instead: only Fast "
                        "reaches that frame rate here (rerun with --min-fps to decide by it).")  # fmt: skip
-    return Choice(name, dest, "accurate", reasons, n)
+    return Choice(name, dest, "accurate", reasons)
 
 
-def general_rules(numbers: dict[str, dict[str, Any]], dest: str) -> list[dict[str, Any]]:
-    """The reference study's rules of thumb, each with whether this study supports it and the evidence."""
+def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, float] | None = None) -> list[Rule]:
+    """The reference study's rules of thumb, each supported, not supported, or not decidable (``None``)
+    by this study's evidence. Under-trained pairs never count for or against an accuracy rule."""
     rules = []
-    ratios = [n["train_ratio"] for n in numbers.values()]
+    ratios = {k: n.train_ratio for k, n in numbers.items() if n.train_ratio is not None}
     if ratios:
-        lo, hi = min(ratios), max(ratios)
-        rules.append({"rule": "Prototype with Fast: it trains faster.", "supported": lo >= 1.5,
-                      "evidence": f"Accurate took {lo:.1f}-{hi:.1f}x Fast's training time."})  # fmt: skip
-    sat = {k: n for k, n in numbers.items() if n["fast_map50"] >= SATURATED_MAP50}
-    if sat:
-        gains = ", ".join(f"{k} {100 * n['gain_map50']:+.1f} (mAP50-95 {100 * n['gain_map']:+.1f})"
-                          for k, n in sat.items())  # fmt: skip
-        rules.append({"rule": "Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
-                      "supported": all(n["gain_map50"] < 0.02 for n in sat.values()),
-                      "evidence": f"mAP50 points gained by Accurate on saturated tasks: {gains}."})  # fmt: skip
-    open_ = {k: n for k, n in numbers.items() if n["fast_map50"] < SATURATED_MAP50}
-    if open_:
-        won = sum(n["gain_map"] >= NO_GAIN for n in open_.values())
-        gains = ", ".join(f"{k} {100 * n['gain_map']:+.1f}" for k, n in open_.items())
-        gains += f" (a gain on {won} of {len(open_)})"
-        rules.append({"rule": "Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget "
-                              "allows its latency).",
-                      "supported": all(n["gain_map"] >= NO_GAIN for n in open_.values()),
-                      "evidence": "mAP50-95 points gained by Accurate where Fast is below 95% mAP50: "
-                                  f"{gains}."})  # fmt: skip
+        lo, hi = min(ratios.values()), max(ratios.values())
+        runs = ""
+        if whole_runs:
+            runs = (f"; whole runs, which also differ in epochs run: {min(whole_runs.values()):.1f}-"
+                    f"{max(whole_runs.values()):.1f}x")  # fmt: skip
+        rules.append(Rule("Prototype with Fast: it trains faster.", lo >= TRAINS_FASTER,
+                          f"Accurate takes {lo:.1f}-{hi:.1f}x Fast's time per optimizer step (interleaved probe: "
+                          f"same data and batch, one thread, CPU time){runs}."))  # fmt: skip
+    converged = {k: n for k, n in numbers.items() if not n.evidence.under_trained}
+    left_out = [k for k in numbers if k not in converged]
+    out_note = f" Left out as under-trained: {', '.join(left_out)}." if left_out else ""
+    sat = {k: n for k, n in converged.items() if n.saturated}
+    sat_all = {k: n for k, n in numbers.items() if n.saturated}
+    if sat_all:
+        gains = ", ".join(f"{k} {_pct(n.gain_map50)} (mAP50-95 {_pct(n.gain_map)})" for k, n in sat.items()) or "none"
+        rules.append(Rule("Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
+                          all(n.gain_map50 < LITTLE_GAIN_MAP50 for n in sat.values()) if sat else None,
+                          f"mAP50 points gained by Accurate on converged saturated tasks: {gains}."
+                          + out_note))  # fmt: skip
+    open_ = {k: n for k, n in converged.items() if not n.saturated}
+    open_all = {k: n for k, n in numbers.items() if not n.saturated}
+    if open_all:
+        won = sum(n.real_gain for n in open_.values())
+        gains = ", ".join(f"{k} {_pct(n.gain_map)}{_ci(n.delta.map_ci95) if n.delta else ''}" for k, n in open_.items())
+        text = (f"mAP50-95 points gained by Accurate where Fast is below 95% mAP50: {gains} (a real gain on {won} of "
+                f"{len(open_)})." if open_ else "no converged task with headroom.")  # fmt: skip
+        rules.append(Rule("Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget allows "
+                          "its latency).", all(n.real_gain for n in open_.values()) if open_ else None,
+                          text + out_note))  # fmt: skip
     if numbers:
-        rt = [k for k, n in numbers.items() if n["fast_fps"] >= REALTIME_FPS > n["accurate_fps"]]
-        both = [k for k, n in numbers.items() if n["accurate_fps"] >= REALTIME_FPS]
-        fps = ", ".join(f"{k} {n['fast_fps']:.0f} vs {n['accurate_fps']:.0f}" for k, n in numbers.items())
-        rules.append({"rule": f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
-                      "supported": bool(rt) and not both,
-                      "evidence": f"single-stream FPS on {dest}, Fast vs Accurate: {fps}."})  # fmt: skip
+        rt = [k for k, n in numbers.items() if n.fast_fps >= REALTIME_FPS > n.accurate_fps]
+        both = [k for k, n in numbers.items() if n.accurate_fps >= REALTIME_FPS]
+        fps = ", ".join(f"{k} {n.fast_fps:.0f} vs {n.accurate_fps:.0f}" for k, n in numbers.items())
+        shaky = [k for k, n in numbers.items() if not n.evidence.speed_valid or not n.latency_ratio.certain]
+        note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
+        rules.append(Rule(f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
+                          None if shaky else bool(rt) and not both,
+                          f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}"))  # fmt: skip
     return rules
 
 
-def recommend(results: dict[str, Any]) -> dict[str, Any]:
-    cfg = results.get("config", {})
+def recommend(results: StudyResults) -> Recommendation:
+    cfg = results.config
     dest = primary_destination(results)
-    out: dict[str, Any] = {"destination": dest, "choices": [], "rules": [], "per_destination": {}}
+    out = Recommendation(dest)
     if dest is None:
         return out
     numbers = {}
-    for name, task in results.get("tasks", {}).items():
+    for name, task in results.tasks.items():
         n = task_numbers(task, dest)
         if n is not None:
             numbers[name] = n
-            out["choices"].append(choose(name, n, dest, cfg).__dict__)
-    for d in results.get("destinations", []):
-        out["per_destination"][d] = {
-            name: choose(name, n, d, cfg).size
-            for name, task in results.get("tasks", {}).items()
-            if (n := task_numbers(task, d)) is not None
-        }
-    out["rules"] = general_rules(numbers, dest)
+            out.choices.append(choose(name, n, dest, cfg))
+    for d in results.destinations:
+        out.per_destination[d] = {name: choose(name, n, d, cfg).size for name, task in results.tasks.items()
+                                  if (n := task_numbers(task, d)) is not None}  # fmt: skip
+    whole = {}
+    for name, task in results.tasks.items():
+        pair = task.pair()
+        if pair is not None and pair[0].train.total_seconds:
+            whole[name] = pair[1].train.total_seconds / pair[0].train.total_seconds
+    out.rules = general_rules(numbers, dest, whole)
     return out

@@ -1,17 +1,20 @@
-"""The study's report from ``results.json``: ``report.md``, a self-contained ``report.html`` (plots
-embedded) and the plots as PNG files. Both documents are rendered from one list of blocks."""
+"""The study's report from its typed results: ``report.md``, a self-contained ``report.html`` (plots
+embedded) and the plots as PNG files. Both documents are rendered from one list of blocks; the
+recommendation is the one computed with the results, never recomputed here."""
 
 from __future__ import annotations
 
 import base64
 import html
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from speedmap.plotting import pyplot, save
 from speedmap.study.config import SATURATED_MAP50
-from speedmap.study.recommend import recommend
+from speedmap.study.recommend import SIZES
+from speedmap.study.results import Choice, Interval, Rule, StudyResults, TaskResult
 
 DEST_NAMES = {"local": "in-process (ONNX Runtime)", "local-cuda": "in-process, CUDA", "http": "HTTP server",
               "browser": "web browser (onnxruntime-web)"}  # fmt: skip
@@ -32,106 +35,167 @@ def _pct_points(v: float) -> str:
     return f"{100 * v:+.1f}"
 
 
-def accuracy_table(results: dict[str, Any]) -> list[list[str]]:
-    rows = [["task", "test images", "Fast mAP50", "Accurate mAP50", "Δ mAP50", "Fast mAP50-95",
-             "Accurate mAP50-95", "Δ mAP50-95", "saturated"]]  # fmt: skip
-    for name, t in results["tasks"].items():
-        f, a = t["sizes"].get("fast"), t["sizes"].get("accurate")
-        if f is None or a is None:
-            continue
-        mf, ma = f["metrics"], a["metrics"]
-        sat = max(mf["map50"] or 0.0, ma["map50"] or 0.0) >= SATURATED_MAP50
-        rows.append([name, str(f.get("test_images") or "-"), _f(mf["map50"]), _f(ma["map50"]),
-                     _pct_points(ma["map50"] - mf["map50"]), _f(mf["map"]), _f(ma["map"]),
-                     _pct_points(ma["map"] - mf["map"]), "yes" if sat else "no"])  # fmt: skip
+def _ci(ci: Interval | None, points: bool = False) -> str:
+    if ci is None:
+        return "-"
+    return f"[{_pct_points(ci[0])}, {_pct_points(ci[1])}]" if points else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _pairs(results: StudyResults) -> list[tuple[str, TaskResult]]:
+    return [(n, t) for n, t in results.tasks.items() if t.pair() is not None]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def accuracy_table(results: StudyResults) -> list[list[str]]:
+    rows = [["task", "test images", "Fast mAP50", "Accurate mAP50", "Fast mAP50-95 [95% CI]",
+             "Accurate mAP50-95 [95% CI]", "Δ mAP50-95 points [95% CI]", "Δ mAP50 points [95% CI]",
+             "saturated"]]  # fmt: skip
+    for name, t in _pairs(results):
+        f, a = t.pair()  # type: ignore[misc]
+        d = t.accuracy_delta
+        rows.append([name, str(f.test_images), _f(f.metrics.map50), _f(a.metrics.map50),
+                     f"{_f(f.metrics.map)} {_ci(f.metrics.map_ci95)}", f"{_f(a.metrics.map)} {_ci(a.metrics.map_ci95)}",
+                     f"{_pct_points(a.metrics.map - f.metrics.map)} {_ci(d.map_ci95 if d else None, True)}",
+                     f"{_pct_points(a.metrics.map50 - f.metrics.map50)} {_ci(d.map50_ci95 if d else None, True)}",
+                     "yes" if t.saturated() else "no"])  # fmt: skip
     return rows
 
 
-def speed_table(results: dict[str, Any], dest: str) -> list[list[str]]:
+def speed_table(results: StudyResults, dest: str) -> list[list[str]]:
     rows = [["task", "size", "p50 ms", "p90 ms", "FPS (one at a time)", "in flight", "req/s (many in flight)",
-             "p50 ms (loaded)", "valid"]]  # fmt: skip
-    for name, t in results["tasks"].items():
-        for size, e in t["sizes"].items():
-            s = e.get("speed", {}).get(dest)
+             "p50 ms (loaded)", "repeats", "valid"]]  # fmt: skip
+    for name, t in results.tasks.items():
+        for size, e in t.sizes.items():
+            s = e.speed.get(dest)
             if s is None:
                 continue
-            one, many = s["single"], s.get("loaded")
-            valid = one["valid"] and (many is None or many["valid"])
-            rows.append([name, size, _f(one["p50_ms"], 1), _f(one["p90_ms"], 1), _f(one["fps"], 1),
-                         str(many["concurrency"]) if many else "-", _f(many["throughput_rps"], 1) if many else "-",
-                         _f(many["p50_ms"], 1) if many else "-", "VALID" if valid else "UNSTABLE"])  # fmt: skip
+            one, many = s.single, s.loaded
+            bad = [r for r in (one, many) if r is not None and not r.valid]
+            valid = "VALID" if not bad else f"UNSTABLE ({sum(r.unstable_repeats for r in bad)} runs)"
+            rows.append([name, size, _f(one.p50_ms, 1), _f(one.p90_ms, 1), _f(one.fps, 1),
+                         str(many.concurrency) if many else "-", _f(many.throughput_rps, 1) if many else "-",
+                         _f(many.p50_ms, 1) if many else "-", str(one.repeats), valid])  # fmt: skip
     return rows
 
 
-def relative_speed_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Fast vs Accurate per destination: how many times faster Fast is (medians over tasks)."""
-    import statistics
-
-    rows = [["destination", "Fast speed-up, one at a time (p50 latency ratio)",
-             "Fast speed-up, many in flight (throughput ratio)", "tasks"]]  # fmt: skip
-    for dest in results.get("destinations", []):
-        lat, tput = [], []
-        for t in results["tasks"].values():
-            f = t["sizes"].get("fast", {}).get("speed", {}).get(dest)
-            a = t["sizes"].get("accurate", {}).get("speed", {}).get(dest)
-            if not f or not a:
+def relative_speed_rows(results: StudyResults) -> list[list[str]]:
+    """Fast vs Accurate per destination: how many times faster Fast is, per task from interleaved repeats
+    (median, min-max), and the median over tasks."""
+    rows = [["destination", "task", "Fast speed-up, one at a time (p50 latency ratio)",
+             "Fast speed-up, many in flight (throughput ratio)", "ranking"]]  # fmt: skip
+    for dest in results.destinations:
+        meds = []
+        for name, t in results.tasks.items():
+            r = t.speed_ratio.get(dest)
+            if r is None:
                 continue
-            lat.append(a["single"]["p50_ms"] / f["single"]["p50_ms"])
-            if f.get("loaded") and a.get("loaded") and a["loaded"]["throughput_rps"]:
-                tput.append(f["loaded"]["throughput_rps"] / a["loaded"]["throughput_rps"])
-        if lat:
-            span = lambda v: f"{statistics.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" if v else "-"  # noqa: E731
-            rows.append([DEST_NAMES.get(dest, dest), span(lat), span(tput), str(len(lat))])
+            lat, tp = r.latency, r.throughput
+            meds.append(lat.median)
+            rows.append([DEST_NAMES.get(dest, dest), name, f"{lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f})",
+                         f"{tp.median:.2f}x ({tp.min:.2f}-{tp.max:.2f})" if tp else "-",
+                         "certain" if lat.certain else "uncertain"])  # fmt: skip
+        if len(meds) > 1:
+            rows.append([DEST_NAMES.get(dest, dest), "median over tasks", f"{statistics.median(meds):.2f}x", "", ""])
     return rows
 
 
-def training_rows(results: dict[str, Any]) -> list[list[str]]:
-    rows = [["task", "Fast training s", "Accurate training s", "Accurate / Fast", "Fast img/s", "Accurate img/s",
-             "epochs"]]  # fmt: skip
-    for name, t in results["tasks"].items():
-        f, a = t["sizes"].get("fast"), t["sizes"].get("accurate")
-        if f is None or a is None:
+def training_rows(results: StudyResults) -> list[list[str]]:
+    rows = [["task", "size", "epochs run / max", "converged", "best epoch", "wall s", "CPU s", "time to 95% of best",
+             "other processes' CPU", "img/s"]]  # fmt: skip
+    for name, t in _pairs(results):
+        for size, e in t.sizes.items():
+            tr = e.train
+            share = "-" if tr.other_cpu_share is None else f"{100 * tr.other_cpu_share:.0f}%"
+            rows.append([name, size, f"{tr.epochs_run} / {tr.epochs_max}", "yes" if tr.converged else "NO",
+                         str(tr.best_epoch), f"{tr.total_seconds:.0f}", _f(tr.cpu_seconds, 0),
+                         _minutes(tr.time_to_95_seconds) if tr.time_to_95_seconds is not None else "-",
+                         share + (" (contended)" if tr.contended else ""),
+                         _f(tr.train_images_per_second, 1)])  # fmt: skip
+    return rows
+
+
+def train_speed_rows(results: StudyResults) -> list[list[str]]:
+    rows = [["task", "probe: Fast s/step", "probe: Accurate s/step", "probe ratio (Accurate / Fast)",
+             "whole runs: Accurate / Fast wall time"]]  # fmt: skip
+    for name, t in _pairs(results):
+        f, a = t.pair()  # type: ignore[misc]
+        p = t.train_speed_probe
+        whole = a.train.total_seconds / f.train.total_seconds if f.train.total_seconds else None
+        rows.append([name, _f(p.fast_step_s, 3) if p else "-", _f(p.accurate_step_s, 3) if p else "-",
+                     f"{p.ratio:.2f}x" if p else "-", f"{whole:.2f}x" if whole else "-"])  # fmt: skip
+    return rows
+
+
+def equal_time_lines(results: StudyResults) -> list[str]:
+    """Accuracy at equal training time: the validation curves read at the shorter run's length (and at
+    half of it), so "given N minutes, Fast reaches X, Accurate Y"."""
+    lines = []
+    for name, t in _pairs(results):
+        f, a = t.pair()  # type: ignore[misc]
+        budget = min(f.train.total_seconds, a.train.total_seconds)
+        parts = []
+        for s in (budget / 2, budget):
+            mf, ma = f.train.map_at(s), a.train.map_at(s)
+            parts.append(f"given {_minutes(s)} of training, Fast reaches validation mAP50-95 {_f(mf)}, "
+                         f"Accurate {_f(ma)}")  # fmt: skip
+        lines.append(f"{name}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def sureness_rows(results: StudyResults) -> list[list[str]]:
+    rec = results.recommendation
+    rows = [["task", "evidence", "Fast trained", "Accurate trained", "Δ mAP50-95 [95% CI]", "speed runs",
+             "speed ranking", "training CPU"]]  # fmt: skip
+    for c in rec.choices if rec else []:
+        ev = c.evidence
+        if ev is None:
             continue
-        ft, at = f["train"], a["train"]
-        rows.append([name, f"{ft['total_seconds']:.0f}", f"{at['total_seconds']:.0f}",
-                     f"{at['total_seconds'] / ft['total_seconds']:.2f}x", _f(ft["train_images_per_second"], 1),
-                     _f(at["train_images_per_second"], 1), str(ft["epochs"])])  # fmt: skip
+        t = results.tasks[c.task]
+        d = t.accuracy_delta
+        trained = [f"{'converged' if ev.converged[s] else 'NOT converged'} ({ev.epochs_run[s]} epochs)" for s in SIZES]
+        rows.append([c.task, ev.strength, *trained,
+                     f"{_pct_points(d.map)} {_ci(d.map_ci95, True)} ({ev.accuracy})" if d else "-",
+                     "VALID" if ev.speed_valid else "UNSTABLE: " + ", ".join(ev.unstable),
+                     "certain" if ev.speed_certain else "uncertain",
+                     "contended" if ev.contended else "quiet"])  # fmt: skip
     return rows
 
 
 # ---- plots
-def plot_pareto(results: dict[str, Any], path: Path) -> Path | None:
+def plot_pareto(results: StudyResults, path: Path) -> Path | None:
     """mAP50-95 against single-frame p50 latency, one panel per destination; Fast and Accurate of each
-    task joined by a line."""
-    dests = results.get("destinations", [])
+    task joined by a line; error bars: the bootstrap interval."""
+    dests = results.destinations
     if not dests:
         return None
     plt = pyplot()
     fig, axes = plt.subplots(1, len(dests), figsize=(5.2 * len(dests), 4.4), squeeze=False)
     for ax, dest in zip(axes[0], dests, strict=True):
-        for k, (name, t) in enumerate(results["tasks"].items()):
-            pts = []
-            for size, e in t["sizes"].items():
-                s = e.get("speed", {}).get(dest)
-                if s and e["metrics"]["map"] is not None:
-                    pts.append((s["single"]["p50_ms"], e["metrics"]["map"], size))
+        for k, (name, t) in enumerate(results.tasks.items()):
+            pts = [(e.speed[dest].single.p50_ms, e.metrics.map, e.metrics.map_ci95, size)
+                   for size, e in t.sizes.items() if dest in e.speed]  # fmt: skip
             if not pts:
                 continue
             color = f"C{k}"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color, alpha=0.5)
-            for x, y, size in pts:
-                ax.plot(x, y, "o" if size == "fast" else "s", color=color, ms=8)
+            for x, y, ci, size in pts:
+                yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
+                ax.errorbar(x, y, yerr=yerr, fmt="o" if size == "fast" else "s", color=color, ms=8, capsize=3)
                 ax.annotate(f"{name} {size}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         ax.set(xlabel="p50 latency, one frame at a time (ms)", ylabel="test mAP50-95",
                title=DEST_NAMES.get(dest, dest))  # fmt: skip
         ax.grid(True, alpha=0.3)
-    fig.suptitle("Accuracy vs latency (circles: Fast, squares: Accurate; up and left is better)")
+    fig.suptitle("Accuracy vs latency (circles: Fast, squares: Accurate; bars: 95% CI; up and left is better)")
     return save(fig, path)
 
 
-def plot_training(results: dict[str, Any], path: Path) -> Path | None:
-    """Validation mAP50-95 against cumulative training time, one panel per task."""
-    tasks = [(n, t) for n, t in results["tasks"].items() if any(e["train"].get("history") for e in t["sizes"].values())]
+def plot_training(results: StudyResults, path: Path) -> Path | None:
+    """Validation mAP50-95 against cumulative training time, one panel per task; an open marker where a
+    run did not converge."""
+    tasks = [(n, t) for n, t in results.tasks.items() if any(e.train.history for e in t.sizes.values())]
     if not tasks:
         return None
     plt = pyplot()
@@ -141,15 +205,12 @@ def plot_training(results: dict[str, Any], path: Path) -> Path | None:
     for ax in axes.flat[len(tasks) :]:
         ax.axis("off")
     for ax, (name, t) in zip(axes.flat, tasks, strict=False):
-        for size, e in t["sizes"].items():
-            hist = e["train"].get("history") or []
-            xs, ys, clock = [], [], 0.0
-            for h in hist:
-                clock += h.get("seconds") or 0.0
-                if h.get("map") is not None:
-                    xs.append(clock)
-                    ys.append(h["map"])
-            ax.plot(xs, ys, marker=".", label=size)
+        for size, e in t.sizes.items():
+            xs, ys = e.train.curve()
+            label = f"{size} ({'converged' if e.train.converged else 'not converged'})"
+            line = ax.plot(xs, ys, marker=".", label=label)[0]
+            if xs and not e.train.converged:
+                ax.plot(xs[-1], ys[-1], "o", mfc="none", ms=10, color=line.get_color())
         ax.set(title=name, xlabel="training time (s)", ylabel="valid mAP50-95")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
@@ -157,68 +218,108 @@ def plot_training(results: dict[str, Any], path: Path) -> Path | None:
     return save(fig, path)
 
 
-def plot_accuracy(results: dict[str, Any], path: Path) -> Path | None:
-    rows = accuracy_table(results)[1:]
-    if not rows:
+def plot_accuracy(results: StudyResults, path: Path) -> Path | None:
+    pairs = _pairs(results)
+    if not pairs:
         return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 3.8))
-    xs = range(len(rows))
-    for k, (col, label) in enumerate(((5, "Fast"), (6, "Accurate"))):
-        ax.bar([x + (k - 0.5) * 0.38 for x in xs], [float(r[col]) for r in rows], 0.38, label=label)
-    ax.set_xticks(list(xs), [r[0] for r in rows])
-    ax.set(ylabel="test mAP50-95", title="Accuracy per task")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(pairs) + 2), 3.8))
+    xs = range(len(pairs))
+    for k, size in enumerate(SIZES):
+        ms = [t.sizes[size].metrics for _, t in pairs]
+        err = [[m.map - m.map_ci95[0] if m.map_ci95 else 0 for m in ms],
+               [m.map_ci95[1] - m.map if m.map_ci95 else 0 for m in ms]]  # fmt: skip
+        ax.bar([x + (k - 0.5) * 0.38 for x in xs], [m.map for m in ms], 0.38, yerr=err, capsize=3,
+               label=size.capitalize())  # fmt: skip
+    ax.set_xticks(list(xs), [n for n, _ in pairs])
+    ax.set(ylabel="test mAP50-95 (bars: 95% CI)", title="Accuracy per task")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
     return save(fig, path)
 
 
 # ---- the document
-def blocks(results: dict[str, Any], plots: dict[str, Path | None]) -> list[Block]:
-    rec = recommend(results)
-    cfg, prov = results["config"], results["provenance"]
-    dest = rec["destination"]
+def _choice_line(c: Choice) -> str:
+    head = f"**{c.task}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}.**"
+    strength = f" Evidence: {c.evidence.strength}." if c.evidence else ""
+    return f"{head}{strength} " + " ".join(c.reasons)
+
+
+def _rule_line(r: Rule) -> str:
+    return f"{r.rule} {r.evidence}"
+
+
+def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
+    rec, cfg, prov = results.recommendation, results.config, results.provenance
     b = [Block("h1", "speedmap study: Fast or Accurate?")]
-    if not results.get("complete"):
+    if not results.complete:
         b.append(Block("p", "**This study is incomplete** (interrupted or still running): rerun the same command "
                             "to continue; finished steps are reused."))  # fmt: skip
     b.append(Block("h2", "Recommendation"))
-    if dest:
-        want = [f"{k.replace('_', ' ')} {cfg[k]:g}" for k in ("min_fps", "max_latency_ms", "min_map") if cfg.get(k)]
+    if rec is not None and rec.destination:
+        dest = rec.destination
+        want = [f"{k.replace('_', ' ')} {v:g}" for k, v in (("min_fps", cfg.min_fps),
+                ("max_latency_ms", cfg.max_latency_ms), ("min_map", cfg.min_map)) if v]  # fmt: skip
         b.append(Block("p", f"For deployment on the **{DEST_NAMES.get(dest, dest)}**"
                             + (f" with {', '.join(want)}" if want else " (no constraints given: --min-fps, "
                                "--max-latency-ms, --min-map)") + ":"))  # fmt: skip
-        b.append(Block("list", [f"**{c['task']}: deploy {c['size'].capitalize()}.** " + " ".join(c["reasons"])
-                                for c in rec["choices"]]))  # fmt: skip
-        others = {d: v for d, v in rec["per_destination"].items() if d != dest}
+        b.append(Block("list", [_choice_line(c) for c in rec.choices]))
+        others = {d: v for d, v in rec.per_destination.items() if d != dest}
         if others:
             b.append(Block("list", [f"On the {DEST_NAMES.get(d, d)}: " + ", ".join(f"{t} → {s.capitalize()}"
                                     for t, s in v.items()) for d, v in others.items()]))  # fmt: skip
-        supported = [r for r in rec["rules"] if r["supported"]]
-        unsupported = [r for r in rec["rules"] if not r["supported"]]
-        if supported:
-            b.append(Block("p", "The general rules these measurements support:"))
-            b.append(Block("list", [f"{r['rule']} {r['evidence']}" for r in supported]))
-        if unsupported:
-            b.append(Block("p", "Rules of thumb these measurements do **not** support on this data:"))
-            b.append(Block("list", [f"{r['rule']} {r['evidence']}" for r in unsupported]))
+        undecided = "Rules this study cannot decide (under-trained models or unstable speed):"
+        for title, want_flag in (("The general rules these measurements support:", True),
+                                 ("Rules of thumb these measurements do **not** support on this data:", False),
+                                 (undecided, None)):  # fmt: skip
+            rules = [r for r in rec.rules if r.supported is want_flag]
+            if rules:
+                b.append(Block("p", title))
+                b.append(Block("list", [_rule_line(r) for r in rules]))
+    else:
+        b.append(Block("p", "The recommendation is written when the study completes."))
+    b.append(Block("h2", "How sure is this?"))
+    b.append(Block("p", "Each verdict is only as good as its evidence. **strong**: both models converged, the speed "
+                        "runs were VALID and ranked the sizes the same way in every interleaved repeat, training was "
+                        "not contended, and the accuracy difference has a bootstrap interval. **weak**: a model had "
+                        "not converged, so the comparison reflects the training budget. **moderate**: anything "
+                        "between."))  # fmt: skip
+    if len(rows := sureness_rows(results)) > 1:
+        b.append(Block("table", rows))
+    for c in rec.choices if rec else []:
+        if c.evidence is not None:
+            b.append(Block("p", f"**{c.task}** ({c.evidence.strength})"))
+            b.append(Block("list", list(c.evidence.lines)))
     b.append(Block("h2", "1. Accuracy (test split, scored through the exported ONNX model)"))
     b.append(Block("table", accuracy_table(results)))
-    b.append(Block("p", f"Saturated: a size reaches mAP50 {SATURATED_MAP50:.0%} or more. Differences under one "
-                        "mAP50-95 point are within what a small test split can tell apart."))  # fmt: skip
+    b.append(Block("p", f"Saturated: Fast reaches mAP50 {SATURATED_MAP50:.0%} or more. Intervals are 95% paired "
+                        "bootstrap intervals over test images (each resample scored by the COCO evaluator); a "
+                        "difference is real when its interval excludes zero."))  # fmt: skip
     if plots.get("accuracy"):
         b.append(Block("image", plots["accuracy"], "Accuracy per task"))
     b.append(Block("h2", "2. Inference speed per destination"))
-    b.append(Block("table", relative_speed_rows(results), "Fast vs Accurate, median (range) over tasks"))
-    for d in results.get("destinations", []):
+    b.append(Block("table", relative_speed_rows(results), "Fast vs Accurate: median (min-max) over interleaved "
+                                                          "repeats"))  # fmt: skip
+    for d in results.destinations:
         b.append(Block("p", f"**{DEST_NAMES.get(d, d)}**"))
         b.append(Block("table", speed_table(results, d)))
     b.append(Block("p", "Latency is end to end for the destination: for HTTP, posting a base64 image and "
                         "getting JSON back over loopback; in-process, decode to detections; in the browser, "
                         "the page's own timing from encoded image to detections. 'many in flight' is a closed "
-                        "loop with that many requests outstanding."))  # fmt: skip
+                        "loop with that many requests outstanding. Numbers are medians over the interleaved repeats "
+                        "(Fast, Accurate, then Accurate, Fast, ...); an UNSTABLE run was retried at twice and four "
+                        "times the duration before it was reported as such."))  # fmt: skip
     b.append(Block("h2", "3. Training time"))
     b.append(Block("table", training_rows(results)))
+    b.append(Block("p", "Training speed, measured side by side: the same optimizer steps on the same batches, "
+                        "interleaved Fast, Accurate, Accurate, Fast, on one thread and timed in CPU seconds per "
+                        "step, which a competing process barely moves (wall time under contention does). Whole "
+                        "runs use all cores and also differ in how many epochs early stopping ran."))  # fmt: skip
+    b.append(Block("table", train_speed_rows(results)))
+    if lines := equal_time_lines(results):
+        b.append(Block("p", "Accuracy at equal training time (read from the validation curves against wall-clock "
+                            "time):"))  # fmt: skip
+        b.append(Block("list", lines))
     b.append(Block("h2", "4. Accuracy against latency, and training curves"))
     for key, cap in (("pareto", "mAP50-95 against single-frame latency per destination"),
                      ("training", "Validation mAP50-95 during training")):  # fmt: skip
@@ -229,7 +330,7 @@ def blocks(results: dict[str, Any], plots: dict[str, Path | None]) -> list[Block
              "included (s)", "usable_cpus": "usable cpus", "providers": "ONNX Runtime providers"}  # fmt: skip
     b.append(Block("list", [f"{names.get(k, k)}: {v}" for k, v in prov.items() if k != "command"]))
     b.append(Block("p", "Configuration:"))
-    b.append(Block("code", "\n".join(f"{k} = {v}" for k, v in cfg.items())))
+    b.append(Block("code", "\n".join(f"{k} = {v}" for k, v in cfg.to_json().items())))
     b.append(Block("p", "Reproduce (finished steps are reused; delete the folder to start over):"))
     b.append(Block("code", prov.get("command") or "speedmap compare"))
     return b
@@ -298,7 +399,7 @@ def to_html(blocks_: list[Block]) -> str:
             f"</head><body>{''.join(body)}</body></html>\n")  # fmt: skip
 
 
-def write_report(results: dict[str, Any], folder: Path) -> dict[str, Path]:
+def write_report(results: StudyResults, folder: Path) -> dict[str, Path]:
     """``report.md``, ``report.html`` and the PNG plots in ``folder``; returns their paths."""
     plots = {"accuracy": plot_accuracy(results, folder / "accuracy.png"),
              "pareto": plot_pareto(results, folder / "pareto.png"),

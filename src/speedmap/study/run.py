@@ -1,11 +1,17 @@
-"""The Fast-vs-Accurate study: for each dataset and size, train, export, score the test split, and
-benchmark every destination; then the report. Every step is keyed by a hash of its inputs and config
-(``steps.json``), so a finished step is reused and an interrupted study continues where it stopped
-(training itself resumes from ``last.pt``)."""
+"""The Fast-vs-Accurate study: for each dataset, an interleaved training-speed probe, then for each size
+train (to convergence within ``--epochs``), export and score the test split with bootstrap intervals,
+then benchmark every destination with Fast and Accurate interleaved; then the recommendation, once.
+
+Every step is keyed by a hash of its inputs, its config and the source code it depends on
+(``steps.json``), so a finished step is reused, a step whose code changed is redone (and the progress
+line says so), and an interrupted study continues where it stopped (training itself resumes from
+``last.pt``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -20,8 +26,49 @@ from speedmap import __version__
 from speedmap.errors import SpeedmapError
 from speedmap.jsonfile import write_json_atomic
 from speedmap.study.config import StudyConfig, key
+from speedmap.study.results import (
+    Accuracy,
+    AccuracyDelta,
+    RunSummary,
+    SizeResult,
+    Speed,
+    SpeedRatio,
+    Spread,
+    StudyResults,
+    TaskResult,
+    TrainProbe,
+    TrainResult,
+    _build,
+)
 
 STEPS_FILE, RESULTS_FILE = "steps.json", "results.json"
+PACKAGE = Path(__file__).resolve().parents[1]
+# The source each kind of step depends on (subpackages and modules of speedmap), for its key.
+COMMON = ("data", "detections.py", "errors.py", "imageio.py", "preprocess.py", "postprocess.py", "runtime.py",
+          "boxes.py", "jsonfile.py")  # fmt: skip
+DEPENDS = {
+    "train": (*COMMON, "models", "train", "eval"),
+    "probe": (*COMMON, "models", "train"),
+    "export": (*COMMON, "models", "export", "engine.py", "modelstore.py"),
+    "score": (*COMMON, "eval", "engine.py", "modelstore.py"),
+    "bench": (*COMMON, "bench", "serve", "web", "engine.py", "modelstore.py"),
+}
+_code_hashes: dict[tuple[str, ...], str] = {}
+
+
+def code_hash(parts: tuple[str, ...]) -> str:
+    """A hash of the source files of these parts of the package (``.py``, and the web page's files)."""
+    if parts not in _code_hashes:
+        h = hashlib.sha256()
+        for part in sorted(parts):
+            root = PACKAGE / part
+            files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".js", ".html") and "vendor" not in
+                           p.parts) if root.is_dir() else [root]  # fmt: skip
+            for f in files:
+                if f.is_file():
+                    h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes() + b"\0")
+        _code_hashes[parts] = h.hexdigest()[:12]
+    return _code_hashes[parts]
 
 
 class UI(Protocol):
@@ -34,21 +81,29 @@ class UI(Protocol):
 
 
 class Steps:
-    """``steps.json``: each finished step's key and result."""
+    """``steps.json``: each finished step's key (inputs and code) and result."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.done: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
-
         self.started = time.perf_counter()
 
-    def get(self, name: str, k: str) -> Any:
+    def lookup(self, name: str, kind: str, *inputs: Any) -> tuple[str, Any, str]:
+        """The step's key, its cached result (None: run it) and why it runs again ("" for a new step)."""
+        inputs_key, code = key(name, *inputs, __version__), code_hash(DEPENDS[kind])
+        k = key(inputs_key, code)
         entry = self.done.get(name)
         self.started = time.perf_counter()  # a step that is not cached runs from here
-        return entry["result"] if entry is not None and entry.get("key") == k else None
+        if entry is not None and entry.get("key") == k:
+            return k, entry["result"], ""
+        why = ""
+        if entry is not None:
+            why = " (redone: the code changed)" if entry.get("inputs") == inputs_key else " (redone: settings changed)"
+        return k, None, why
 
-    def put(self, name: str, k: str, result: Any) -> Any:
-        self.done[name] = {"key": k, "result": result, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    def put(self, name: str, k: str, result: Any, *inputs: Any) -> Any:
+        self.done[name] = {"key": k, "inputs": key(name, *inputs, __version__), "result": result,
+                           "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                            "seconds": round(time.perf_counter() - self.started, 1)}  # fmt: skip
         write_json_atomic(self.path, self.done)
         return result
@@ -85,43 +140,83 @@ class Study:
                                      imgsz=self.cfg.imgsz)))  # fmt: skip
         return out
 
-    # ---- training, export, test-split score
-    def train(self, name: str, data: Path, fingerprint: str, size: str) -> tuple[str, dict[str, Any]]:
+    # ---- training speed, training, export, test-split score
+    def probe(self, name: str, data: Path, fingerprint: str) -> TrainProbe:
         c = self.cfg
-        k = key("train", fingerprint, size, c.epochs, c.imgsz, c.batch, c.seed, __version__)
+        step = f"probe/{name}"
+        inputs = (fingerprint, c.imgsz, c.batch, c.probe_steps, c.seed)
+        k, cached, why = self.steps.lookup(step, "probe", *inputs)
+        if cached is None:
+            from speedmap.train.probe import probe_train_speed
+
+            self.ui.stage(f"{name}: timing Fast and Accurate side by side ({c.probe_steps} optimizer steps each, "
+                          f"Fast, Accurate, Accurate, Fast){why}")  # fmt: skip
+            res = probe_train_speed(data, imgsz=c.imgsz, batch=c.batch, steps=c.probe_steps, seed=c.seed)
+            cached = self.steps.put(step, k, res.to_json(), *inputs)
+            self.ui.note(f"Accurate takes {res.ratio:.2f}x Fast's time per optimizer step")
+        return _build(TrainProbe, cached)
+
+    def train(self, name: str, data: Path, fingerprint: str, size: str) -> tuple[str, TrainResult]:
+        c = self.cfg
         step = f"train/{name}/{size}"
-        cached = self.steps.get(step, k)
-        if cached is not None:
-            return k, cached
-        from speedmap.train.trainer import TrainConfig, train
+        inputs = (fingerprint, size, c.epochs, c.patience, c.imgsz, c.batch, c.seed)
+        k, cached, why = self.steps.lookup(step, "train", *inputs)
+        if cached is None:
+            from speedmap.train.trainer import TrainConfig, train
 
-        run = self.out / "runs" / f"{name}-{size}-{k}"
-        resume = (run / "last.pt").is_file()
-        self.ui.stage(f"{name}: {'resuming' if resume else 'training'} {size} ({c.epochs} epochs at {c.imgsz} px)")
-        tc = TrainConfig(data=str(data), size=size, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, out=str(run),
-                         seed=c.seed, resume=resume)  # fmt: skip
-        record = train(tc, progress=self.ui.training, log=self.ui.note)
-        history = _history(run)
-        result = {k2: record[k2] for k2 in ("size", "params", "flops", "imgsz", "epochs", "total_seconds",
-                                             "epoch_seconds", "train_images_per_second", "best_epoch", "best_map",
-                                             "best_map50")}  # fmt: skip
-        result.update(run=str(run), history=history, train_images=record["dataset"]["train_images"])
-        return k, self.steps.put(step, k, result)
+            run = self.out / "runs" / f"{name}-{size}-{k}"
+            resume = (run / "last.pt").is_file()
+            self.ui.stage(f"{name}: {'resuming' if resume else 'training'} {size} (at most {c.epochs} epochs, "
+                          f"patience {c.patience}, at {c.imgsz} px){why}")  # fmt: skip
+            tc = TrainConfig(data=str(data), size=size, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, out=str(run),
+                             seed=c.seed, patience=c.patience, resume=resume)  # fmt: skip
+            record = train(tc, progress=self.ui.training, log=self.ui.note)
+            cached = self.steps.put(step, k, train_result(record, run), *inputs)
+        return k, _build(TrainResult, cached)
 
-    def export(self, name: str, size: str, train_key: str, run: str) -> tuple[str, dict[str, Any]]:
-        k = key("export", train_key, __version__)
+    def export(self, name: str, size: str, train_key: str, run: str) -> str:
         step = f"export/{name}/{size}"
-        cached = self.steps.get(step, k)
-        if cached is not None and (self.models_dir / name / size / "model.onnx").is_file():
-            return k, cached
-        from speedmap.export import export_model
+        k, cached, why = self.steps.lookup(step, "export", train_key)
+        if cached is None or not (self.models_dir / name / size / "model.onnx").is_file():
+            from speedmap.export import export_model
 
-        self.ui.stage(f"{name}: exporting {size} to ONNX and scoring the test split through the engine")
-        meta = export_model(run, self.models_dir / name / size, log=self.ui.note)
-        metrics = meta.doc.get("metrics") or {}
-        result = {"model_id": f"{name}/{size}", "metrics": {m: metrics.get(m) for m in ("map", "map50")},
-                  "test_split": metrics.get("split"), "test_images": metrics.get("images")}  # fmt: skip
-        return k, self.steps.put(step, k, result)
+            self.ui.stage(f"{name}: exporting {size} to ONNX{why}")
+            export_model(run, self.models_dir / name / size, evaluate=False, log=self.ui.note)
+            self.steps.put(step, k, {"model_id": f"{name}/{size}"}, train_key)
+        return k
+
+    def score(self, name: str, data: Path, export_keys: dict[str, str]) -> dict[str, Any]:
+        """Both sizes on the test split through the engine, and the paired bootstrap of the two."""
+        c = self.cfg
+        step = f"score/{name}"
+        inputs = (export_keys, c.bootstrap_resamples, c.seed)
+        k, cached, why = self.steps.lookup(step, "score", *inputs)
+        if cached is not None:
+            return dict(cached)
+        from speedmap.data.io import load_dataset
+        from speedmap.engine import Model
+        from speedmap.eval.bootstrap import paired_bootstrap
+        from speedmap.eval.model import evaluate_model_detailed
+
+        ds = load_dataset(data)
+        split = "test" if ds.split("test") else "valid"
+        self.ui.stage(f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
+                      f"bootstrap resamples{why}")  # fmt: skip
+        ev = {s: evaluate_model_detailed(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.view(split))
+              for s in export_keys}  # fmt: skip
+        out: dict[str, Any] = {"split": split, "images": len(ds.split(split)), "sizes": {}}
+        for s, e in ev.items():
+            out["sizes"][s] = {"map": e.metrics.map, "map50": e.metrics.map50}
+        if "fast" in ev and "accurate" in ev:
+            f, a = ev["fast"], ev["accurate"]
+            bs = paired_bootstrap(f.gt, f.predictions, a.predictions, resamples=c.bootstrap_resamples, seed=c.seed)
+            out["sizes"]["fast"].update(map_ci95=bs.a_map.to_json(), map50_ci95=bs.a_map50.to_json())
+            out["sizes"]["accurate"].update(map_ci95=bs.b_map.to_json(), map50_ci95=bs.b_map50.to_json())
+            out["delta"] = {"map": a.metrics.map - f.metrics.map, "map50": a.metrics.map50 - f.metrics.map50,
+                            "map_ci95": bs.delta_map.to_json(), "map50_ci95": bs.delta_map50.to_json(),
+                            "images": bs.images, "resamples": bs.resamples,
+                            "images_needed": bs.images_needed("map")}  # fmt: skip
+        return dict(self.steps.put(step, k, out, *inputs))
 
     # ---- benchmarks
     def destinations(self) -> list[str]:
@@ -147,49 +242,82 @@ class Study:
             dests.insert(dests.index("local") + 1, "local-cuda")
         return dests
 
-    def bench(self, name: str, size: str, export_key: str, dest: str, images: list[Path]) -> dict[str, Any]:
+    def bench(self, name: str, export_keys: dict[str, str], dest: str, images: list[Path]) -> dict[str, Any]:
+        """Every size on ``dest``, interleaved (Fast, Accurate, then Accurate, Fast, ...)."""
         c = self.cfg
-        k = key("bench", export_key, dest, c.bench_seconds, c.bench_requests, c.http_concurrency,
-                c.local_concurrency, __version__)  # fmt: skip
-        step = f"bench/{dest}/{name}/{size}"
-        cached = self.steps.get(step, k)
+        step = f"bench/{dest}/{name}"
+        inputs = (export_keys, dest, c.bench_seconds, c.bench_requests, c.bench_repeats, c.http_concurrency,
+                  c.local_concurrency, [p.name for p in images])  # fmt: skip
+        k, cached, why = self.steps.lookup(step, "bench", *inputs)
         if cached is not None:
-            return cached
-        model_id = f"{name}/{size}"
-        self.ui.stage(f"{name}: benchmarking {size} on {dest}")
-        doc_path = self.out / "bench" / f"{dest}-{name}-{size}.json"
-        doc = self._bench_doc(model_id, dest, images)
+            return dict(cached)
+        self.ui.stage(f"{name}: benchmarking {' and '.join(export_keys)} on {dest}, {c.bench_repeats} interleaved "
+                      f"repeats{why}")  # fmt: skip
+        doc_path = self.out / "bench" / f"{dest}-{name}.json"
         doc_path.parent.mkdir(parents=True, exist_ok=True)
-        doc_path.write_text(json.dumps(doc, indent=1) + "\n")
-        return self.steps.put(step, k, summarize(doc, doc_path.relative_to(self.out)))
+        ids = {s: f"{name}/{s}" for s in export_keys}
+        if dest == "browser":
+            result = self._bench_browser(ids, images, doc_path)
+        else:
+            result = self._bench_compare(ids, dest, images, doc_path)
+        return dict(self.steps.put(step, k, result, *inputs))
 
-    def _bench_doc(self, model_id: str, dest: str, images: list[Path]) -> dict[str, Any]:
-        from speedmap.bench.run import BenchConfig, benchmark
+    def _bench_compare(self, ids: dict[str, str], dest: str, images: list[Path], doc_path: Path) -> dict[str, Any]:
+        from speedmap.bench.compare import compare
+        from speedmap.bench.run import BenchConfig
+        from speedmap.bench.targets import make_target
 
         c = self.cfg
         blobs = [p.read_bytes() for p in images]
-        if dest == "browser":
-            from speedmap.bench.browser import run_browser_benchmark
-
-            doc, _ = run_browser_benchmark(model_id, images, self.models_dir, requests=c.bench_requests,
-                                           warmup=5, duration=c.bench_seconds)  # fmt: skip
-            return doc
-        if dest.startswith("local"):
-            from speedmap.bench.targets import LocalTarget
-            from speedmap.engine import Model
-
-            providers = "cuda" if dest == "local-cuda" else None
-            engine = Model.load(model_id, models_dir=self.models_dir, providers=providers)
-            target: Any = LocalTarget(engine, blobs)
-            info, levels = engine.info(), [1, c.local_concurrency]
-        else:
-            from speedmap.bench.targets import HttpTarget
-
-            target = HttpTarget(self._server_url(), model_id, blobs)
-            info, levels = {"model_id": model_id, "route": "v1"}, [1, c.http_concurrency]
+        kind = self._server_url() if dest == "http" else dest
+        made = {mid: make_target(kind, mid, blobs, models_dir=self.models_dir) for mid in ids.values()}
+        levels = [1, c.http_concurrency if dest == "http" else c.local_concurrency]
         cfg = BenchConfig(None, levels, duration=c.bench_seconds, requests=c.bench_requests, warmup=5)
-        doc, _ = benchmark(target, cfg, info, blobs)
-        return doc
+        targets = {mid: t for mid, (t, _) in made.items()}
+        infos = {mid: info for mid, (_, info) in made.items()}
+        report, _ = compare(targets, cfg, infos, blobs, repeats=c.bench_repeats)
+        doc_path.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        rel = str(doc_path.relative_to(self.out))
+        out: dict[str, Any] = {"sizes": {}}
+        for size, mid in ids.items():
+            runs = [r for r in report.runs if r.model == mid]
+            single = [r for r in runs if r.scenario == "single"]
+            loaded = [r for r in runs if r.scenario != "single"]
+            warm = report.warmup.get(mid, {}) if isinstance(report.warmup, dict) else {}
+            out["sizes"][size] = dataclasses.asdict(Speed(_summary(single), _summary(loaded) if loaded else None, rel,
+                                                          warm))  # fmt: skip
+        if len(ids) == 2:
+            single_ratio = next(r for r in report.ratios if r["scenario"] == "single")
+            loaded_ratio = next((r for r in report.ratios if r["scenario"] != "single"), None)
+            tp = [1.0 / v for v in loaded_ratio["throughput_ratio"]["values"] if v] if loaded_ratio else []
+            out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(single_ratio["p50_latency_ratio"]["values"]),
+                                                         Spread.of(tp) if tp else None, c.bench_repeats))  # fmt: skip
+        return out
+
+    def _bench_browser(self, ids: dict[str, str], images: list[Path], doc_path: Path) -> dict[str, Any]:
+        """The page in Chromium, one size after the other in alternating order (Fast, Accurate, Accurate,
+        Fast, ...): the browser runs one page at a time, so repeats alternate rather than interleave."""
+        from speedmap.bench.browser import run_browser_benchmark
+
+        c = self.cfg
+        order = list(ids.items())
+        runs: dict[str, list[Any]] = {s: [] for s in ids}
+        docs, warm = [], {}
+        for rep in range(c.bench_repeats):
+            for size, mid in order if rep % 2 == 0 else order[::-1]:
+                report, _ = run_browser_benchmark(mid, images, self.models_dir, requests=c.bench_requests, warmup=5,
+                                                  duration=c.bench_seconds)  # fmt: skip
+                runs[size].append(report.runs[0])
+                warm.setdefault(size, report.warmup)
+                docs.append({**report.to_json(), "repeat": rep})
+        doc_path.write_text(json.dumps(docs, indent=1) + "\n")
+        rel = str(doc_path.relative_to(self.out))
+        out: dict[str, Any] = {"sizes": {s: dataclasses.asdict(Speed(_summary(r), None, rel, warm[s]))
+                                         for s, r in runs.items()}}  # fmt: skip
+        if "fast" in runs and "accurate" in runs:
+            lat = [a.p50_ms / f.p50_ms for f, a in zip(runs["fast"], runs["accurate"], strict=True)]
+            out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(lat), None, c.bench_repeats, interleaved=False))
+        return out
 
     def _server_url(self) -> str:
         if self.server is None:
@@ -200,53 +328,97 @@ class Study:
         return str(self.server.url)
 
     # ---- the whole loop
-    def run(self) -> dict[str, Any]:
+    def run(self) -> StudyResults:
         from speedmap.data.io import load_dataset
 
         started = time.time()
-        results: dict[str, Any] = {"tasks": {}}
+        results = StudyResults(self.cfg)
         try:
             dests = self.destinations()
+            results.destinations = dests
             for name, path in self.datasets():
                 ds = load_dataset(path)
                 test = [r.path for r in ds.split("test")] or [r.path for r in ds.split("valid")]
                 if not test:
                     raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")
-                entry: dict[str, Any] = {"dataset": str(path), "classes": ds.classes,
-                                         "fingerprint": ds.fingerprint(), "sizes": {}}  # fmt: skip
-                results["tasks"][name] = entry
-                keys = {}
+                task = TaskResult(str(path), list(ds.classes), ds.fingerprint())
+                results.tasks[name] = task
+                if set(self.cfg.sizes) == {"fast", "accurate"}:
+                    task.train_speed_probe = self.probe(name, path, task.fingerprint)
+                    self.ui.step_done()
+                trained, keys = {}, {}
                 for size in self.cfg.sizes:
-                    tk, tr = self.train(name, path, entry["fingerprint"], size)
+                    tk, trained[size] = self.train(name, path, task.fingerprint, size)
                     self.ui.step_done()
-                    ek, ex = self.export(name, size, tk, tr["run"])
-                    self.ui.step_done()
-                    entry["sizes"][size] = {"train": tr, **ex, "speed": {}}
-                    keys[size] = ek
+                    keys[size] = self.export(name, size, tk, trained[size].run)
                     self._save(results, started)
+                scores = self.score(name, path, keys)
+                self.ui.step_done()
+                for size in self.cfg.sizes:
+                    m = scores["sizes"][size]
+                    acc = Accuracy(m["map"], m["map50"], _pair(m.get("map_ci95")), _pair(m.get("map50_ci95")))
+                    task.sizes[size] = SizeResult(f"{name}/{size}", trained[size], acc, scores["images"])
+                if "delta" in scores:
+                    task.accuracy_delta = _build(AccuracyDelta, scores["delta"])
+                self._save(results, started)
                 for dest in dests:
-                    for size in self.cfg.sizes:
-                        entry["sizes"][size]["speed"][dest] = self.bench(name, size, keys[size], dest, test[:50])
-                        self.ui.step_done()
-                        self._save(results, started)
+                    got = self.bench(name, keys, dest, test[:50])
+                    for size, sp in got["sizes"].items():
+                        task.sizes[size].speed[dest] = _build(Speed, sp)
+                    if "ratio" in got:
+                        task.speed_ratio[dest] = _build(SpeedRatio, got["ratio"])
+                    self.ui.step_done()
+                    self._save(results, started)
         finally:
             if self.server is not None:
                 self.server.stop()
-        results["destinations"] = dests
         return self._save(results, started, finished=True)
 
-    def _save(self, results: dict[str, Any], started: float, finished: bool = False) -> dict[str, Any]:
-        results["config"] = self.cfg.to_json()
-        results["provenance"] = provenance(self.command)
-        results["provenance"]["wall_seconds"] = round(time.time() - started, 1)  # this invocation
-        results["provenance"]["steps_seconds"] = round(self.steps.seconds(), 1)  # all finished steps
-        results["complete"] = finished
+    def _save(self, results: StudyResults, started: float, finished: bool = False) -> StudyResults:
+        results.provenance = provenance(self.command)
+        results.provenance["wall_seconds"] = round(time.time() - started, 1)  # this invocation
+        results.provenance["steps_seconds"] = round(self.steps.seconds(), 1)  # all finished steps
+        results.complete = finished
         if finished:
             from speedmap.study.recommend import recommend
 
-            results["recommendation"] = recommend(results)
-        write_json_atomic(self.out / RESULTS_FILE, results)
+            results.recommendation = recommend(results)
+        write_json_atomic(self.out / RESULTS_FILE, results.to_json())
         return results
+
+
+def _pair(v: Any) -> tuple[float, float] | None:
+    return None if v is None else (float(v[0]), float(v[1]))
+
+
+def _summary(runs: list[Any]) -> dict[str, Any]:
+    """Interleaved repeats of one scenario for one model: medians, and VALID only if every repeat was."""
+    import statistics
+
+    med = lambda vals: statistics.median(vals) if vals else None  # noqa: E731
+    return dataclasses.asdict(RunSummary(
+        p50_ms=med([r.p50_ms for r in runs if r.p50_ms is not None]) or 0.0,
+        p90_ms=med([r.p90_ms for r in runs if r.p90_ms is not None]),
+        throughput_rps=med([r.throughput_rps for r in runs]) or 0.0,
+        valid=all(r.valid for r in runs), errors=sum(r.error_count for r in runs),
+        concurrency=runs[0].concurrency or 1, repeats=len(runs),
+        unstable_repeats=sum(not r.valid for r in runs)))  # fmt: skip
+
+
+TRAIN_FIELDS = ("size", "params", "flops", "imgsz", "total_seconds", "cpu_seconds", "train_images_per_second",
+                "best_epoch", "best_map", "best_map50", "converged", "convergence", "contended", "other_cpu_share",
+                "time_to_95_seconds", "epoch_to_95")  # fmt: skip
+
+
+def train_result(record: dict[str, Any], run: Path) -> dict[str, Any]:
+    """A training run's record (``train.json``) and per-epoch log, as the study keeps them."""
+    doc = {k: record.get(k) for k in TRAIN_FIELDS}
+    doc.update(epochs_run=record.get("epochs_run", record["epochs"]), epochs_max=record.get("epochs_planned"),
+               run=str(run), train_images=record["dataset"]["train_images"], history=_history(run))  # fmt: skip
+    doc["converged"] = bool(doc["converged"])
+    doc["contended"] = bool(doc["contended"])
+    doc["convergence"] = doc["convergence"] or {}
+    return doc
 
 
 def _history(run: Path) -> list[dict[str, Any]]:
@@ -262,29 +434,6 @@ def _history(run: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(doc: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The numbers the report needs from one benchmark document."""
-    runs = doc["runs"]
-    single = next(r for r in runs if r["scenario"] == "single")
-    loaded = next((r for r in runs if r["scenario"] != "single"), None)
-    out: dict[str, Any] = {
-        "doc": str(path),
-        "single": {"p50_ms": single["latency_ms"]["p50"], "p90_ms": single["latency_ms"]["p90"],
-                   "fps": single["throughput_rps"], "valid": single["valid"],
-                   "errors": sum(single["errors"].values())},
-        "warmup": doc.get("warmup"),
-    }  # fmt: skip
-    if loaded is not None:
-        out["loaded"] = {"concurrency": loaded["concurrency"], "throughput_rps": loaded["throughput_rps"],
-                         "p50_ms": loaded["latency_ms"]["p50"], "p90_ms": loaded["latency_ms"]["p90"],
-                         "valid": loaded["valid"], "errors": sum(loaded["errors"].values())}  # fmt: skip
-    prov = doc.get("provenance", {})
-    for k in ("browser", "backend", "threads"):
-        if k in prov:
-            out.setdefault("browser_info", {})[k] = prov[k]
-    return out
-
-
 def provenance(command: list[str]) -> dict[str, Any]:
     import numpy
     import onnxruntime
@@ -293,10 +442,10 @@ def provenance(command: list[str]) -> dict[str, Any]:
     from speedmap.runtime import available_cpus
 
     prov: dict[str, Any] = {
-        "speedmap": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": cpu_model(), "cpus": os.cpu_count(), "usable_cpus": available_cpus(), "numpy": numpy.__version__,
-        "onnxruntime": onnxruntime.__version__, "providers": onnxruntime.get_available_providers(),
-        "command": shlex.join(command) if command else None,
+        "speedmap": __version__, "code": code_hash(("",)), "python": platform.python_version(),
+        "platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "usable_cpus": available_cpus(),
+        "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__,
+        "providers": onnxruntime.get_available_providers(), "command": shlex.join(command) if command else None,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
     try:

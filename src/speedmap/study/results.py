@@ -1,0 +1,288 @@
+"""The study's results as typed objects: task -> size -> accuracy, training, speed per destination, and
+the comparisons drawn from them. ``results.json`` is written and read here only (:meth:`StudyResults.to_json`,
+:meth:`StudyResults.from_json`); everything else takes the objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from speedmap.study.config import SATURATED_MAP50, StudyConfig
+
+Interval = tuple[float, float]  # a 95% confidence interval, [low, high] in JSON
+
+
+def saturated(map50: float | None) -> bool:
+    """The reference study's "above 95%": a size at or above this mAP50 has little left to gain."""
+    return map50 is not None and map50 >= SATURATED_MAP50
+
+
+@dataclass
+class TrainResult:
+    """One size's training run, from its ``train.json`` (``history``: one row per epoch)."""
+
+    size: str
+    params: int
+    flops: int
+    imgsz: int
+    epochs_run: int
+    epochs_max: int
+    total_seconds: float
+    cpu_seconds: float | None
+    train_images_per_second: float | None
+    best_epoch: int
+    best_map: float | None
+    best_map50: float | None
+    converged: bool
+    convergence: dict[str, Any]
+    contended: bool
+    other_cpu_share: float | None
+    time_to_95_seconds: float | None
+    epoch_to_95: int | None
+    run: str
+    train_images: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def curve(self) -> tuple[list[float], list[float]]:
+        """Validation mAP50-95 against cumulative training wall time (seconds)."""
+        xs, ys, clock = [], [], 0.0
+        for h in self.history:
+            clock += h.get("seconds") or 0.0
+            if h.get("map") is not None:
+                xs.append(clock)
+                ys.append(float(h["map"]))
+        return xs, ys
+
+    def map_at(self, seconds: float) -> float | None:
+        """The best validation mAP50-95 reached within ``seconds`` of training (None: no epoch finished)."""
+        xs, ys = self.curve()
+        within = [y for x, y in zip(xs, ys, strict=True) if x <= seconds * 1.0001]
+        return max(within) if within else None
+
+
+@dataclass
+class Accuracy:
+    """Test-split COCO metrics through the exported model, with bootstrap intervals."""
+
+    map: float
+    map50: float
+    map_ci95: Interval | None = None
+    map50_ci95: Interval | None = None
+
+
+@dataclass
+class RunSummary:
+    """One benchmark scenario for one model: the median over interleaved repeats, and whether every
+    repeat was VALID."""
+
+    p50_ms: float
+    p90_ms: float | None
+    throughput_rps: float
+    valid: bool
+    errors: int
+    concurrency: int = 1
+    repeats: int = 1
+    unstable_repeats: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.throughput_rps if self.concurrency == 1 and self.throughput_rps else 1000.0 / self.p50_ms
+
+
+@dataclass
+class Speed:
+    """One size on one destination: one at a time, and many in flight."""
+
+    single: RunSummary
+    loaded: RunSummary | None
+    doc: str
+    warmup: dict[str, Any] = field(default_factory=dict)
+    browser_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.single.valid and (self.loaded is None or self.loaded.valid)
+
+
+@dataclass
+class SizeResult:
+    model_id: str
+    train: TrainResult
+    metrics: Accuracy
+    test_images: int
+    speed: dict[str, Speed] = field(default_factory=dict)
+
+
+@dataclass
+class Spread:
+    median: float
+    min: float
+    max: float
+    values: list[float]
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        import statistics
+
+        return cls(statistics.median(values), min(values), max(values), list(values))
+
+    @property
+    def certain(self) -> bool:
+        """Every repeat puts the two in the same order."""
+        return self.min > 1.0 or self.max < 1.0
+
+
+@dataclass
+class SpeedRatio:
+    """Accurate over Fast on one destination, from interleaved repeats: p50 latency (one at a time) and
+    throughput (many in flight; Fast over Accurate so that both read "how many times faster is Fast")."""
+
+    latency: Spread
+    throughput: Spread | None
+    repeats: int
+    interleaved: bool = True
+
+
+@dataclass
+class AccuracyDelta:
+    """Accurate minus Fast on the test split, with paired-bootstrap 95% intervals."""
+
+    map: float
+    map50: float
+    map_ci95: Interval | None
+    map50_ci95: Interval | None
+    images: int
+    resamples: int = 0
+    images_needed: int | None = None  # for the mAP50-95 interval to exclude zero (None: cannot tell)
+
+    @property
+    def detectable(self) -> bool:
+        """The mAP50-95 difference's interval excludes zero (without an interval: never)."""
+        return self.map_ci95 is not None and (self.map_ci95[0] > 0 or self.map_ci95[1] < 0)
+
+
+@dataclass
+class TrainProbe:
+    """Interleaved timing of a fixed number of optimizer steps (Fast, Accurate, Accurate, Fast)."""
+
+    ratio: float  # Accurate seconds per step / Fast seconds per step
+    fast_step_s: float
+    accurate_step_s: float
+    steps: int
+    other_cpu_share: float | None = None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TaskResult:
+    dataset: str
+    classes: list[str]
+    fingerprint: str
+    sizes: dict[str, SizeResult] = field(default_factory=dict)
+    accuracy_delta: AccuracyDelta | None = None
+    train_speed_probe: TrainProbe | None = None
+    speed_ratio: dict[str, SpeedRatio] = field(default_factory=dict)
+
+    def pair(self) -> tuple[SizeResult, SizeResult] | None:
+        f, a = self.sizes.get("fast"), self.sizes.get("accurate")
+        return (f, a) if f is not None and a is not None else None
+
+    def saturated(self) -> bool:
+        """Fast already reaches the ceiling: the one saturation rule the recommendation and report use."""
+        f = self.sizes.get("fast")
+        return f is not None and saturated(f.metrics.map50)
+
+
+@dataclass
+class Evidence:
+    """How sure a verdict is: what the user reads first."""
+
+    converged: dict[str, bool]  # size -> converged
+    epochs_run: dict[str, int]
+    accuracy: str  # "detectable" | "not detectable" | "no interval"
+    speed_valid: bool
+    speed_certain: bool
+    unstable: list[str]  # "size scenario" runs that stayed UNSTABLE
+    contended: dict[str, float]  # size -> other processes' CPU share, for contended runs only
+    strength: str  # "strong" | "moderate" | "weak"
+    lines: list[str] = field(default_factory=list)  # the words the report prints
+
+    @property
+    def under_trained(self) -> list[str]:
+        return [s for s, ok in self.converged.items() if not ok]
+
+
+@dataclass
+class Choice:
+    task: str
+    destination: str
+    size: str
+    reasons: list[str]
+    evidence: Evidence | None = None
+    provisional: bool = False  # drawn from under-trained models: not a verdict on the sizes themselves
+
+
+@dataclass
+class Rule:
+    rule: str
+    supported: bool | None  # None: the evidence is not good enough to say
+    evidence: str
+
+
+@dataclass
+class Recommendation:
+    destination: str | None
+    choices: list[Choice] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    per_destination: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class StudyResults:
+    config: StudyConfig
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    destinations: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    recommendation: Recommendation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> StudyResults:
+        return _build(cls, doc)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _build(tp: Any, v: Any) -> Any:
+    """``v`` (plain JSON) as type ``tp``: dataclasses, ``X | None``, lists, tuples and dicts of them."""
+    if v is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner[0], v) if len(inner) == 1 else v
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        return tp(**{k: _build(hints[k], x) for k, x in v.items() if k in names})
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        return [_build(arg, x) for x in v]
+    if origin is tuple:
+        return tuple(v)
+    if origin is dict:
+        _, arg = typing.get_args(tp)
+        return {k: _build(arg, x) for k, x in v.items()}
+    return v
