@@ -272,7 +272,7 @@ def test_contended_training_is_flagged_and_the_probe_decides() -> None:
     assert res.recommendation is not None
     rule = res.recommendation.rules[0]
     assert rule.rule.startswith("Prototype with Fast") and rule.supported  # the probe's 2.6x, not the runs' 0.5x
-    assert "2.6-2.6x Fast's time per optimizer step" in rule.evidence and "whole runs" in rule.evidence
+    assert "Accurate takes 2.6x Fast's time per optimizer step" in rule.evidence and "whole runs" in rule.evidence
     assert "43% (contended)" in to_markdown(blocks(res, {}), Path("."))
 
 
@@ -331,11 +331,12 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
 
 def test_quick_preset_and_estimate() -> None:
     quick = preset(True)
-    assert quick.quick and quick.imgsz == 128 and quick.tasks == ["shapes", "crowd"] and quick.batch == 8
+    assert quick.quick and quick.imgsz == 96 and quick.tasks == ["crowd"] and quick.batch == 8
+    assert quick.patience < quick.epochs and quick.bench_repeats >= 3
     assert preset(True, epochs=3).epochs == 3
     full = preset(False)
-    assert len(full.tasks) == 5 and full.epochs == 30
-    assert estimate_seconds(quick, [140, 140]) < 600 < estimate_seconds(full, [420] * 5)
+    assert len(full.tasks) == 5 and full.epochs == 60 and full.patience == 8
+    assert estimate_seconds(quick, [210]) < 600 < estimate_seconds(full, [420] * 5)
     bad = runner.invoke(app, ["compare", "--tasks", "nope", "--out", "/tmp/unused-study"])
     assert bad.exit_code == 2 and "unknown task 'nope'" in bad.output
     bad = runner.invoke(app, ["compare", "--min-fps", "5", "--max-latency-ms", "9"])

@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import statistics
-from dataclasses import dataclass
 from typing import Any
 
 from speedmap.bench.clients import run_async
 from speedmap.bench.loadgen import RunResult
-from speedmap.bench.results import BenchReport, Target
+from speedmap.bench.results import BenchReport, Spread, Target
 from speedmap.bench.run import BenchConfig, Live, Note, Runner, plan, provenance, warm_up
 
 
@@ -19,29 +18,10 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
-@dataclass(frozen=True)
-class Spread:
-    """A typed view of one ratio's spread over the repeats (a :func:`spread` dict)."""
-
-    median: float
-    min: float
-    max: float
-    values: list[float]
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Spread:
-        return cls(doc["median"], doc["min"], doc["max"], list(doc.get("values") or []))
-
-    @property
-    def certain(self) -> bool:
-        return ranking_certain(self)
-
-
 def ranking_certain(spread: dict[str, Any] | Spread) -> bool:
     """Whether every repeat ranks the two models alike: the smallest and the largest ratio lie on the same
     side of 1.0 (a ratio of exactly 1.0 ranks neither first)."""
-    lo, hi = (spread.min, spread.max) if isinstance(spread, Spread) else (spread["min"], spread["max"])
-    return (lo > 1.0 and hi > 1.0) or (lo < 1.0 and hi < 1.0)
+    return (spread if isinstance(spread, Spread) else Spread.from_json(spread)).certain
 
 
 def ratios(runs: list[tuple[str, int, RunResult]], a: str, b: str) -> list[dict[str, Any]]:

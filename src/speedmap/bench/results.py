@@ -13,6 +13,31 @@ from typing import Any, Protocol
 Phases = dict[str, float]  # seconds per phase of one request, where the target can tell them
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One ratio over interleaved repeats: median, min, max and the values."""
+
+    median: float
+    min: float
+    max: float
+    values: list[float]
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        import statistics
+
+        return cls(statistics.median(values), min(values), max(values), list(values))
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Spread:
+        return cls(doc["median"], doc["min"], doc["max"], list(doc.get("values") or []))
+
+    @property
+    def certain(self) -> bool:
+        """Every repeat ranks the two alike: min and max on the same side of 1.0 (exactly 1.0 ranks neither)."""
+        return (self.min > 1.0 and self.max > 1.0) or (self.min < 1.0 and self.max < 1.0)
+
+
 class Target(Protocol):
     """Where requests go. ``send(i)`` performs request ``i`` (image ``i mod n``), raises on failure and
     returns the request's phases in seconds where it can tell them (None where it cannot)."""

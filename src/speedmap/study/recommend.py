@@ -269,10 +269,11 @@ def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, 
         lo, hi = min(ratios.values()), max(ratios.values())
         runs = ""
         if whole_runs:
-            runs = (f"; whole runs, which also differ in epochs run: {min(whole_runs.values()):.1f}-"
-                    f"{max(whole_runs.values()):.1f}x")  # fmt: skip
+            wlo, whi = f"{min(whole_runs.values()):.1f}", f"{max(whole_runs.values()):.1f}"
+            runs = f"; whole runs, which also differ in epochs run: {wlo if wlo == whi else wlo + '-' + whi}x"
+        span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
         rules.append(Rule("Prototype with Fast: it trains faster.", lo >= TRAINS_FASTER,
-                          f"Accurate takes {lo:.1f}-{hi:.1f}x Fast's time per optimizer step (interleaved probe: "
+                          f"Accurate takes {span}x Fast's time per optimizer step (interleaved probe: "
                           f"same data and batch, one thread, CPU time){runs}."))  # fmt: skip
     converged = {k: n for k, n in numbers.items() if not n.evidence.under_trained}
     left_out = [k for k in numbers if k not in converged]

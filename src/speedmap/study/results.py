@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from speedmap.bench.results import Spread
 from speedmap.study.config import SATURATED_MAP50, StudyConfig
 
 Interval = tuple[float, float]  # a 95% confidence interval, [low, high] in JSON
@@ -114,25 +115,6 @@ class SizeResult:
     metrics: Accuracy
     test_images: int
     speed: dict[str, Speed] = field(default_factory=dict)
-
-
-@dataclass
-class Spread:
-    median: float
-    min: float
-    max: float
-    values: list[float]
-
-    @classmethod
-    def of(cls, values: list[float]) -> Spread:
-        import statistics
-
-        return cls(statistics.median(values), min(values), max(values), list(values))
-
-    @property
-    def certain(self) -> bool:
-        """Every repeat puts the two in the same order."""
-        return self.min > 1.0 or self.max < 1.0
 
 
 @dataclass
