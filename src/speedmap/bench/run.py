@@ -64,23 +64,30 @@ def gpu_models() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def provenance(target_name: str, model_info: dict[str, Any] | None, images: list[bytes],
-               cfg: BenchConfig) -> dict[str, Any]:  # fmt: skip
-    """What was measured where: versions, hardware, the target, the model, the image set, the config."""
+def machine() -> dict[str, Any]:
+    """Versions and hardware: the part of every provenance (benchmarks and studies) that says where."""
     import numpy
     import onnxruntime
 
     from speedmap.runtime import available_cpus
 
-    digest = hashlib.sha256()
-    for b in images:
-        digest.update(hashlib.sha256(b).digest())
     return {
         "speedmap": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
         "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu_model(),
         "gpus": gpu_models(), "available_providers": onnxruntime.get_available_providers(),
-        "cpus": os.cpu_count(), "usable_cpus": available_cpus(), "target": target_name, "model": model_info,
-        "images": len(images), "image_set_sha256": digest.hexdigest()[:16], "config": asdict(cfg),
+        "cpus": os.cpu_count(), "usable_cpus": available_cpus(),
+    }  # fmt: skip
+
+
+def provenance(target_name: str, model_info: dict[str, Any] | None, images: list[bytes],
+               cfg: BenchConfig) -> dict[str, Any]:  # fmt: skip
+    """What was measured where: :func:`machine`, the target, the model, the image set, the config."""
+    digest = hashlib.sha256()
+    for b in images:
+        digest.update(hashlib.sha256(b).digest())
+    return {
+        **machine(), "target": target_name, "model": model_info, "images": len(images),
+        "image_set_sha256": digest.hexdigest()[:16], "config": asdict(cfg),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
 

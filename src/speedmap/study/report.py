@@ -327,7 +327,8 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
             b.append(Block("image", plots[key], cap))
     b.append(Block("h2", "5. Provenance"))
     names = {"wall_seconds": "this invocation's wall time (s)", "steps_seconds": "time of all steps, cached ones "
-             "included (s)", "usable_cpus": "usable cpus", "providers": "ONNX Runtime providers"}  # fmt: skip
+             "included (s)", "usable_cpus": "usable cpus", "available_providers": "ONNX Runtime providers",
+             "code": "source hash"}  # fmt: skip
     b.append(Block("list", [f"{names.get(k, k)}: {v}" for k, v in prov.items() if k != "command"]))
     b.append(Block("p", "Configuration:"))
     b.append(Block("code", "\n".join(f"{k} = {v}" for k, v in cfg.to_json().items())))

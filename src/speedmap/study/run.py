@@ -13,8 +13,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
-import platform
 import re
 import shlex
 import sys
@@ -275,7 +273,16 @@ class Study:
         cfg = BenchConfig(None, levels, duration=c.bench_seconds, requests=c.bench_requests, warmup=5)
         targets = {mid: t for mid, (t, _) in made.items()}
         infos = {mid: info for mid, (_, info) in made.items()}
-        report, _ = compare(targets, cfg, infos, blobs, repeats=c.bench_repeats)
+        if len(targets) == 2:
+            report, _ = compare(targets, cfg, infos, blobs, repeats=c.bench_repeats)
+        else:  # one size: nothing to interleave with
+            from speedmap.bench.run import benchmark
+
+            (mid, target), (_, info) = next(iter(targets.items())), next(iter(made.values()))
+            report, _ = benchmark(target, cfg, info, blobs)
+            for r in report.runs:
+                r.model = mid
+            report.warmup = {mid: report.warmup}
         doc_path.write_text(json.dumps(report.to_json(), indent=1) + "\n")
         rel = str(doc_path.relative_to(self.out))
         out: dict[str, Any] = {"sizes": {}}
@@ -435,24 +442,16 @@ def _history(run: Path) -> list[dict[str, Any]]:
 
 
 def provenance(command: list[str]) -> dict[str, Any]:
-    import numpy
-    import onnxruntime
+    """The benchmark's :func:`~speedmap.bench.run.machine`, the code's hash, the command, and torch."""
+    from speedmap.bench.run import machine
 
-    from speedmap.bench.run import cpu_model
-    from speedmap.runtime import available_cpus
-
-    prov: dict[str, Any] = {
-        "speedmap": __version__, "code": code_hash(("",)), "python": platform.python_version(),
-        "platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "usable_cpus": available_cpus(),
-        "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__,
-        "providers": onnxruntime.get_available_providers(), "command": shlex.join(command) if command else None,
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    prov: dict[str, Any] = {**machine(), "code": code_hash(("",)),
+                            "command": shlex.join(command) if command else None,
+                            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
     try:
         import torch
 
         prov["torch"] = torch.__version__
-        prov["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         pass
     return prov
