@@ -106,7 +106,7 @@ def estimate_seconds(cfg: StudyConfig, train_images: list[int], epochs: float | 
     images/s scaled by pixels, the training-speed probe, interleaved benchmarks, scoring and overheads."""
     ep = cfg.epochs if epochs is None else epochs
     ips = {s: train_images_per_second(s, cfg.imgsz) for s in cfg.sizes}
-    train = sum(n * ep / ips[s] * 1.15 for n in train_images for s in cfg.sizes)  # +15%: validation, checkpoints
+    train = sum(n * ep / ips[s] * 1.3 for n in train_images for s in cfg.sizes)  # +30%: validation, checkpoints
     probe = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (ips[s] / 2) for s in cfg.sizes)  # one thread
     probe = probe * len(train_images) if len(cfg.sizes) == 2 else 0.0
     models = len(train_images) * len(cfg.sizes)
