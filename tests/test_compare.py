@@ -277,7 +277,7 @@ def test_contended_training_is_flagged_and_the_probe_decides() -> None:
 
 
 def test_unstable_speed_and_an_uncertain_ranking_are_said() -> None:
-    res = study(accurate={"valid": False}, latency=[0.9, 1.3, 1.1])
+    res = study(fast={"p50": 30.0}, accurate={"valid": False, "p50": 33.0}, latency=[0.9, 1.3, 1.1])
     c = choice(res)
     assert c.evidence is not None and not c.evidence.speed_valid and not c.evidence.speed_certain
     assert c.evidence.unstable == ["accurate one at a time"] and c.evidence.strength == "moderate"
@@ -287,7 +287,10 @@ def test_unstable_speed_and_an_uncertain_ranking_are_said() -> None:
                for x in c.evidence.lines)  # fmt: skip
     assert res.recommendation is not None
     rt = next(r for r in res.recommendation.rules if r.rule.startswith("Real time"))
-    assert rt.supported is None and "UNSTABLE or ranking uncertain on: t" in rt.evidence
+    assert rt.supported is None and "UNSTABLE or ranking uncertain on: t" in rt.evidence  # 33 and 30 FPS
+    far = study(fast={"p50": 5.0}, accurate={"valid": False, "p50": 10.0})  # 200 and 100 FPS: far from 30
+    assert far.recommendation is not None  # an UNSTABLE run cannot move either across 30 FPS: both are real time
+    assert next(r for r in far.recommendation.rules if r.rule.startswith("Real time")).supported is False
     md = to_markdown(blocks(res, {}), Path("."))
     assert "UNSTABLE (1 runs)" in md and "UNSTABLE: accurate one at a time" in md
 

@@ -22,6 +22,7 @@ from speedmap.study.results import (
 
 NO_GAIN = 0.01  # without a bootstrap interval: mAP50-95 differences under one point are not a gain
 LITTLE_GAIN_MAP50 = 0.02  # "gains little" on a saturated task: under two mAP50 points
+NEAR_THRESHOLD = 1.5  # an UNSTABLE or uncertain speed decides the real-time rule only within 1.5x of 30 FPS
 TRAINS_FASTER = 1.5  # "Fast trains faster": Accurate takes at least this many times longer per step
 SIZES = ("fast", "accurate")
 
@@ -300,7 +301,12 @@ def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, 
         rt = [k for k, n in numbers.items() if n.fast_fps >= REALTIME_FPS > n.accurate_fps]
         both = [k for k, n in numbers.items() if n.accurate_fps >= REALTIME_FPS]
         fps = ", ".join(f"{k} {n.fast_fps:.0f} vs {n.accurate_fps:.0f}" for k, n in numbers.items())
-        shaky = [k for k, n in numbers.items() if not n.evidence.speed_valid or not n.latency_ratio.certain]
+        # doubtful speed evidence only matters where it could move a size across the threshold
+        near = {k for k, n in numbers.items()
+                if any(REALTIME_FPS / NEAR_THRESHOLD <= f <= REALTIME_FPS * NEAR_THRESHOLD
+                       for f in (n.fast_fps, n.accurate_fps))}  # fmt: skip
+        shaky = [k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid
+                                                                 or not n.latency_ratio.certain)]  # fmt: skip
         note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
         rules.append(Rule(f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
                           None if shaky else bool(rt) and not both,
