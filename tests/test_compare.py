@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from speedmap.bench.browser import chromium_available
 from speedmap.cli import app
 from speedmap.study import run as run_module
 from speedmap.study.config import StudyConfig, estimate_seconds, preset
@@ -34,6 +35,18 @@ from speedmap.study.results import (
 from speedmap.study.run import Study
 
 runner = CliRunner()
+
+
+def web_built() -> bool:
+    from speedmap.web import WebBuildMissing, vendor_manifest
+
+    try:
+        vendor_manifest()
+    except WebBuildMissing:
+        return False
+    return True
+
+
 TINY = ["--tasks", "shapes", "--epochs", "2", "--images", "30", "--imgsz", "64", "--bench-seconds", "0.3",
         "--bench-repeats", "2", "--targets", "http,local"]  # fmt: skip
 
@@ -344,3 +357,21 @@ def test_quick_preset_and_estimate() -> None:
     assert bad.exit_code == 2 and "unknown task 'nope'" in bad.output
     bad = runner.invoke(app, ["compare", "--min-fps", "5", "--max-latency-ms", "9"])
     assert bad.exit_code == 2 and "one of --min-fps and --max-latency-ms" in bad.output
+
+
+@pytest.mark.skipif(not chromium_available() or not web_built(), reason="needs Chromium and the web build")
+def test_the_browser_destination_alternates_sizes_and_retries(tmp_path: Path) -> None:
+    cfg = StudyConfig(tasks=["shapes"], epochs=1, imgsz=64, images=30, targets=["browser"], bench_seconds=0.3,
+                      bench_requests=5, bench_repeats=2)  # fmt: skip
+    ui = Interrupting()
+    ui.armed = False
+    res = Study(cfg, tmp_path, ui).run()
+    task = res.tasks["shapes"]
+    assert res.destinations == ["browser"] and task.speed_ratio["browser"].interleaved is False
+    assert len(task.speed_ratio["browser"].latency.values) == 2
+    docs = json.loads((tmp_path / "bench" / "browser-shapes.json").read_text())
+    assert [d["model"] for d in docs] == ["shapes/fast", "shapes/accurate", "shapes/accurate", "shapes/fast"]
+    for d in docs:  # 0.3 s cannot give three stable windows: every run was tried again, at 0.6 s and 1.2 s
+        tries = [a["min_duration_s"] for a in d["runs"][0]["attempts"]]
+        assert tries[0] == pytest.approx(0.3) and (d["runs"][0]["valid"] or tries == pytest.approx([0.3, 0.6, 1.2]))
+    assert task.sizes["fast"].speed["browser"].single.repeats == 2
