@@ -236,7 +236,7 @@ class StudyResults:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> StudyResults:
-        return _build(cls, doc)
+        return from_plain(cls, doc)
 
 
 def _plain(v: Any) -> Any:
@@ -247,24 +247,25 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _build(tp: Any, v: Any) -> Any:
-    """``v`` (plain JSON) as type ``tp``: dataclasses, ``X | None``, lists, tuples and dicts of them."""
+def from_plain(tp: Any, v: Any) -> Any:
+    """``v`` (plain JSON, as ``to_json`` writes it) as type ``tp``: dataclasses, ``X | None``, lists,
+    tuples and dicts of them."""
     if v is None:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(inner[0], v) if len(inner) == 1 else v
+        return from_plain(inner[0], v) if len(inner) == 1 else v
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
-        return tp(**{k: _build(hints[k], x) for k, x in v.items() if k in names})
+        return tp(**{k: from_plain(hints[k], x) for k, x in v.items() if k in names})
     if origin is list:
         (arg,) = typing.get_args(tp)
-        return [_build(arg, x) for x in v]
+        return [from_plain(arg, x) for x in v]
     if origin is tuple:
         return tuple(v)
     if origin is dict:
         _, arg = typing.get_args(tp)
-        return {k: _build(arg, x) for k, x in v.items()}
+        return {k: from_plain(arg, x) for k, x in v.items()}
     return v

@@ -36,7 +36,7 @@ from speedmap.study.results import (
     TaskResult,
     TrainProbe,
     TrainResult,
-    _build,
+    from_plain,
 )
 
 STEPS_FILE, RESULTS_FILE = "steps.json", "results.json"
@@ -152,7 +152,7 @@ class Study:
             res = probe_train_speed(data, imgsz=c.imgsz, batch=c.batch, steps=c.probe_steps, seed=c.seed)
             cached = self.steps.put(step, k, res.to_json(), *inputs)
             self.ui.note(f"Accurate takes {res.ratio:.2f}x Fast's time per optimizer step")
-        return _build(TrainProbe, cached)
+        return from_plain(TrainProbe, cached)
 
     def train(self, name: str, data: Path, fingerprint: str, size: str) -> tuple[str, TrainResult]:
         c = self.cfg
@@ -170,7 +170,7 @@ class Study:
                              seed=c.seed, patience=c.patience, resume=resume)  # fmt: skip
             record = train(tc, progress=self.ui.training, log=self.ui.note)
             cached = self.steps.put(step, k, train_result(record, run), *inputs)
-        return k, _build(TrainResult, cached)
+        return k, from_plain(TrainResult, cached)
 
     def export(self, name: str, size: str, train_key: str, run: str) -> str:
         step = f"export/{name}/{size}"
@@ -377,14 +377,14 @@ class Study:
                     acc = Accuracy(m["map"], m["map50"], _pair(m.get("map_ci95")), _pair(m.get("map50_ci95")))
                     task.sizes[size] = SizeResult(f"{name}/{size}", trained[size], acc, scores["images"])
                 if "delta" in scores:
-                    task.accuracy_delta = _build(AccuracyDelta, scores["delta"])
+                    task.accuracy_delta = from_plain(AccuracyDelta, scores["delta"])
                 self._save(results, started)
                 for dest in dests:
                     got = self.bench(name, keys, dest, test[:50])
                     for size, sp in got["sizes"].items():
-                        task.sizes[size].speed[dest] = _build(Speed, sp)
+                        task.sizes[size].speed[dest] = from_plain(Speed, sp)
                     if "ratio" in got:
-                        task.speed_ratio[dest] = _build(SpeedRatio, got["ratio"])
+                        task.speed_ratio[dest] = from_plain(SpeedRatio, got["ratio"])
                     self.ui.step_done()
                     self._save(results, started)
         finally:
