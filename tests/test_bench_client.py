@@ -64,10 +64,12 @@ def test_breakdown_from_x_processing_time_and_two_client_processes(delay_server:
     assert run.client["processes"] == 2 and len(run.client["cpu_per_process"]) == 2
     assert run.errors == {} and run.requests >= 24 and run.tries == 1
     assert runs[0].recorder.count == run.requests  # both processes' histograms merged
-    assert run.p50_ms == pytest.approx(150, rel=0.05)
     b = run.breakdown_ms
     assert b.keys() == {"client_encode", "network_queue", "server", "client_decode"}
     assert b["server"]["p50"] == pytest.approx(150, rel=0.01)
+    # end to end = the server's 150 ms plus loopback and two client processes on a shared 2-core box:
+    # never below the server's time, and not more than the queue bound below above it
+    assert 150 <= run.p50_ms < 150 + 20  # type: ignore[operator]
     assert b["network_queue"]["p50"] < 15 and b["client_encode"]["p50"] < 5  # type: ignore[operator]
     # 4 in flight on 150 ms: about 26 req/s whichever process sent them
     assert run.throughput_rps == pytest.approx(4 / 0.150, rel=0.15)
