@@ -13,7 +13,9 @@ from speedmap.errors import SpeedmapError
 from speedmap.jsonfile import JsonFileError, read_json
 
 MODEL_FILE, META_FILE = "model.onnx", "model.json"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline. Each part at most 100 characters, so
+# that no id makes a file name the file system refuses.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 class ModelNotFoundError(SpeedmapError):
@@ -22,6 +24,10 @@ class ModelNotFoundError(SpeedmapError):
 
 class ModelFormatError(SpeedmapError):
     """A model folder whose ``model.json`` is missing or wrong."""
+
+
+class ModelIdError(ModelNotFoundError):
+    """A model id that is not ``project/version`` (and so can name no model in a store)."""
 
 
 def default_models_dir() -> Path:
@@ -58,6 +64,17 @@ class ModelMeta:
     @property
     def onnx(self) -> Path:
         return self.path / self.doc.get("file", MODEL_FILE)
+
+    @property
+    def best_confidence(self) -> float | None:
+        """The confidence threshold of best F1 measured at export (``metrics.best_confidence``), or None
+        for models exported without it (before it existed, or without the dataset to measure on)."""
+        metrics = self.doc.get("metrics")
+        best = metrics.get("best_confidence") if isinstance(metrics, dict) else None
+        value = best.get("confidence") if isinstance(best, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            return None
+        return float(value)
 
 
 def read_meta(folder: Path) -> ModelMeta:
@@ -97,6 +114,22 @@ def resolve(path_or_id: str | Path, models_dir: str | Path | None = None) -> Mod
     known = [m.id for m in list_models(store)]
     hint = f"known ids in {store}: {', '.join(known)}" if known else f"no models in {store}"
     raise ModelNotFoundError(f"unknown model {str(path_or_id)!r} (not a model folder; {hint})")
+
+
+def find(models_dir: str | Path, model_id: str) -> ModelMeta:
+    """The model ``project/version`` of a store, for callers that must not reveal the store: the errors
+    (:class:`ModelIdError`, :class:`ModelNotFoundError`, :class:`ModelFormatError`) name the id only,
+    never a path and never the other models."""
+    shown = repr(model_id[:100]) + ("..." if len(model_id) > 100 else "")
+    if not ID_PATTERN.match(model_id):  # also what keeps ids inside the store (no '..', no '/x/y/z')
+        raise ModelIdError(f"invalid model id {shown}: expected project/version (letters, digits, . _ -)")
+    folder = Path(models_dir) / model_id
+    if not (folder / META_FILE).is_file():
+        raise ModelNotFoundError(f"model {shown} not found")
+    try:
+        return read_meta(folder)
+    except ModelFormatError:
+        raise ModelFormatError(f"model {shown} is in the store but cannot be read (see the server log)") from None
 
 
 def list_models(models_dir: str | Path | None = None) -> list[ModelMeta]:

@@ -1,29 +1,31 @@
 """Parsing what Roboflow clients send: base64 bodies under any content type, multipart files, v1 JSON
-requests, thresholds in either scale. Pure functions: errors are :class:`BadRequest` with the status."""
+requests, thresholds in either scale. Pure functions with one bound per parameter: errors are
+:class:`BadRequest` with a 4xx status and a message naming the parameter."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from speedmap.serve.errors import BadRequest
+
 # Roboflow's hosted-API defaults, on both route families.
 DEFAULT_CONFIDENCE, DEFAULT_OVERLAP, DEFAULT_MAX_DETECTIONS = 0.4, 0.3, 300
+MIN_CONFIDENCE = 0.01  # Roboflow clamps confidence 0 to this
+MAX_DETECTIONS, MAX_CLASSES, MAX_NAME = 1000, 100, 100
+MAX_STROKE = 100  # pixels; the drawing cost grows with it (see annotate)
+MAX_MODEL_ID = 201
+CONFIDENCE_WORDS = ("best", "default")  # inference-sdk's named thresholds
 
 _DATA_URL = re.compile(rb"^\s*data:[\w/+.-]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
-
-
-class BadRequest(Exception):
-    """A request the server refuses, with the HTTP status and a message for the client."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -37,38 +39,71 @@ class Params:
     agnostic: bool = False
 
 
+def _show(value: Any) -> str:
+    return repr(str(value)[:40])
+
+
 def threshold(value: Any, name: str, default: float) -> float:
-    """A 0-1 threshold from a number or text; 1 or more is a percentage (40 -> 0.40), as Roboflow reads it."""
+    """A 0-1 threshold from a number or text; 1 to 100 is a percentage (40 -> 0.40), as Roboflow reads it."""
     if value is None or value == "":
         return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(400, f"{name} must be a number, got a {type(value).__name__}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(400, f"{name} must be a number, got {str(value)[:40]!r}") from None
-    if v != v or v < 0 or v > 100:
-        raise BadRequest(400, f"{name} must be between 0 and 1 (or a percentage up to 100), got {value}")
+    except ValueError:
+        raise BadRequest(400, f"{name} must be a number, got {_show(value)}") from None
+    if not math.isfinite(v) or v < 0 or v > 100:
+        raise BadRequest(400, f"{name} must be between 0 and 1 (or a percentage up to 100), got {_show(value)}")
     return v / 100 if v >= 1 else v
 
 
-def positive_int(value: Any, name: str, default: int) -> int:
+def confidence(value: Any, best: float | None) -> float:
+    """``confidence``: a threshold, or ``"best"`` (the model's best-F1 threshold measured at export) or
+    ``"default"`` (0.4); 0 is raised to 0.01, as Roboflow does."""
+    if isinstance(value, str) and value.strip().lower() in CONFIDENCE_WORDS:
+        word = value.strip().lower()
+        return best if word == "best" and best is not None else DEFAULT_CONFIDENCE
+    return max(MIN_CONFIDENCE, threshold(value, "confidence", DEFAULT_CONFIDENCE))
+
+
+def bounded_int(value: Any, name: str, default: int, low: int, high: int) -> int:
+    """An integer in ``[low, high]`` from a number or text (``3.0`` is 3; ``inf`` and ``3.5`` are not)."""
     if value is None or value == "":
         return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(400, f"{name} must be an integer, got a {type(value).__name__}")
     try:
-        v = int(float(value))
-    except (TypeError, ValueError):
-        raise BadRequest(400, f"{name} must be an integer, got {str(value)[:40]!r}") from None
-    if v < 1:
-        raise BadRequest(400, f"{name} must be at least 1, got {v}")
-    return v
+        v = float(value)
+    except ValueError:
+        raise BadRequest(400, f"{name} must be an integer, got {_show(value)}") from None
+    if not math.isfinite(v) or v != int(v) or not low <= v <= high:
+        raise BadRequest(400, f"{name} must be an integer from {low} to {high}, got {_show(value)}")
+    return int(v)
 
 
-def class_list(value: Any) -> tuple[str, ...] | None:
+def flag(value: Any, name: str, default: bool) -> bool:
+    """A boolean from JSON ``true``/``false`` or text (``"false"``, ``"0"``, ``"off"`` are false)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise BadRequest(400, f"{name} must be true or false, got {_show(value)}")
+
+
+def class_list(value: Any, name: str = "classes") -> tuple[str, ...] | None:
     """``classes``: a comma-separated string or a list of names; empty means no filter."""
     if value is None or value == "" or value == []:
         return None
     items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise BadRequest(400, "classes must be a comma-separated list of class names")
+    if not isinstance(items, list | tuple) or not all(isinstance(c, str | int) for c in items):
+        raise BadRequest(400, f"{name} must be a comma-separated list of class names")
+    if len(items) > MAX_CLASSES or any(len(str(c)) > MAX_NAME for c in items):
+        raise BadRequest(400, f"{name} may hold at most {MAX_CLASSES} names of {MAX_NAME} characters")
     names = tuple(str(c).strip() for c in items if str(c).strip())
     return names or None
 
@@ -87,6 +122,14 @@ def b64_image(data: bytes | str, what: str = "body") -> bytes:
         raise BadRequest(400, f"the {what} is not valid base64 image data") from None
 
 
+def json_body(body: bytes) -> Any:
+    """A JSON document (orjson refuses nesting beyond 1024 levels, NaN and Infinity)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(400, f"malformed JSON body: {str(exc)[:120]}") from None
+
+
 def legacy_body(body: bytes, content_type: str) -> bytes | str:
     """The image of a legacy ``POST /{project}/{version}`` body (bytes), or a URL found in it (str).
 
@@ -95,10 +138,7 @@ def legacy_body(body: bytes, content_type: str) -> bytes | str:
     ct = content_type.split(";")[0].strip().lower()
     # inference-sdk's v0 mode sends the raw base64 text under application/json: only {...} or "..." is JSON
     if ct == "application/json" and body.lstrip()[:1] in (b"{", b'"'):
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(400, f"malformed JSON body: {exc}") from None
+        doc = json_body(body)
         if isinstance(doc, str):
             return b64_image(doc)
         if isinstance(doc, dict) and "image" in doc:
@@ -114,46 +154,87 @@ def legacy_body(body: bytes, content_type: str) -> bytes | str:
 
 
 def v1_image(spec: Any) -> bytes | str:
-    """One v1 image ``{"type": "base64"|"url"|"numpy", "value": ...}``: bytes, or the URL string."""
+    """One v1 image ``{"type": "base64"|"url", "value": ...}``: bytes, or the URL string."""
     if isinstance(spec, str):
         return b64_image(spec, "image value")
     if not isinstance(spec, dict) or "value" not in spec:
         raise BadRequest(422, 'image must be {"type": "base64" | "url", "value": ...}')
-    kind = str(spec.get("type", "base64")).lower()
+    kind = spec.get("type", "base64")
+    kind = kind.lower() if isinstance(kind, str) else repr(kind)[:20]
     value = spec["value"]
-    if kind == "base64":
-        if not isinstance(value, str):
-            raise BadRequest(422, "a base64 image value must be a string")
-        return b64_image(value, "image value")
-    if kind == "url":
-        if not isinstance(value, str):
-            raise BadRequest(422, "a url image value must be a string")
-        return value
-    raise BadRequest(422, f"image type {kind!r} is not supported (use base64 or url)")
+    if kind not in ("base64", "url"):
+        raise BadRequest(422, f"image type {kind[:20]!r} is not supported (use base64 or url)")
+    if not isinstance(value, str):
+        raise BadRequest(422, f"a {kind} image value must be a string")
+    return b64_image(value, "image value") if kind == "base64" else value
 
 
-def v1_request(body: bytes) -> tuple[str, list[bytes | str], bool, Params, str | None]:
-    """Parse ``POST /infer/object_detection``: model id, images, whether a list was sent, params, api key."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(400, f"malformed JSON body: {exc}") from None
+@dataclass(frozen=True)
+class V1Request:
+    """``POST /infer/object_detection`` after the JSON is read and before any image is decoded (the key is
+    checked in between)."""
+
+    model_id: str
+    images: list[Any]
+    as_list: bool
+    doc: dict[str, Any]
+
+    @property
+    def api_key(self) -> object:
+        return self.doc.get("api_key")
+
+    def params(self, best: float | None) -> Params:
+        d = self.doc
+        return Params(
+            confidence=confidence(d.get("confidence"), best),
+            overlap=threshold(d.get("iou_threshold", d.get("overlap")), "iou_threshold", DEFAULT_OVERLAP),
+            max_detections=bounded_int(
+                d.get("max_detections"), "max_detections", DEFAULT_MAX_DETECTIONS, 1, MAX_DETECTIONS
+            ),
+            classes=class_list(d.get("class_filter"), "class_filter"),
+            agnostic=flag(d.get("class_agnostic_nms"), "class_agnostic_nms", False),
+        )
+
+    @property
+    def visualize(self) -> bool:
+        return flag(self.doc.get("visualize_predictions"), "visualize_predictions", False)
+
+    @property
+    def labels(self) -> bool:
+        return flag(self.doc.get("visualization_labels"), "visualization_labels", True)
+
+    @property
+    def stroke(self) -> int | None:
+        return (
+            bounded_int(self.doc.get("visualization_stroke_width"), "visualization_stroke_width", 1, 1, MAX_STROKE)
+            if "visualization_stroke_width" in self.doc
+            else None
+        )
+
+    def decoded_images(self) -> list[bytes | str]:
+        return [v1_image(i) for i in self.images]
+
+
+def model_id_of(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(422, "model_id is required (a string project/version)")
+    if len(value) > MAX_MODEL_ID:
+        raise BadRequest(400, f"model_id is longer than {MAX_MODEL_ID} characters")
+    return value
+
+
+def v1_request(body: bytes, max_images: int) -> V1Request:
+    """Read the JSON of ``POST /infer/object_detection`` (images still encoded)."""
+    doc = json_body(body)
     if not isinstance(doc, dict):
         raise BadRequest(422, "the request body must be a JSON object")
-    model_id = doc.get("model_id")
-    if not isinstance(model_id, str) or not model_id:
-        raise BadRequest(422, "model_id is required")
+    model_id = model_id_of(doc.get("model_id"))
     if "image" not in doc:
         raise BadRequest(422, "image is required")
-    images = doc["image"] if isinstance(doc["image"], list) else [doc["image"]]
+    as_list = isinstance(doc["image"], list)
+    images = doc["image"] if as_list else [doc["image"]]
     if not images:
         raise BadRequest(422, "image list is empty")
-    params = Params(
-        confidence=threshold(doc.get("confidence"), "confidence", DEFAULT_CONFIDENCE),
-        overlap=threshold(doc.get("iou_threshold", doc.get("overlap")), "iou_threshold", DEFAULT_OVERLAP),
-        max_detections=positive_int(doc.get("max_detections"), "max_detections", DEFAULT_MAX_DETECTIONS),
-        classes=class_list(doc.get("class_filter")),
-        agnostic=bool(doc.get("class_agnostic_nms") or False),
-    )
-    key = doc.get("api_key")
-    return model_id, [v1_image(i) for i in images], isinstance(doc["image"], list), params, key
+    if len(images) > max_images:
+        raise BadRequest(413, f"{len(images)} images in one request; this server takes at most {max_images}")
+    return V1Request(model_id, images, as_list, doc)
