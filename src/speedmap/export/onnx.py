@@ -180,19 +180,28 @@ def _training_data(record: dict[str, Any] | None, ckpt_path: Path) -> Path | Non
 
 
 def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """mAP of the exported model on the dataset's test split (valid when there is no test split)."""
+    """mAP of the exported model on the dataset's test split (valid when there is no test split), and
+    the confidence threshold of best F1 there, from the same predictions (the model runs once)."""
     from speedmap.data import load_dataset
     from speedmap.engine import Model
-    from speedmap.eval.model import evaluate_model
+    from speedmap.eval.cocoeval import evaluate
+    from speedmap.eval.model import predict_records
+    from speedmap.eval.threshold import best_confidence
 
     ds = load_dataset(data)
     split = "test" if ds.split("test") else "valid" if ds.split("valid") else None
     if split is None:
         return None
-    m = evaluate_model(Model(meta), ds.view(split))
+    view = ds.view(split)
+    predictions = predict_records(Model(meta), view)
+    m = evaluate(view, predictions)  # what evaluate_model does, keeping the predictions
+    best = best_confidence(predictions, view, iou=0.5)
     log(f"{split} split through the exported model: mAP50 {m.map50:.3f}  mAP50-95 {m.map:.3f}")
+    log(f"best confidence {best.confidence:.2f} (F1 {best.f1:.2f} on the {split} split)")
     return {"split": split, "images": len(ds.split(split)), "map50": m.map50, "map": m.map,
-            "dataset_fingerprint": ds.fingerprint()}  # fmt: skip
+            "dataset_fingerprint": ds.fingerprint(),
+            "best_confidence": {"confidence": best.confidence, "f1": best.f1, "precision": best.precision,
+                                "recall": best.recall, "split": split, "iou": 0.5}}  # fmt: skip
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
