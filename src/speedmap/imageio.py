@@ -1,19 +1,44 @@
-"""Image decoding shared by the dataset layer and the inference engine.
+"""Image decoding shared by the dataset layer, the inference engine and the HTTP server.
 
 Both honour EXIF orientation the same way (Pillow's ``exif_transpose`` semantics), so the
 sizes the dataset layer reads from headers are the sizes the engine sees after decoding.
+
+The server decodes uploads, so decoding is written for hostile input:
+
+- only the formats people send are decoded: JPEG (and MPO), PNG, WebP, BMP, GIF, TIFF (and DNG), plus
+  greyscale PFM and HEIF (with the pillow-heif plugin registered), which the dataset layer lists. Pillow's
+  other ~35 formats (DDS, EPS through Ghostscript, ICO, TGA, ...) are refused before any of their code runs;
+- the first frame only (animated GIF/WebP/PNG, multi-page TIFF, MPO);
+- the pixel limit (:func:`max_pixels`) is checked from the header before any pixel memory is allocated.
+  Pillow's plugins are called directly rather than through ``Image.open``, so Pillow's own open-time check
+  of the global ``Image.MAX_IMAGE_PIXELS`` (a warning from 1x, an error from 2x) neither applies nor is
+  touched: no global state changes at decode time, whatever ``SPEEDMAP_MAX_PIXELS`` says;
+- every failure, of any exception type, is an :class:`ImageReadError` whose message names no file path for
+  bytes input;
+- memory is bounded by the output: the image decoded in its own mode (1 to 4 bytes a pixel) plus the
+  ``HxWx3`` uint8 result, converted in row chunks (16-bit by integer arithmetic, never float64 whole images).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import (
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    PpmImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 
 # EXIF orientations 5-8 rotate by 90 or 270 degrees: width and height swap.
 _SWAPS_AXES = {5, 6, 7, 8}
@@ -26,9 +51,20 @@ ImageSource = str | Path | bytes
 # image would need 1.2 GB as RGB). Override with the SPEEDMAP_MAX_PIXELS environment variable.
 MAX_PIXELS = 100_000_000
 
+# Importing a plugin registers it in ``Image.OPEN``; only these are ever asked to open anything, in this
+# order (their signatures do not overlap). HEIF is used when pillow-heif has registered it.
+_PLUGINS = (JpegImagePlugin, PngImagePlugin, WebPImagePlugin, GifImagePlugin, BmpImagePlugin, TiffImagePlugin,
+            PpmImagePlugin)  # fmt: skip
+_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "HEIF")
+SUPPORTED_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF"
+_NAMES = {"WEBP": "WebP", "PPM": "PFM"}
+
+# Rows are converted to RGB this many pixels at a time: temporaries stay a few MB whatever the image size.
+_CHUNK_PIXELS = 1 << 18
+
 
 class ImageReadError(ValueError):
-    """An image file is missing, unreadable or corrupt."""
+    """An image file is missing, unreadable, corrupt, too large or in an unsupported format."""
 
 
 def max_pixels() -> int:
@@ -45,30 +81,133 @@ def _too_large(w: int, h: int) -> ImageReadError:
     )
 
 
-def _open(source: ImageSource) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if isinstance(source, bytes | bytearray | memoryview):
-                return Image.open(io.BytesIO(source))
-            return Image.open(source)
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"image file not found: {source}") from exc
-    except Image.DecompressionBombError:
-        # Pillow refuses to even open it; read the size (header only) to word our own limit's error.
-        old = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+def _is_data(source: object) -> bool:
+    return isinstance(source, bytes | bytearray | memoryview)
+
+
+def _label(source: object) -> str:
+    return "the data" if _is_data(source) else str(source)
+
+
+def _reason(exc: BaseException, source: object) -> str:
+    """``ExceptionType: message``, short; for bytes input the message is left out if it could hold a path."""
+    text = " ".join(str(exc).split())[:120]
+    if _is_data(source) and ("/" in text or "\\" in text):
+        text = ""
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+def _bomb(exc: Image.DecompressionBombError) -> ImageReadError:
+    # Raised inside a few plugins (GIF frames larger than the screen, TIFF tiles, WebP) from Pillow's own
+    # limit, which may be below ours when SPEEDMAP_MAX_PIXELS is raised: say which limit it is.
+    return ImageReadError(
+        f"image is above Pillow's decompression-bomb limit ({_reason(exc, b'')}); "
+        "raise PIL.Image.MAX_IMAGE_PIXELS as well as SPEEDMAP_MAX_PIXELS if this is intended"
+    )
+
+
+def _webp_canvas(head: bytes) -> tuple[int, int] | None:
+    """Canvas size from the first 30 bytes of a WebP file (lossy, lossless or extended), or None."""
+    kind = head[12:16]
+    if kind == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if kind == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if kind == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _other_format(prefix: bytes) -> str | None:
+    """The name of the unsupported format whose signature ``prefix`` carries, if Pillow knows it. Only the
+    plugins' signature checks run (registering every plugin is what ``Image.open`` does too)."""
+    Image.init()
+    for fmt, (_, accept) in list(Image.OPEN.items()):
+        if (fmt in _FORMATS and fmt != "PPM") or accept is None:  # of PPM, only PFM is supported
+            continue
         try:
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source) as im:
-                w, h = im.size
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
-        raise _too_large(w, h) from None
-    except UnidentifiedImageError as exc:
-        what = "the data" if isinstance(source, bytes | bytearray | memoryview) else str(source)
-        raise ImageReadError(f"not a readable image: {what} is not in a known image format") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
+            ok = accept(prefix)
+        except Exception:
+            continue
+        if ok and not isinstance(ok, str):
+            return fmt
+    return None
+
+
+def _identify(fp: IO[bytes], filename: str, source: object) -> Image.Image:
+    """Open (header only) with the first allowed plugin whose signature matches, as ``Image.open`` does but
+    without its global-limit check; refuse empty or too large sizes before anything is decoded."""
+    prefix = fp.read(16)
+    failed: tuple[str, Exception] | None = None
+    for fmt in _FORMATS:
+        entry = Image.OPEN.get(fmt)
+        if entry is None or (fmt == "PPM" and not prefix.startswith(b"Pf")):  # of the Netpbm family, PFM only
+            continue
+        factory, accept = entry
+        try:
+            if accept is not None:
+                ok = accept(prefix)
+                if not ok or isinstance(ok, str):  # a string: recognised, but Pillow lacks the codec
+                    continue
+            fp.seek(0)
+            if fmt == "WEBP":  # libwebp allocates the whole canvas when the file is opened: check first
+                size = _webp_canvas(fp.read(30))
+                if size is None:
+                    raise ImageReadError(f"not a readable image: {_label(source)} has no WebP canvas size")
+                if size[0] * size[1] > max_pixels():
+                    raise _too_large(*size)
+                fp.seek(0)
+            im = factory(fp, filename)
+        except ImageReadError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise _bomb(exc) from None
+        except Exception as exc:  # Pillow would try the next plugin; with disjoint signatures none will match
+            failed = failed or (fmt, exc)
+            continue
+        w, h = im.size
+        if w <= 0 or h <= 0 or w * h > max_pixels():
+            im.close()
+            raise _too_large(w, h) if w > 0 and h > 0 else ImageReadError(f"image header gives an empty size {w}x{h}")
+        return im
+    label = _label(source)
+    if failed is not None:
+        fmt, exc = failed
+        name = _NAMES.get(fmt, fmt)
+        raise ImageReadError(
+            f"not a readable image: {label} is not a valid {name} file ({_reason(exc, source)})"
+        ) from exc
+    other = _other_format(prefix)
+    if other is not None:
+        raise ImageReadError(f"not a readable image: {label} is in {other} format, which is not supported "
+                             f"({SUPPORTED_FORMATS})")  # fmt: skip
+    raise ImageReadError(f"not a readable image: {label} is not in a supported format ({SUPPORTED_FORMATS})")
+
+
+@contextlib.contextmanager
+def _opened(source: ImageSource, data: bytes | None = None) -> Iterator[Image.Image]:
+    """The opened (not yet decoded) image of a path or of bytes; ``data``: the file's bytes, already read."""
+    with contextlib.ExitStack() as stack:
+        if data is not None or _is_data(source):
+            fp: IO[bytes] = io.BytesIO(data if data is not None else source)  # type: ignore[arg-type]
+            filename = ""
+        else:
+            filename = os.fspath(source)
+            try:
+                fp = stack.enter_context(open(filename, "rb"))
+            except FileNotFoundError as exc:
+                raise ImageReadError(f"image file not found: {source}") from exc
+            except OSError as exc:
+                raise ImageReadError(f"cannot read {source} ({_reason(exc, source)})") from exc
+        try:
+            im = _identify(fp, filename, source)
+        except ImageReadError:
+            raise
+        except Exception as exc:  # reading the file, a signature check: anything at all
+            raise ImageReadError(f"not a readable image: {_label(source)} ({_reason(exc, source)})") from exc
+        with im:
+            yield im
 
 
 def orientation(im: Image.Image) -> int:
@@ -88,20 +227,24 @@ def image_size(source: ImageSource) -> tuple[int, int]:
     the fast path reproduces exactly (tested on all eight orientations).
     """
     fast = None
-    if not isinstance(source, bytes | bytearray | memoryview):
+    if not _is_data(source):
         try:
             fast = fast_header(source)
         except FileNotFoundError as exc:
             raise ImageReadError(f"image file not found: {source}") from exc
-        except OSError:
+        except Exception:  # unreadable or odd: Pillow judges
             fast = None
     if fast is not None:
         w, h, orient = fast
     else:
-        im = _open(source)
-        with im:
-            w, h = im.size
-            orient = orientation(im)
+        try:
+            with _opened(source) as im:
+                w, h = im.size
+                orient = orientation(im)
+        except ImageReadError:
+            raise
+        except Exception as exc:
+            raise ImageReadError(f"not a readable image: {_label(source)} ({_reason(exc, source)})") from exc
     if orient in _SWAPS_AXES:
         w, h = h, w
     if w <= 0 or h <= 0:
@@ -112,6 +255,7 @@ def image_size(source: ImageSource) -> tuple[int, int]:
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_EXIF_CHUNK = 1 << 20  # a larger eXIf chunk is left to Pillow rather than read whole here
 
 
 def fast_header(path: str | Path) -> tuple[int, int, int] | None:
@@ -228,6 +372,8 @@ def _png_header(fd: int) -> tuple[int, int, int] | None:
             data = os.pread(fd, 8, pos + 8)
             size = (int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"))
         elif kind == b"eXIf":
+            if length > _MAX_EXIF_CHUNK:
+                return None
             data = os.pread(fd, length, pos + 8)
             found = _exif_orientation(data[6:] if data.startswith(b"Exif\x00\x00") else data)
             if found is None:
@@ -242,19 +388,91 @@ def _png_header(fd: int) -> tuple[int, int, int] | None:
     return (size[0], size[1], orient) if size else None
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode (L, LA, P, RGBA, I;16, I, F, CMYK, ...) to 8-bit RGB."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        scale = 255.0 / 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
-        arr8 = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, mode="L").convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+def _scale16(a: np.ndarray) -> np.ndarray:
+    """16-bit values (0-65535) to 8 bits, rounded half up: ``(a * 255 + 32767) // 65535`` in uint32, which
+    equals the float ``round(a * 255 / 65535)`` exactly (the exact quotient is never within 1/131070 of .5)."""
+    b = a.astype(np.uint32)
+    b *= 255
+    b += 32767
+    b //= 65535
+    return b.astype(np.uint8)
+
+
+def _rows_to_rgb(im: Image.Image) -> Callable[[Image.Image], np.ndarray]:
+    """A function from a band of rows of ``im`` (same mode) to uint8 RGB ``HxWx3``, or ``HxW`` for grey;
+    any Pillow mode: 1, L, P, LA, PA, RGB, RGBA, CMYK, YCbCr, I;16*, I, F, ..."""
+    mode = im.mode
+    if mode in ("RGB", "L"):
+        return np.asarray
+    if mode == "1":
+        return lambda rows: np.asarray(rows.convert("L"))
+    if mode.startswith("I;16"):
+        return lambda rows: _scale16(np.asarray(rows))
+    if mode == "I":  # 32-bit integers: 16-bit scaling when the values go above 255, else as they are
+        if im.getextrema()[1] > 255:
+            return lambda rows: _scale16(np.clip(np.asarray(rows), 0, 65535))
+        return lambda rows: np.clip(np.asarray(rows), 0, 255).astype(np.uint8)
+    if mode == "F":
+        scale = 255.0 / 65535.0 if im.getextrema()[1] > 255 else 1.0
+
+        def floats(rows: Image.Image) -> np.ndarray:
+            a = np.clip(np.asarray(rows, dtype=np.float64) * scale + 0.5, 0, 255)  # one band of rows
+            return np.nan_to_num(a, nan=0.0).astype(np.uint8)
+
+        return floats
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         # Alpha is dropped (Pillow's conversion): colour values under transparent pixels are kept.
-        return im.convert("RGBA").convert("RGB")
-    return im.convert("RGB")
+        return lambda rows: np.asarray(rows.convert("RGBA").convert("RGB"))
+    return lambda rows: np.asarray(rows.convert("RGB"))
+
+
+# EXIF orientation -> the inverse of _ORIENT_OPS (a view again): row band [y0, y1) of the decoded image lands
+# in ``_ORIENT_OPS[o](_UNDO_ORIENT[o](out)[y0:y1])``, a block of rows or columns of the upright ``out``.
+_UNDO_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, 1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, -1),
+}
+
+
+_TRANSPOSE = {  # EXIF orientation -> Pillow's transposition (exif_transpose's table)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _to_rgb_array(im: Image.Image, orient: int) -> np.ndarray:
+    """``im`` (any mode, decoded or not) as an upright ``HxWx3`` uint8 array, converted a band of rows at a
+    time straight into the result: beyond the decoded image itself, memory is the result plus a few MB.
+    Each band is transposed by Pillow (fast) and lands in a block of rows or columns of the result."""
+    w, h = im.size
+    convert = _rows_to_rgb(im)
+    out = np.empty((w, h, 3) if orient in _SWAPS_AXES else (h, w, 3), np.uint8)
+    method = _TRANSPOSE.get(orient)
+    layout = _UNDO_ORIENT[orient](out) if method is not None else out  # ``out`` seen in the decoded layout
+    step = max(1, _CHUNK_PIXELS // max(w, 1))
+    for y in range(0, h, step):
+        rows = im.crop((0, y, w, min(h, y + step)))
+        if method is None:
+            region = out[y : y + step]
+        else:
+            region, rows = _ORIENT_OPS[orient](layout[y : y + step]), rows.transpose(method)
+        rgb = convert(rows)
+        if rgb.ndim == 2:  # grey: one channel at a time is 3x faster than a broadcast
+            for c in range(3):
+                region[:, :, c] = rgb
+        else:
+            region[...] = rgb
+    return out
 
 
 def _jpeg_decoder() -> tuple[str, Any] | None:
@@ -332,32 +550,41 @@ def _read_jpeg_fast(data: bytes) -> np.ndarray | None:
 
 
 def read_image(source: ImageSource) -> np.ndarray:
-    """Decode fully to an ``HxWx3`` uint8 RGB array with EXIF orientation applied. Plain JPEGs go
-    through the fastest installed decoder (pixel-identical to Pillow's libjpeg-turbo), the rest
-    through Pillow."""
+    """Decode fully to an ``HxWx3`` uint8 RGB array with EXIF orientation applied (first frame only). Plain
+    JPEGs go through the fastest installed decoder (pixel-identical to Pillow's libjpeg-turbo), the rest
+    through Pillow. Any failure is an :class:`ImageReadError`."""
+    try:
+        return _read_image(source)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc) from None
+    except Exception as exc:  # whatever a decoder raises: NotImplementedError, MemoryError, struct.error, ...
+        raise ImageReadError(f"corrupt image data ({_reason(exc, source)})") from exc
+
+
+def _read_image(source: ImageSource) -> np.ndarray:
     data = source if isinstance(source, bytes) else None
     if data is None and str(source).lower().endswith((".jpg", ".jpeg", ".jpe", ".jfif")):
         try:
             data = Path(source).read_bytes()
         except FileNotFoundError as exc:
             raise ImageReadError(f"image file not found: {source}") from exc
+        except OSError as exc:
+            raise ImageReadError(f"cannot read {source} ({_reason(exc, source)})") from exc
     if data is not None:
         fast = _read_jpeg_fast(data)
         if fast is not None:
             return fast
-        source = data
-    im = _open(source)
-    with im:
-        w, h = im.size
-        if w * h > max_pixels():
-            raise _too_large(w, h)
+    with _opened(source, data) as im:
         try:
+            im.seek(0)  # the first frame (already current after opening: no other frame is read)
             im.load()
-            oriented = ImageOps.exif_transpose(im) or im
-            rgb = _to_rgb(oriented)
-            return np.asarray(rgb, dtype=np.uint8).copy()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(f"corrupt image data ({exc})") from exc
+            return _to_rgb_array(im, orientation(im))
+        except (ImageReadError, Image.DecompressionBombError):
+            raise
+        except Exception as exc:
+            raise ImageReadError(f"corrupt image data ({_reason(exc, source)})") from exc
 
 
 def as_rgb(image: object, channels: str = "rgb") -> np.ndarray:
@@ -374,8 +601,12 @@ def as_rgb(image: object, channels: str = "rgb") -> np.ndarray:
         w, h = image.size
         if w * h > max_pixels():
             raise _too_large(w, h)
-        oriented = ImageOps.exif_transpose(image) or image
-        return np.asarray(_to_rgb(oriented), dtype=np.uint8).copy()
+        try:
+            return _to_rgb_array(image, orientation(image))
+        except Image.DecompressionBombError as exc:
+            raise _bomb(exc) from None
+        except Exception as exc:  # a lazily loaded file that turns out corrupt, an unconvertible mode
+            raise ImageReadError(f"corrupt image data ({_reason(exc, b'')})") from exc
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image, channels)
     raise TypeError(f"unsupported image input {type(image).__name__}: give a path, bytes, a PIL image or an array")
