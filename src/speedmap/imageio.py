@@ -252,6 +252,16 @@ def image_size(source: ImageSource) -> tuple[int, int]:
     return w, h
 
 
+def stored_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of encoded image bytes as stored (before EXIF orientation), from the header only:
+    what decoding will allocate, known before any pixel is (the server budgets with it)."""
+    with _opened(data) as im:
+        w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageReadError(f"image header gives an empty size {w}x{h}")
+    return w, h
+
+
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

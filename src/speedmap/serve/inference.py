@@ -12,7 +12,7 @@ from typing import Any
 
 from speedmap.detections import Detections
 from speedmap.engine import Model, Prepared
-from speedmap.imageio import image_size
+from speedmap.imageio import stored_size
 from speedmap.serve.batcher import BatcherClosed
 from speedmap.serve.budget import Ticket
 from speedmap.serve.errors import BadRequest
@@ -54,7 +54,7 @@ async def decode(job: Job, model: Model, data: bytes) -> Prepared:
     """Decode and letterbox, refusing (before any pixel is allocated) an image that would take the request
     past its pixel limit or the server past its bytes in flight."""
     loop = asyncio.get_running_loop()
-    w, h = await loop.run_in_executor(job.state.decode_pool, image_size, data)
+    w, h = await loop.run_in_executor(job.state.decode_pool, stored_size, data)
     if w * h > job.pixels_left:
         limit = job.state.cfg.max_pixels
         raise BadRequest(413, f"the images of this request pass the server's {limit / 1e6:g} MP pixel limit")
