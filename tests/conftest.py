@@ -104,3 +104,38 @@ def delay_server() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+CLIENT_PINS = ["inference-sdk==1.8.3", "inference-cli==1.8.3", "requests"]
+
+
+@pytest.fixture(scope="module")
+def images(tiny_run: Path) -> list[Path]:
+    """Four test images of the tiny run's dataset (server and engine tests)."""
+    import json
+
+    data = Path(json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"])
+    return sorted((data / "test").glob("*.jpg"))[:4]
+
+
+@pytest.fixture(scope="module")
+def engine(model_store: Path):  # type: ignore[no-untyped-def]
+    """The tiny run's exported model through the engine."""
+    from speedmap.engine import Model
+
+    return Model.load("shapes/1", models_dir=model_store)
+
+
+@pytest.fixture(scope="session")
+def client_python() -> Path:
+    """A virtualenv with the real Roboflow clients, apart from ours (their pins clash with our stack)."""
+    import os
+
+    root = Path(os.environ.get("SPEEDMAP_CLIENTS_VENV", Path(__file__).resolve().parents[1] / ".venv-clients"))
+    py = root / "bin" / "python"
+    marker = root / ".installed"
+    if not marker.is_file() or marker.read_text() != " ".join(CLIENT_PINS):
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *CLIENT_PINS], check=True, timeout=900)
+        marker.write_text(" ".join(CLIENT_PINS))
+    return py

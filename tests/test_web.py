@@ -28,6 +28,21 @@ from speedmap.web import VENDOR_DIR, WebBuildMissing
 needs_chromium = pytest.mark.skipif(
     not chromium_available(), reason="Chromium and chromedriver absent: apt-get install chromium chromium-driver"
 )
+
+
+def _web_built() -> bool:
+    from speedmap.web import vendor_manifest
+
+    try:
+        vendor_manifest()
+    except WebBuildMissing:
+        return False
+    return True
+
+
+needs_web_build = pytest.mark.skipif(
+    not _web_built(), reason="the page's runtime is not built: npm ci --prefix web && npm run build --prefix web"
+)
 CONF, IOU = 0.05, 0.45  # a low threshold: many boxes, close scores, real NMS work
 
 
@@ -60,6 +75,7 @@ def _assert_same(web: list[dict], det: object) -> None:
         assert np.abs(np.array([d["confidence"] for d in web]) - det.confidence).max() < 1e-3  # type: ignore[attr-defined]
 
 
+@needs_web_build
 def test_page_is_served_cross_origin_isolated(server: str) -> None:
     r = httpx.get(f"{server}/web/shapes/1/")
     assert r.status_code == 200 and "<title>speedmap detector</title>" in r.text
@@ -76,6 +92,7 @@ def test_page_is_served_cross_origin_isolated(server: str) -> None:
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
 
 
+@needs_web_build
 def test_web_routes_refuse_unknown_models_and_other_files(server: str, model_store: Path) -> None:
     r = httpx.get(f"{server}/web/nope/9/")
     assert r.status_code == 404 and "nope/9" in r.json()["message"]
@@ -101,17 +118,29 @@ def test_web_routes_refuse_unknown_models_and_other_files(server: str, model_sto
         assert b"root:" not in body and b"import" not in body
 
 
+@needs_web_build
 def test_web_routes_follow_the_api_key(model_store: Path) -> None:
     with local_server(model_store, api_key="k3y") as url:
         assert httpx.get(f"{url}/web/shapes/1/").status_code == 401
         with httpx.Client() as client:
             r = client.get(f"{url}/web/shapes/1/?api_key=k3y")
             assert r.status_code == 200
-            # the page's own requests carry the key as a cookie
-            assert client.get(f"{url}/web/shapes/1/model.onnx").status_code == 200
+            cookie = r.headers["set-cookie"]
+            assert all(a in cookie for a in ("HttpOnly", "Secure", "SameSite=strict", "Path=/web/")), cookie
+            # the page's own requests carry the key as a cookie (Secure: browsers send it to a loopback host
+            # over http; httpx's jar does not, so it is sent here by hand)
+            cookies = {"speedmap_api_key": "k3y"}
+            assert client.get(f"{url}/web/shapes/1/model.onnx", cookies=cookies).status_code == 200
+            # the redirect never echoes the key in its Location
+            r = client.get(f"{url}/web/shapes/1?api_key=k3y&backend=wasm")
+            assert r.status_code == 307 and r.headers["location"] == "/web/shapes/1/?backend=wasm"
+            # the public model.json has no training paths
+            meta = client.get(f"{url}/web/shapes/1/model.json", cookies=cookies).json()
+            assert meta["classes"] and "training" not in meta and str(model_store) not in json.dumps(meta)
 
 
 @needs_chromium
+@needs_web_build
 def test_page_detections_match_the_python_engine(model_store: Path, images: list[Path]) -> None:
     engine = Model.load("shapes/1", models_dir=model_store)
     blobs = [p.read_bytes() for p in images]
@@ -128,6 +157,7 @@ def test_page_detections_match_the_python_engine(model_store: Path, images: list
 
 
 @needs_chromium
+@needs_web_build
 def test_browser_benchmark_json(model_store: Path, images: list[Path]) -> None:
     report, runs = run_browser_benchmark("shapes/1", images[:4], model_store, requests=30, warmup=3, duration=1.0)
     doc = report.to_json()
@@ -150,6 +180,7 @@ def test_browser_benchmark_json(model_store: Path, images: list[Path]) -> None:
 
 
 @needs_chromium
+@needs_web_build
 def test_bench_browser_command(model_store: Path, images: list[Path], tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -171,6 +202,7 @@ def test_bench_browser_command(model_store: Path, images: list[Path], tmp_path: 
 
 
 @needs_chromium
+@needs_web_build
 def test_export_web_bundle_runs_from_a_plain_static_server(model_store: Path, images: list[Path],
                                                            tmp_path: Path) -> None:  # fmt: skip
     out = tmp_path / "bundle"
@@ -218,6 +250,7 @@ def test_export_web_bundle_runs_from_a_plain_static_server(model_store: Path, im
     _assert_same(web[0], Model.load(model_store / "shapes" / "1").predict(images[0], conf=CONF, iou=IOU))
 
 
+@needs_web_build
 def test_missing_runtime_build_names_the_command(model_store: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     assert (VENDOR_DIR / "manifest.json").is_file(), "run `npm ci --prefix web && npm run build --prefix web`"
