@@ -273,7 +273,7 @@ def test_workers_and_allowlisted_image_urls(model_store: Path, images: list[Path
         other = httpx.get(f"{url}/shapes/1", params={"image": "http://example.com/a.jpg"}, timeout=60)
         assert other.status_code == 403 and "allowlist" in other.json()["message"]
         missing = httpx.get(f"{url}/shapes/1", params={"image": image_url + ".nope"}, timeout=60)
-        assert missing.status_code == 502 and "HTTP 404" in missing.json()["message"]
+        assert missing.status_code == 400 and "HTTP 404" in missing.json()["message"]
         with ThreadPoolExecutor(8) as pool:  # two worker processes share the port
             codes = list(pool.map(lambda _: httpx.post(f"{url}/shapes/1", content=b64(images[1]), timeout=60)
                                   .status_code, range(16)))  # fmt: skip

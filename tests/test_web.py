@@ -127,9 +127,12 @@ def test_web_routes_follow_the_api_key(model_store: Path) -> None:
             assert r.status_code == 200
             cookie = r.headers["set-cookie"]
             assert all(a in cookie for a in ("HttpOnly", "Secure", "SameSite=strict", "Path=/web/")), cookie
-            # the page's own requests carry the key as a cookie (Secure: browsers send it to a loopback host
-            # over http; httpx's jar does not, so it is sent here by hand)
-            cookies = {"speedmap_api_key": "k3y"}
+            # the page's own requests carry a token derived from the key as a cookie, never the key itself
+            # (Secure: browsers send it to a loopback host over http; httpx's jar does not: sent by hand)
+            token = cookie.split(";")[0].split("=", 1)[1]
+            assert "k3y" not in token and len(token) == 64
+            cookies = {"speedmap_api_key": token}
+            assert client.get(f"{url}/web/shapes/1/model.onnx", cookies={"speedmap_api_key": "k3y"}).status_code == 401
             assert client.get(f"{url}/web/shapes/1/model.onnx", cookies=cookies).status_code == 200
             # the redirect never echoes the key in its Location
             r = client.get(f"{url}/web/shapes/1?api_key=k3y&backend=wasm")

@@ -48,6 +48,9 @@ def serve_command(
     body_timeout_s: float = typer.Option(
         20.0, "--body-timeout", min=0.1, max=600.0, help="The request body must arrive within this (408)."
     ),
+    keep_alive_s: float = typer.Option(
+        5.0, "--keep-alive-timeout", min=0.1, max=600.0, help="Close a keep-alive connection idle this long."
+    ),
     api_key_file: Path | None = typer.Option(None, "--api-key-file", help="Read the API key from this file."),
     allow_private_urls: bool = typer.Option(
         False, "--allow-private-urls", help="Let image URLs reach loopback and private addresses."
@@ -115,7 +118,7 @@ def serve_command(
         "log_level": log_level,
         "loop": loop,
         "http": protocol,
-        "timeout_keep_alive": 30,
+        "timeout_keep_alive": keep_alive_s,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
         "h11_max_incomplete_event_size": cfg.max_head_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 
 from fastapi import Request
@@ -15,21 +16,29 @@ from speedmap.serve.state import get_state
 KEY_HELP = "missing or wrong API key (query api_key, JSON api_key or Authorization: Bearer)"
 
 
-def given_key(request: Request, body_key: object = None, cookie: str | None = None) -> str:
-    """The key a request carries: query ``api_key``, then the JSON body's, then a cookie, then Bearer."""
-    for key in (request.query_params.get("api_key"), body_key, cookie):
+def given_key(request: Request, body_key: object = None) -> str:
+    """The key a request carries: query ``api_key``, then the JSON body's, then Bearer."""
+    for key in (request.query_params.get("api_key"), body_key):
         if isinstance(key, str) and key:
             return key
     auth = request.headers.get("authorization", "")
     return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
 
 
+def cookie_token(key: str) -> str:
+    """What the browser page's cookie holds: derived from the key, so that no response ever carries the key."""
+    return hmac.new(key.encode(), b"speedmap web page", hashlib.sha256).hexdigest()
+
+
 def check_key(request: Request, body_key: object = None, cookie: str | None = None) -> None:
-    """401 unless the server has no key or the request carries it (compared in constant time)."""
+    """401 unless the server has no key or the request carries it, or the page's cookie token (compared in
+    constant time)."""
     expected = get_state(request).cfg.api_key
     if expected is None:
         return
-    if not hmac.compare_digest(given_key(request, body_key, cookie).encode(), expected.encode()):
+    if cookie and hmac.compare_digest(cookie.encode(), cookie_token(expected).encode()):
+        return
+    if not hmac.compare_digest(given_key(request, body_key).encode(), expected.encode()):
         raise BadRequest(401, KEY_HELP)
 
 

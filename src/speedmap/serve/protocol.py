@@ -1,5 +1,6 @@
 """uvicorn's HTTP protocol with the limits uvicorn lacks: the request line and headers must arrive
-within ``header_timeout_s`` (else 408 and close) and stay under ``max_head_bytes`` (else 431 and close).
+within ``header_timeout_s`` (else 408 and close) and stay under ``max_head_bytes`` (else 431 and close);
+HTTP/0.9 and HTTP/1.1 without ``Host`` are refused (400 and close).
 
 Slow-loris clients and megabyte request lines are cut before any application code runs (and before
 authentication). Bodies are bounded in time and size by the application (:mod:`speedmap.serve.deps`).
@@ -53,6 +54,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        version = self.parser.get_http_version()
+        if version not in ("1.0", "1.1"):  # HTTP/0.9 has no headers and no status line to answer with
+            self._refuse(400, "Bad Request")
+            return
+        if version == "1.1" and not any(name == b"host" for name, _ in self.headers):
+            self._refuse(400, "Bad Request")  # RFC 9112 3.2: a 1.1 request without Host is refused
+            return
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:

@@ -1,15 +1,15 @@
 """The inference server's v1 routes (what inference-sdk calls): model management and inference.
 
-Key policy of the model-management routes: the key is read from ``Authorization: Bearer``, the query or
-the JSON body, as everywhere. inference-sdk's ``unload_model``/``unload_all_models`` send no key at all
-with its default transport; Roboflow's self-hosted server accepts them, and so does this one when they
-come from the server's own machine (a loopback client, no proxy header). Anywhere else the key is
-required. Unloading never fails a queued request (it finishes on the old model)."""
+Key policy: with ``--api-key``, model management needs the key like every other route (``Authorization:
+Bearer``, query or JSON body). inference-sdk's ``unload_model``/``unload_all_models`` send the key only
+in the header, so against such a server the SDK is configured with ``api_key_transport="header"`` (or
+``"both"``); its default ("legacy") sends none there, and an unauthenticated unload would let anyone
+make every request reload the model. Without ``--api-key`` everything is open, as on Roboflow's
+self-hosted server. Unloading never fails a queued request (it finishes on the old model)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from typing import Any
 
@@ -35,26 +35,12 @@ UNSERVED_TASKS = (
 )
 
 
-def _local_without_key(request: Request, doc: dict[str, Any]) -> bool:
-    """A request from this machine that carries no key anywhere and came through no proxy."""
-    if doc.get("api_key") or has_key_outside_body(request):
-        return False
-    if any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip")):
-        return False
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def _management_body(request: Request) -> dict[str, Any]:
     body = await read_body(request)
     doc = json_body(body) if body.strip() else {}
     if not isinstance(doc, dict):
         raise BadRequest(422, "the request body must be a JSON object")
-    if not _local_without_key(request, doc):
-        check_key(request, doc.get("api_key"))
+    check_key(request, doc.get("api_key"))
     return doc
 
 

@@ -1,9 +1,9 @@
 """The browser page of each model at ``/web/{project}/{version}/``: the page, the onnxruntime-web files,
 the graph, and a public ``model.json`` (what the page reads; never the training paths).
 
-The key may come as ``?api_key=`` once: the answer sets it as an HttpOnly, SameSite=Strict cookie for the
-page's own requests (Secure where browsers accept it: https, or a loopback host), and the redirect from
-``/web/p/v`` never echoes it."""
+The key may come as ``?api_key=`` once: the answer sets an HttpOnly, SameSite=Strict cookie for the page's
+own requests, holding a token derived from the key (never the key itself), Secure where browsers accept it
+(https, or a loopback host); the redirect from ``/web/p/v`` never echoes the key."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from speedmap.modelstore import META_FILE, find
-from speedmap.serve.deps import check_key
+from speedmap.serve.deps import check_key, cookie_token
 from speedmap.serve.errors import BadRequest, json_response
 from speedmap.serve.state import get_state
 
@@ -62,7 +62,7 @@ def _set_key_cookie(request: Request, response: Response) -> None:
     key = get_state(request).cfg.api_key
     if key is not None and request.query_params.get("api_key") and request.cookies.get(_cookie_name()) is None:
         response.set_cookie(
-            _cookie_name(), key, path="/web/", httponly=True, samesite="strict", secure=_secure(request)
+            _cookie_name(), cookie_token(key), path="/web/", httponly=True, samesite="strict", secure=_secure(request)
         )
 
 
