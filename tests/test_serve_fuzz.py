@@ -65,15 +65,15 @@ CHECK_EVERY = 20  # attack cases between two rounds of valid requests
 WORKERS = 4  # attack cases in flight at once (a heavy case runs alone)
 CONFIDENCE = 0.05
 
-# The server as the fuzz meets it: bounded body, image URLs on (example.invalid never resolves; 127.0.0.2
-# is the URL lab's redirects, bombs and drips; 127.0.0.1 hosts a canary that must never be fetched).
-# TODO(server hardening): add the flags being introduced once `speedmap serve --help` lists them, so the
-# slow-client cases (slowloris, idle connections, HTTP/0.9 waiting for more bytes) meet short timeouts:
-#   --request-timeout / --header-timeout (close a connection whose request has not arrived, ~10 s),
-#   --keep-alive-timeout (idle keep-alive connections), --max-header-bytes / --max-headers (431),
-#   --max-images (v1 list length), --max-stroke, --max-pixels; RAW_DEADLINE_S (15 s) bounds them here.
-SERVER_ARGS = ["--api-key", KEY, "--max-body-mb", "4", "--allow-url-host", "example.invalid",
-               "--allow-url-host", "127.0.0.2"]  # fmt: skip
+# The server as the fuzz meets it: bounded body, short timeouts for slow clients (each raw case must be
+# answered or closed within RAW_DEADLINE_S = 15 s: head in 5 s, body in 8 s), image URLs on for two hosts
+# (example.invalid never resolves; 127.0.0.2 is the URL lab with its redirects, bombs and drips, reachable
+# only with --allow-private-urls; 127.0.0.1 hosts a canary that no URL may reach).
+# TODO(server hardening): add "--keep-alive-timeout", "5" once the flag is committed (the idle keep-alive
+# case needs the server to close within 15 s; uvicorn's keep-alive was 30 s when this was written).
+SERVER_ARGS = ["--api-key", KEY, "--max-body-mb", "4", "--header-timeout", "5", "--body-timeout", "8",
+               "--allow-url-host", "example.invalid", "--allow-url-host", "127.0.0.2"]  # fmt: skip
+LAB_ARGS = ["--allow-private-urls"]  # the corpus's server only: the schema fuzz meets the default
 
 
 class LogDrain:
@@ -143,7 +143,7 @@ def test_adversarial_corpus(model_store: Path, tiny_run: Path, fuzz_images: list
         cases = corpus(FUZZ_SEED, FUZZ_CASES, key=KEY, image=image, lab=lab.lab_url, canary=lab.canary_url,
                        web=web_built(), slow_bound_s=RAW_DEADLINE_S)  # fmt: skip
         cases = [c for c in cases if not (SKIP and re.search(SKIP, c.name))]
-        proc, url = start_server(model_store, *SERVER_ARGS)
+        proc, url = start_server(model_store, *SERVER_ARGS, *(LAB_ARGS if lab.lab_url else []))
         drain = LogDrain(proc)
         problems: list[str] = []
         try:
@@ -361,7 +361,7 @@ def test_json_strings_false_are_not_read_as_true(fuzz_server: tuple[str, subproc
     url = fuzz_server[0]
 
     def predict(image: bytes, literal: str) -> tuple[int, list[tuple]]:
-        doc = json_text(v1_doc(image, confidence=0.001, iou_threshold=0.3), {"class_agnostic_nms": literal})
+        doc = json_text(v1_doc(image, confidence=0.01, iou_threshold=0.3), {"class_agnostic_nms": literal})
         r = httpx.post(f"{url}/infer/object_detection", content=doc, headers={"Content-Type": "application/json"},
                        timeout=DEADLINE_S)  # fmt: skip
         return r.status_code, boxes(r.json()["predictions"]) if r.status_code == 200 else []
@@ -377,4 +377,5 @@ def test_json_strings_false_are_not_read_as_true(fuzz_server: tuple[str, subproc
             assert 400 <= status < 500 or got == off, (path.name, literal, status)
         status, got = predict(image, '"true"')
         assert 400 <= status < 500 or got == on, (path.name, '"true"', status)
-    print(f"\nclass-agnostic NMS changes the answer on {differs} of {len(fuzz_images)} images")
+    if not differs:  # (confidence 0.01 is the server's floor; the tiny model is unsure enough to differ)
+        pytest.skip("class-agnostic NMS changes nothing on these images: the check would prove nothing")
