@@ -11,7 +11,7 @@ for BENCHMARKS.md. Exits 1 on any 5xx or hang.
 
 Without ``--models`` the script makes one with the project's CLI (``speedmap datasets make`` + ``speedmap
 train`` for a few epochs + ``speedmap export``), once, under ``--work``. Server flags that the hardening
-adds later go in ``--server-args "--keep-alive-timeout 5 ..."``.
+adds later go in ``--server-args "..."``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def main() -> None:
     key = "fuzz-" + secrets.token_hex(8)
     # short timeouts so that slow clients are cut within --slow-bound; the URL lab lives on 127.0.0.2
     server_args = ["--api-key", key, "--max-body-mb", str(args.max_body_mb), "--header-timeout", "5",
-                   "--body-timeout", "8", "--allow-url-host", "example.invalid", "--allow-url-host", "127.0.0.2",
+                   "--body-timeout", "8", "--keep-alive-timeout", "5", "--allow-url-host", "example.invalid",
+                   "--allow-url-host", "127.0.0.2",
                    *(["--allow-private-urls"] if lab_available() else []), *shlex.split(args.server_args)]  # fmt: skip
 
     with UrlLab(image) if lab_available() else _NoLab() as lab:

@@ -66,13 +66,12 @@ WORKERS = 4  # attack cases in flight at once (a heavy case runs alone)
 CONFIDENCE = 0.05
 
 # The server as the fuzz meets it: bounded body, short timeouts for slow clients (each raw case must be
-# answered or closed within RAW_DEADLINE_S = 15 s: head in 5 s, body in 8 s), image URLs on for two hosts
+# answered or closed within RAW_DEADLINE_S = 15 s: head in 5 s, body in 8 s, idle in 5 s), image URLs on for two hosts
 # (example.invalid never resolves; 127.0.0.2 is the URL lab with its redirects, bombs and drips, reachable
 # only with --allow-private-urls; 127.0.0.1 hosts a canary that no URL may reach).
-# TODO(server hardening): add "--keep-alive-timeout", "5" once the flag is committed (the idle keep-alive
-# case needs the server to close within 15 s; uvicorn's keep-alive was 30 s when this was written).
 SERVER_ARGS = ["--api-key", KEY, "--max-body-mb", "4", "--header-timeout", "5", "--body-timeout", "8",
-               "--allow-url-host", "example.invalid", "--allow-url-host", "127.0.0.2"]  # fmt: skip
+               "--keep-alive-timeout", "5", "--allow-url-host", "example.invalid",
+               "--allow-url-host", "127.0.0.2"]  # fmt: skip
 LAB_ARGS = ["--allow-private-urls"]  # the corpus's server only: the schema fuzz meets the default
 
 
