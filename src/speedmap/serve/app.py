@@ -21,7 +21,25 @@ from speedmap.serve.state import ServerState
 __all__ = ["ServeConfig", "app_from_env", "create_app"]
 
 
+def _return_freed_memory() -> None:
+    """glibc raises its mmap threshold after large frees, after which decoded images land on the heap and
+    their memory stays with the process; a fixed threshold keeps every large array in its own mapping,
+    handed back to the system when the request ends."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB, and no longer adjusted
+    except (OSError, AttributeError):
+        pass
+
+
 def create_app(cfg: ServeConfig | None = None) -> FastAPI:
+    _return_freed_memory()
     state = ServerState.create(cfg or ServeConfig())
 
     @asynccontextmanager
