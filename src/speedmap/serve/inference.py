@@ -21,7 +21,13 @@ from speedmap.serve.requests import MAX_STROKE, Params
 from speedmap.serve.state import ServerState
 from speedmap.serve.urls import fetch_image
 
-DECODE_OVERHEAD = 2  # decoding holds about two RGB copies at its peak (decoder output + oriented/converted)
+# Decoding holds about two RGB copies at its peak (decoder output + converted); WebP goes through libwebp's
+# animation decoder, which holds two canvases and a frame besides (measured 5.4x the RGB output).
+DECODE_OVERHEAD, WEBP_OVERHEAD = 2, 6
+
+
+def _overhead(data: bytes) -> int:
+    return WEBP_OVERHEAD if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else DECODE_OVERHEAD
 
 
 @dataclass
@@ -59,7 +65,7 @@ async def decode(job: Job, model: Model, data: bytes) -> Prepared:
         limit = job.state.cfg.max_pixels
         raise BadRequest(413, f"the images of this request pass the server's {limit / 1e6:g} MP pixel limit")
     job.pixels_left -= w * h
-    peak = DECODE_OVERHEAD * w * h * 3
+    peak = _overhead(data) * w * h * 3
     job.ticket.take(peak)
     try:
         prepared = await loop.run_in_executor(job.state.decode_pool, _decode, model, data, job.keep_images)
