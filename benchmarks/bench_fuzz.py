@@ -24,7 +24,6 @@ import secrets
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,11 +33,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from speedmap.serve.process import free_port  # noqa: E402
+from speedmap.serve.process import ServerProcess  # noqa: E402
 from tests.adversarial import (  # noqa: E402
     DEADLINE_S,
     RAW_DEADLINE_S,
     WEDGED,
+    NoLab,
     Outcome,
     UrlLab,
     corpus,
@@ -68,43 +68,6 @@ def ensure_model(work: Path, size: str = "fast", imgsz: int = 64, epochs: int = 
                        check=True)  # fmt: skip
         subprocess.run([*CLI, "export", str(run), "--out", str(model), "--no-eval"], check=True)
     return store, "shapes/1", data / "test"
-
-
-class ServerProc:
-    """``speedmap serve`` in a child process, its output in a file, its memory read from /proc."""
-
-    def __init__(self, models: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        cmd = [*CLI, "serve", "--models", str(models), "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited at start: {self.log_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("the server did not answer /healthz within 60 s")
-
-    def memory_mb(self) -> dict[str, float]:
-        """VmRSS (now) and VmHWM (peak) of the server process, in MB."""
-        text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return {k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) / 1024 for k in ("VmRSS", "VmHWM")}  # type: ignore[union-attr]
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def tracebacks(log: str) -> Counter[str]:
@@ -148,13 +111,14 @@ def main() -> None:
                    "--allow-url-host", "127.0.0.2",
                    *(["--allow-private-urls"] if lab_available() else []), *shlex.split(args.server_args)]  # fmt: skip
 
-    with UrlLab(image) if lab_available() else _NoLab() as lab:
+    with UrlLab(image) if lab_available() else NoLab() as lab:
         t = time.perf_counter()
         cases = corpus(args.seed, args.n, key=key, model_id=model_id, image=image, lab=lab.lab_url,
                        canary=lab.canary_url, slow_bound_s=args.slow_bound, huge_line_mb=args.huge_line_mb)  # fmt: skip
         cases = [c for c in cases if not (args.skip and re.search(args.skip, c.name))]
         print(f"{len(cases)} cases built in {time.perf_counter() - t:.1f} s; model {model_id} from {store}", flush=True)
-        srv = ServerProc(store, *server_args)
+        srv = ServerProcess(store, *server_args)
+        srv.start()
         try:
             with httpx.Client(timeout=DEADLINE_S) as client:
                 q = {"api_key": key, "confidence": 0.05}
@@ -189,12 +153,12 @@ def main() -> None:
                 outcomes, valid_failures = run_corpus(cases, srv.url, forbidden, workers=args.workers,
                                                       checkpoint=checkpoint, progress=progress)  # fmt: skip
                 elapsed = time.perf_counter() - t0
-                alive = srv.proc.poll() is None
+                alive = srv.alive()
                 after = srv.memory_mb() if alive else {"VmRSS": float("nan"), "VmHWM": float("nan")}
                 counted = counted_5xx(srv.url) if alive else {}
         finally:
             srv.stop()
-        log = srv.log_text()
+        log = srv.output()
         canary = list(lab.canary_hits)
 
     s = summarize(outcomes)
@@ -233,17 +197,6 @@ def _same(got: list[dict], want: list[dict]) -> bool:
                 round(p["confidence"], 3))  # fmt: skip
 
     return sorted(map(key, got)) == sorted(map(key, want))
-
-
-class _NoLab:
-    lab_url = canary_url = None
-    canary_hits = ()
-
-    def __enter__(self) -> _NoLab:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 if __name__ == "__main__":

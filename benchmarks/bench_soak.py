@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_fuzz import ServerProc, ensure_model  # noqa: E402
+from bench_fuzz import ensure_model  # noqa: E402
 
 from speedmap.bench.loadgen import closed_loop, error_kind  # noqa: E402
 from speedmap.bench.targets import HttpTarget  # noqa: E402
 from speedmap.modelstore import read_meta  # noqa: E402
+from speedmap.serve.process import ServerProcess  # noqa: E402
 
 
 def jpegs(size: int, n: int = 16, seed: int = 0) -> list[bytes]:
@@ -80,7 +81,7 @@ class Windows:
 
 
 async def soak(url: str, model_id: str, images: list[bytes], concurrency: int, seconds: float, windows: Windows,
-               srv: ServerProc, legacy: bool) -> None:  # fmt: skip
+               srv: ServerProcess, legacy: bool) -> None:  # fmt: skip
     target = HttpTarget(url, model_id, images, legacy=legacy, concurrency=concurrency, timeout=60.0)
 
     async def send(i: int) -> dict[str, float]:
@@ -97,7 +98,7 @@ async def soak(url: str, model_id: str, images: list[bytes], concurrency: int, s
     async def sample_memory() -> None:
         for k in range(len(windows.rss)):
             await asyncio.sleep(max(0.0, windows.start + (k + 1) * windows.width - time.perf_counter() - 0.05))
-            if srv.proc.poll() is None:
+            if srv.alive():
                 windows.rss[k] = srv.memory_mb()["VmRSS"]
 
     sampler = asyncio.create_task(sample_memory())
@@ -133,7 +134,8 @@ def main() -> None:
     count = max(1, round(seconds / width))
     print(f"soak: {args.concurrency} in flight for {seconds:.0f} s against {model_id} ({meta.doc.get('size', '?')}, "
           f"{meta.imgsz} px) from {store}; windows of {width:.0f} s", flush=True)  # fmt: skip
-    srv = ServerProc(store, *shlex.split(args.server_args))
+    srv = ServerProcess(store, *shlex.split(args.server_args))
+    srv.start()
     try:
         start_rss = srv.memory_mb()["VmRSS"]
         if args.warmup:
@@ -142,7 +144,7 @@ def main() -> None:
         windows = Windows(time.perf_counter(), width, count)
         asyncio.run(soak(srv.url, model_id, images, args.concurrency, seconds, windows, srv, not args.v1))
         end = srv.memory_mb()
-        alive = srv.proc.poll() is None
+        alive = srv.alive()
     finally:
         srv.stop()
 

@@ -1212,6 +1212,19 @@ def _gzip_bomb() -> bytes:
     return b"".join([comp.compress(block) for _ in range(256)] + [comp.flush()])  # 256 MB inflated
 
 
+class NoLab:
+    """Stands in for :class:`UrlLab` where 127.0.0.2 cannot be bound: no lab URL, no canary."""
+
+    lab_url = canary_url = None
+    canary_hits = ()
+
+    def __enter__(self) -> NoLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def lab_available(host: str = "127.0.0.2") -> bool:
     try:
         with socket.socket() as s:

@@ -41,6 +41,7 @@ from tests.adversarial import (
     RAW_DEADLINE_S,
     WEDGED,
     HttpCase,
+    NoLab,
     Outcome,
     UrlLab,
     attack_client,
@@ -138,7 +139,7 @@ def v1_doc(image: bytes, **fields: Any) -> dict[str, Any]:
 
 def test_adversarial_corpus(model_store: Path, tiny_run: Path, fuzz_images: list[Path]) -> None:
     image = fuzz_images[0].read_bytes()
-    with UrlLab(image) if lab_available() else _NoLab() as lab:
+    with UrlLab(image) if lab_available() else NoLab() as lab:
         cases = corpus(FUZZ_SEED, FUZZ_CASES, key=KEY, image=image, lab=lab.lab_url, canary=lab.canary_url,
                        web=web_built(), slow_bound_s=RAW_DEADLINE_S)  # fmt: skip
         cases = [c for c in cases if not (SKIP and re.search(SKIP, c.name))]
@@ -212,17 +213,6 @@ def test_adversarial_corpus(model_store: Path, tiny_run: Path, fuzz_images: list
         problems.append(f"image URLs reached a loopback listener: {canary_hits}")
     print("\n\n".join(problems))
     assert not problems, "\n\n".join(problems)[:30_000]
-
-
-class _NoLab:
-    lab_url = canary_url = None
-    canary_hits = ()
-
-    def __enter__(self) -> _NoLab:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _by_cause(failed: list[Outcome]) -> str:

@@ -144,14 +144,15 @@ def _hide_key_from_ps() -> None:
     argv = sys.argv[1:]
     if not any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
         return
-    rest, key, i = [], None, 0
-    while i < len(argv):
-        if argv[i] == "--api-key" and i + 1 < len(argv):
-            key, i = argv[i + 1], i + 2
-        elif argv[i].startswith("--api-key="):
-            key, i = argv[i].split("=", 1)[1], i + 1
+    rest: list[str] = []
+    key, args = None, iter(argv)
+    for arg in args:
+        if arg == "--api-key":
+            key = next(args, None)
+        elif arg.startswith("--api-key="):
+            key = arg.split("=", 1)[1]
         else:
-            rest, i = [*rest, argv[i]], i + 1
+            rest.append(arg)
     if key is None:
         return
     err.print(

@@ -5,14 +5,17 @@ outcome. A request that would pass the limit is refused at once (503 with Retry-
 
 from __future__ import annotations
 
+import threading
+
 from speedmap.serve.errors import Overloaded
 
 
 class Budget:
-    """A byte counter shared by one server process's requests (event-loop thread only)."""
+    """A byte counter shared by one server process's requests (the event loop and the decode threads)."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.used = limit, 0
+        self.lock = threading.Lock()
 
     def ticket(self) -> Ticket:
         return Ticket(self)
@@ -28,15 +31,17 @@ class Ticket:
         """Hold ``n`` more bytes, or raise :class:`Overloaded` if the server has no room for them."""
         if n <= 0:
             return
-        if self.budget.used + n > self.budget.limit:
-            raise Overloaded("server busy: too many bytes in flight (see --max-inflight-mb), retry shortly")
-        self.budget.used += n
-        self.held += n
+        with self.budget.lock:
+            if self.budget.used + n > self.budget.limit:
+                raise Overloaded("server busy: too many bytes in flight (see --max-inflight-mb), retry shortly")
+            self.budget.used += n
+            self.held += n
 
     def give(self, n: int) -> None:
-        n = min(max(0, n), self.held)
-        self.budget.used -= n
-        self.held -= n
+        with self.budget.lock:
+            n = min(max(0, n), self.held)
+            self.budget.used -= n
+            self.held -= n
 
     def release(self) -> None:
         self.give(self.held)

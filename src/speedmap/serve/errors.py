@@ -59,8 +59,8 @@ def status_of(exc: SpeedmapError) -> tuple[int, dict[str, str]]:
         return exc.status, exc.headers
     if isinstance(exc, Overloaded):
         return 503, {"Retry-After": "1"}
-    if isinstance(exc, UrlRefused):  # refused (400/403); an image URL that cannot be fetched is bad input too
-        return min(exc.status, 400) if exc.status >= 500 else exc.status, {}
+    if isinstance(exc, UrlRefused):  # 403 refused by policy, 400 malformed or not fetchable
+        return exc.status, {}
     table: list[tuple[type[BaseException], int]] = [(ModelNotFoundError, 404), (ModelFormatError, 500)]
     for kind, status in table:
         if isinstance(exc, kind):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from speedmap.detections import Detections
@@ -38,6 +39,14 @@ class Job:
     ticket: Ticket
     pixels_left: int
     keep_images: bool = False  # only to draw on them
+    lock: threading.Lock = field(default_factory=threading.Lock)  # its images decode on several threads
+
+    def spend_pixels(self, n: int) -> None:
+        with self.lock:
+            if n > self.pixels_left:
+                limit = self.state.cfg.max_pixels
+                raise BadRequest(413, f"the images of this request pass the server's {limit / 1e6:g} MP pixel limit")
+            self.pixels_left -= n
 
 
 async def image_bytes(job: Job, image: bytes | str) -> bytes:
@@ -51,28 +60,26 @@ async def image_bytes(job: Job, image: bytes | str) -> bytes:
     return data
 
 
-def _decode(model: Model, data: bytes, keep: bool) -> Prepared:
-    prepared = model.prepare(data)
-    return prepared if keep else prepared.without_image()
-
-
-async def decode(job: Job, model: Model, data: bytes) -> Prepared:
-    """Decode and letterbox, refusing (before any pixel is allocated) an image that would take the request
-    past its pixel limit or the server past its bytes in flight."""
-    loop = asyncio.get_running_loop()
-    w, h = await loop.run_in_executor(job.state.decode_pool, stored_size, data)
-    if w * h > job.pixels_left:
-        limit = job.state.cfg.max_pixels
-        raise BadRequest(413, f"the images of this request pass the server's {limit / 1e6:g} MP pixel limit")
-    job.pixels_left -= w * h
+def _decode(job: Job, model: Model, data: bytes) -> Prepared:
+    """Decode and letterbox (on a decode thread), refusing before any pixel is allocated an image that would
+    take the request past its pixel limit or the server past its bytes in flight."""
+    w, h = stored_size(data)  # header only
+    job.spend_pixels(w * h)
     peak = _overhead(data) * w * h * 3
     job.ticket.take(peak)
     try:
-        prepared = await loop.run_in_executor(job.state.decode_pool, _decode, model, data, job.keep_images)
+        prepared = model.prepare(data)
     finally:
         job.ticket.give(peak)
+    if not job.keep_images:
+        prepared = prepared.without_image()
     job.ticket.take(prepared.square.nbytes + (prepared.image.nbytes if prepared.image is not None else 0))
     return prepared
+
+
+async def decode(job: Job, model: Model, data: bytes) -> Prepared:
+    """:func:`_decode` on the server's decode threads."""
+    return await asyncio.get_running_loop().run_in_executor(job.state.decode_pool, _decode, job, model, data)
 
 
 async def infer_one(job: Job, model_id: str, image: bytes | str, params: Params) -> tuple[Prepared, Detections]:

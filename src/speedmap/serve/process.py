@@ -32,6 +32,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         self.log: Any = None
+        self._output = ""
 
     def start(self) -> str:
         cmd = [sys.executable, "-m", "speedmap", "serve", "--models", str(self.models_dir), "--port", str(self.port),
@@ -41,8 +42,7 @@ class ServerProcess:
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                self.log.seek(0)
-                out = self.log.read()
+                out = self.output()
                 raise SpeedmapError(f"the server exited at start (code {self.proc.returncode}): {out[-500:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -62,8 +62,25 @@ class ServerProcess:
                 self.proc.wait(5)
         self.proc = None
         if self.log is not None:
+            self._output = self.output()
             self.log.close()
             self.log = None
+
+    def output(self) -> str:
+        """What the server printed so far (kept after :meth:`stop`)."""
+        if self.log is None:
+            return self._output
+        self.log.seek(0)
+        return str(self.log.read())
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def memory_mb(self) -> dict[str, float]:
+        """``VmRSS`` (now) and ``VmHWM`` (peak) of the server process in MB, from ``/proc`` (Linux)."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
     def __enter__(self) -> str:
         return self.start()

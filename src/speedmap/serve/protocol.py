@@ -9,20 +9,18 @@ authentication). Bodies are bounded in time and size by the application (:mod:`s
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-HEADER_TIMEOUT_S, MAX_HEAD_BYTES = 10.0, 64 * 1024
+from speedmap.serve.config import ServeConfig
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a deadline and a size limit on each request's head."""
 
-    header_timeout_s = HEADER_TIMEOUT_S
-    max_head_bytes = MAX_HEAD_BYTES
+    header_timeout_s = ServeConfig.header_timeout_s
+    max_head_bytes = ServeConfig.max_head_bytes
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,9 +69,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, "Request Header Fields Too Large")
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # the next request's head is timed from its first byte
-
     def _head_expired(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
@@ -96,8 +91,8 @@ def configure(header_timeout_s: float, max_head_bytes: int) -> None:
 
 
 def _from_env() -> None:
-    doc = orjson.loads(os.environ.get("SPEEDMAP_SERVE_CONFIG", "{}") or "{}")
-    configure(float(doc.get("header_timeout_s", HEADER_TIMEOUT_S)), int(doc.get("max_head_bytes", MAX_HEAD_BYTES)))
+    cfg = ServeConfig.from_env()
+    configure(cfg.header_timeout_s, cfg.max_head_bytes)
 
 
 _from_env()

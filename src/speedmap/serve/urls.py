@@ -57,11 +57,12 @@ class UrlRefused(SpeedmapError):
 
 class UrlFetchError(UrlRefused):
     """The URL was allowed but fetching it failed: the name did not resolve, the connection failed,
-    the upstream answered an error status, or the deadline passed (``timeout``). ``status`` is 504
-    after a timeout, else 502; ``upstream_status`` is the upstream's HTTP status when it answered."""
+    the upstream answered an error status, or the deadline passed (``timeout``). ``status`` is 400: an
+    image the client pointed at and the server cannot get is the client's bad input, not a server failure;
+    ``upstream_status`` is the upstream's HTTP status when it answered."""
 
     def __init__(self, message: str, *, timeout: bool = False, upstream_status: int | None = None) -> None:
-        super().__init__(message, 504 if timeout else 502)
+        super().__init__(message, 400)
         self.timeout = timeout
         self.upstream_status = upstream_status
 

@@ -44,33 +44,34 @@ async def _management_body(request: Request) -> dict[str, Any]:
     return doc
 
 
+def _registry(request: Request) -> Response:
+    return json_response({"models": get_state(request).registry.describe()})
+
+
 @router.get("/model/registry", dependencies=[Depends(require_key)])
 async def model_registry(request: Request) -> Response:
-    return json_response({"models": get_state(request).registry.describe()})
+    return _registry(request)
 
 
 @router.post("/model/add")
 async def model_add(request: Request) -> Response:
     doc = await _management_body(request)
-    registry = get_state(request).registry
-    await registry.get(model_id_of(doc.get("model_id")))
-    return json_response({"models": registry.describe()})
+    await get_state(request).registry.get(model_id_of(doc.get("model_id")))
+    return _registry(request)
 
 
 @router.post("/model/remove")
 async def model_remove(request: Request) -> Response:
     doc = await _management_body(request)
-    registry = get_state(request).registry
-    await registry.remove(model_id_of(doc.get("model_id")))
-    return json_response({"models": registry.describe()})
+    await get_state(request).registry.remove(model_id_of(doc.get("model_id")))
+    return _registry(request)
 
 
 @router.post("/model/clear")
 async def model_clear(request: Request) -> Response:
     await _management_body(request)
-    registry = get_state(request).registry
-    await registry.clear()
-    return json_response({"models": registry.describe()})
+    await get_state(request).registry.clear()
+    return _registry(request)
 
 
 @router.post("/infer/object_detection")
