@@ -33,8 +33,16 @@ def synth(n_images: int, seed: int = 0) -> tuple[dict, list[dict], list[dict]]:
         xy = rng.uniform(0, 1, (n, 2)) * (np.array([640, 480]) - wh)
         cls = rng.integers(1, 4, n)
         for b, c in zip(np.column_stack([xy, wh]).tolist(), cls.tolist(), strict=True):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3],
-                         "iscrowd": int(rng.random() < 0.02)})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": c,
+                    "bbox": b,
+                    "area": b[2] * b[3],
+                    "iscrowd": int(rng.random() < 0.02),
+                }
+            )
         for out, noise, recall in zip(preds, (0.07, 0.06), (0.8, 0.82), strict=True):
             found = rng.random(n) < recall
             jit = rng.normal(0, noise, (int(found.sum()), 4)) * np.tile(wh[found], 2)  # relative to box size
@@ -45,8 +53,12 @@ def synth(n_images: int, seed: int = 0) -> tuple[dict, list[dict], list[dict]]:
             fp_wh = rng.uniform(10, 200, (n_fp, 2))
             fp = np.column_stack([rng.uniform(0, 1, (n_fp, 2)) * (np.array([640, 480]) - fp_wh), fp_wh])
             scores = np.concatenate([rng.beta(5, 2, len(boxes)), rng.beta(2, 4, n_fp)])
-            for b, c, s in zip(np.vstack([boxes, fp]).tolist(), [*labels.tolist(), *rng.integers(1, 4, n_fp).tolist()],
-                               scores.tolist(), strict=True):  # fmt: skip
+            for b, c, s in zip(
+                np.vstack([boxes, fp]).tolist(),
+                [*labels.tolist(), *rng.integers(1, 4, n_fp).tolist()],
+                scores.tolist(),
+                strict=True,
+            ):
                 out.append({"image_id": i, "category_id": c, "bbox": b, "score": s})
     cats = [{"id": k, "name": f"class{k}"} for k in (1, 2, 3)]
     return {"images": images, "annotations": anns, "categories": cats}, preds[0], preds[1]
@@ -72,14 +84,20 @@ def main() -> int:
     wall = statistics.median(times)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
-    print(f"data: {args.images} images, 3 classes, {len(gt['annotations'])} GT boxes, {len(a)} + {len(b)} "
-          f"detections (A + B); {args.resamples} resamples; median of {args.repeats}")  # fmt: skip
+    print(
+        f"data: {args.images} images, 3 classes, {len(gt['annotations'])} GT boxes, {len(a)} + {len(b)} "
+        f"detections (A + B); {args.resamples} resamples; median of {args.repeats}"
+    )
     p = result.point
-    print(f"  point    mAP A {p['a_map']:.4f}  B {p['b_map']:.4f}  delta {p['delta_map']:+.4f}   "
-          f"mAP50 A {p['a_map50']:.4f}  B {p['b_map50']:.4f}  delta {p['delta_map50']:+.4f}")  # fmt: skip
-    print(f"  95% CI   delta mAP [{result.delta_map.low:+.4f}, {result.delta_map.high:+.4f}]  "
-          f"delta mAP50 [{result.delta_map50.low:+.4f}, {result.delta_map50.high:+.4f}]  "
-          f"images needed (mAP) {result.images_needed()}")  # fmt: skip
+    print(
+        f"  point    mAP A {p['a_map']:.4f}  B {p['b_map']:.4f}  delta {p['delta_map']:+.4f}   "
+        f"mAP50 A {p['a_map50']:.4f}  B {p['b_map50']:.4f}  delta {p['delta_map50']:+.4f}"
+    )
+    print(
+        f"  95% CI   delta mAP [{result.delta_map.low:+.4f}, {result.delta_map.high:+.4f}]  "
+        f"delta mAP50 [{result.delta_map50.low:+.4f}, {result.delta_map50.high:+.4f}]  "
+        f"images needed (mAP) {result.images_needed()}"
+    )
     print(f"  paired_bootstrap wall time   {wall:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})")
     ok = wall < args.goal
     print(f"  wall / goal ({args.goal:g} s)          {wall / args.goal:7.2f}   -> {'PASS' if ok else 'FAIL'}")

@@ -61,11 +61,26 @@ def ours(target: object, seconds: float, concurrency: int) -> tuple[float, float
 
 def wrk(url: str, seconds: float, concurrency: int, core: int, body: Path) -> float:
     script = body.with_suffix(".lua")
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f'wrk.body = [[{body.read_text()}]]\n')  # fmt: skip
-    out = subprocess.run(["taskset", "-c", str(core), "wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s",
-                          "-s", str(script), f"{url}/infer/object_detection"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[{body.read_text()}]]\n'
+    )
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(core),
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "-s",
+            str(script),
+            f"{url}/infer/object_detection",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
@@ -81,8 +96,11 @@ def main() -> None:
     client_core, server_core = cores[0], cores[1]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    srv = subprocess.Popen(["taskset", "-c", str(server_core), sys.executable, str(HERE / "trivial_server.py"),
-                            str(port)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    srv = subprocess.Popen(
+        ["taskset", "-c", str(server_core), sys.executable, str(HERE / "trivial_server.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert srv.stdout is not None
     srv.stdout.readline()
     os.sched_setaffinity(0, {client_core})
@@ -92,8 +110,10 @@ def main() -> None:
 
     b64 = base64.b64encode(image).decode()
     body.write_bytes(orjson.dumps({"model_id": "bench/trivial", "image": {"type": "base64", "value": b64}}))
-    print(f"client on core {client_core}, server on core {server_core}, image {len(image)} bytes, "
-          f"{args.concurrency} in flight, {args.seconds:g} s per run, {args.rounds} interleaved rounds")  # fmt: skip
+    print(
+        f"client on core {client_core}, server on core {server_core}, image {len(image)} bytes, "
+        f"{args.concurrency} in flight, {args.seconds:g} s per run, {args.rounds} interleaved rounds"
+    )
     rows: dict[str, list[tuple[float, float, float]]] = {"speedmap": [], "httpx (first cut)": [], "wrk": []}
     try:
         for _ in range(args.rounds):

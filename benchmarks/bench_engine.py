@@ -85,23 +85,33 @@ def nms_graph(src: Path, dst: Path, iou: float, conf: float, max_det: int = 300)
 
     m = onnx.load(str(src))
     g = m.graph
-    c = [helper.make_tensor(n, TensorProto.INT64, [len(v)], v) for n, v in
-         (("s0", [0]), ("s4", [4]), ("sbig", [1 << 30]), ("ax2", [2]))]  # fmt: skip
+    c = [
+        helper.make_tensor(n, TensorProto.INT64, [len(v)], v)
+        for n, v in (("s0", [0]), ("s4", [4]), ("sbig", [1 << 30]), ("ax2", [2]))
+    ]
     g.initializer.extend(c)
-    g.initializer.extend([
-        helper.make_tensor("max_out", TensorProto.INT64, [1], [max_det]),
-        helper.make_tensor("iou_t", TensorProto.FLOAT, [1], [iou]),
-        helper.make_tensor("conf_t", TensorProto.FLOAT, [1], [conf]),
-    ])  # fmt: skip
-    g.node.extend([
-        helper.make_node("Slice", ["output", "s0", "s4", "ax2"], ["boxes"]),
-        helper.make_node("Slice", ["output", "s4", "sbig", "ax2"], ["scores_bnc"]),
-        helper.make_node("Transpose", ["scores_bnc"], ["scores"], perm=[0, 2, 1]),
-        helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou_t", "conf_t"], ["selected"]),
-    ])  # fmt: skip
+    g.initializer.extend(
+        [
+            helper.make_tensor("max_out", TensorProto.INT64, [1], [max_det]),
+            helper.make_tensor("iou_t", TensorProto.FLOAT, [1], [iou]),
+            helper.make_tensor("conf_t", TensorProto.FLOAT, [1], [conf]),
+        ]
+    )
+    g.node.extend(
+        [
+            helper.make_node("Slice", ["output", "s0", "s4", "ax2"], ["boxes"]),
+            helper.make_node("Slice", ["output", "s4", "sbig", "ax2"], ["scores_bnc"]),
+            helper.make_node("Transpose", ["scores_bnc"], ["scores"], perm=[0, 2, 1]),
+            helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou_t", "conf_t"], ["selected"]),
+        ]
+    )
     del g.output[:]
-    g.output.extend([helper.make_tensor_value_info("selected", TensorProto.INT64, ["k", 3]),
-                     helper.make_tensor_value_info("output", TensorProto.FLOAT, None)])  # fmt: skip
+    g.output.extend(
+        [
+            helper.make_tensor_value_info("selected", TensorProto.INT64, ["k", 3]),
+            helper.make_tensor_value_info("output", TensorProto.FLOAT, None),
+        ]
+    )
     onnx.save(m, str(dst))
 
 
@@ -110,10 +120,14 @@ def nms_only_graph(dst: Path, iou: float, conf: float, max_det: int = 300) -> No
     import onnx
     from onnx import TensorProto, helper
 
-    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
-             (("s0", 0), ("s4", 4), ("sbig", 1 << 30), ("ax2", 2), ("max_out", max_det))]  # fmt: skip
-    inits += [helper.make_tensor("iou_t", TensorProto.FLOAT, [1], [iou]),
-              helper.make_tensor("conf_t", TensorProto.FLOAT, [1], [conf])]  # fmt: skip
+    inits = [
+        helper.make_tensor(n, TensorProto.INT64, [1], [v])
+        for n, v in (("s0", 0), ("s4", 4), ("sbig", 1 << 30), ("ax2", 2), ("max_out", max_det))
+    ]
+    inits += [
+        helper.make_tensor("iou_t", TensorProto.FLOAT, [1], [iou]),
+        helper.make_tensor("conf_t", TensorProto.FLOAT, [1], [conf]),
+    ]
     nodes = [
         helper.make_node("Slice", ["output", "s0", "s4", "ax2"], ["boxes"]),
         helper.make_node("Slice", ["output", "s4", "sbig", "ax2"], ["scores_bnc"]),
@@ -144,8 +158,11 @@ def main() -> None:
     args = ap.parse_args()
     runs = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.runs.split(","))}
     peers = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.peer.split(",") if kv)}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, onnxruntime "
-          f"{ort.__version__}, {args.threads} intra-op threads", flush=True)  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, onnxruntime "
+        f"{ort.__version__}, {args.threads} intra-op threads",
+        flush=True,
+    )
     folders = export_all(runs, args.data, args.out)
     models = {k: Model(read_meta(v), threads=args.threads) for k, v in folders.items()}
     recs = load_dataset(args.data).view("test").records
@@ -182,9 +199,11 @@ def main() -> None:
         s = bd[name]
         total = sum(s.values())
         share = (s["decode"] + s["preprocess"] + s["postprocess"]) / total
-        print(f"{name:<14} decode {s['decode']:.2f}  pre {s['preprocess']:.2f}  forward {s['forward']:.2f}  "
-              f"post {s['postprocess']:.2f}  total {total:.2f} ms; decode+pre+post {share:.1%}",
-              flush=True)  # fmt: skip
+        print(
+            f"{name:<14} decode {s['decode']:.2f}  pre {s['preprocess']:.2f}  forward {s['forward']:.2f}  "
+            f"post {s['postprocess']:.2f}  total {total:.2f} ms; decode+pre+post {share:.1%}",
+            flush=True,
+        )
     result["breakdown_ms"] = bd
 
     # 3. forward latency side by side (interleaved rounds), with peers
@@ -205,9 +224,12 @@ def main() -> None:
     for k in ("fast", "accurate"):
         if f"{k}-int8" in fwd_med:
             fp, q = models[k].meta.doc.get("metrics") or {}, models[f"{k}-int8"].meta.doc.get("metrics") or {}
-            print(f"int8 {k}: forward {fwd_med[k] / fwd_med[k + '-int8']:.2f}x faster; test mAP50-95 "
-                  f"{fp.get('map', float('nan')):.3f} -> {q.get('map', float('nan')):.3f}, mAP50 "
-                  f"{fp.get('map50', float('nan')):.3f} -> {q.get('map50', float('nan')):.3f}", flush=True)  # fmt: skip
+            print(
+                f"int8 {k}: forward {fwd_med[k] / fwd_med[k + '-int8']:.2f}x faster; test mAP50-95 "
+                f"{fp.get('map', float('nan')):.3f} -> {q.get('map', float('nan')):.3f}, mAP50 "
+                f"{fp.get('map50', float('nan')):.3f} -> {q.get('map50', float('nan')):.3f}",
+                flush=True,
+            )
 
     # 4. throughput vs batch size (forward + postprocess, letterboxed inputs)
     squares = [letterbox(read_image(b), imgsz)[0] for b in blobs[:16]]
@@ -238,8 +260,13 @@ def main() -> None:
         for _ in range(15):
             rows["plain"].append(med_ms(lambda s=s_out: s.run(None, {"images": x1}), 10, rounds=1))
             rows["in_graph"].append(med_ms(lambda s=s_in: s.run(["selected"], {"images": x1}), 10, rounds=1))
-            rows["outside"].append(med_ms(lambda c=conf, i=iou, s=s_out: postprocess(
-                s.run(None, {"images": x1})[0][0], conf=c, iou=i), 10, rounds=1))  # fmt: skip
+            rows["outside"].append(
+                med_ms(
+                    lambda c=conf, i=iou, s=s_out: postprocess(s.run(None, {"images": x1})[0][0], conf=c, iou=i),
+                    10,
+                    rounds=1,
+                )
+            )
         r = {k: statistics.median(v) for k, v in rows.items()}
         r["numpy_nms_alone"] = med_ms(lambda c=conf, i=iou: postprocess(raw, conf=c, iou=i), 50)
         only = args.out / f"nms-only-{conf}.onnx"
@@ -247,11 +274,13 @@ def main() -> None:
         s_only = session(only, args.threads)
         r["onnx_nms_alone"] = med_ms(lambda s=s_only: s.run(None, {"output": raw[None]}), 50)
         nms_res[f"conf{conf}_iou{iou}"] = r
-        print(f"NMS conf {conf} iou {iou}: forward {r['plain']:.2f} ms; with NMS in graph {r['in_graph']:.2f} "
-              f"(+{r['in_graph'] - r['plain']:.2f}); with numpy NMS outside {r['outside']:.2f} "
-              f"(+{r['outside'] - r['plain']:.2f}); alone: numpy postprocess {r['numpy_nms_alone']:.2f} ms, ONNX "
-              f"NonMaxSuppression {r['onnx_nms_alone']:.2f} ms",
-              flush=True)  # fmt: skip
+        print(
+            f"NMS conf {conf} iou {iou}: forward {r['plain']:.2f} ms; with NMS in graph {r['in_graph']:.2f} "
+            f"(+{r['in_graph'] - r['plain']:.2f}); with numpy NMS outside {r['outside']:.2f} "
+            f"(+{r['outside'] - r['plain']:.2f}); alone: numpy postprocess {r['numpy_nms_alone']:.2f} ms, ONNX "
+            f"NonMaxSuppression {r['onnx_nms_alone']:.2f} ms",
+            flush=True,
+        )
     result["nms_ms"] = nms_res
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_engine.json").write_text(json.dumps(result, indent=1))

@@ -50,15 +50,27 @@ def synth(n_images: int, n_dets: int, seed: int = 0):
         for b, c in zip(boxes, cls, strict=True):
             w, h = b[2:] - b[:2]
             box = [*b[:2].tolist(), float(w), float(h)]
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": i, "category_id": int(c) + 1, "bbox": box,
-                            "area": float(w * h), "iscrowd": 0})  # fmt: skip
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": i,
+                    "category_id": int(c) + 1,
+                    "bbox": box,
+                    "area": float(w * h),
+                    "iscrowd": 0,
+                }
+            )
         d32 = preds[-1]
         for b, s, c in zip(d32.xyxy.astype(float), d32.confidence.astype(float), d32.class_id, strict=True):
-            results.append({"image_id": i, "category_id": int(c) + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                            "score": s})  # fmt: skip
+            results.append(
+                {"image_id": i, "category_id": int(c) + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
+            )
     classes = [f"class{k}" for k in range(10)]
-    gt = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 480} for i in range(n_images)],
-          "annotations": gt_anns, "categories": [{"id": k + 1, "name": n} for k, n in enumerate(classes)]}  # fmt: skip
+    gt = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 480} for i in range(n_images)],
+        "annotations": gt_anns,
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(classes)],
+    }
     return DatasetSplit("test", classes, records), preds, gt, results
 
 
@@ -87,14 +99,25 @@ def main() -> None:
     (work / "pred.json").write_text(json.dumps(results))
 
     t_lib, m = median_time(lambda: evaluate(split, preds), args.repeats)
-    cli = [sys.executable, "-m", "speedmap", "eval", "--gt", str(work / "gt.json"), "--pred", str(work / "pred.json"),
-           "--json"]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "speedmap",
+        "eval",
+        "--gt",
+        str(work / "gt.json"),
+        "--pred",
+        str(work / "pred.json"),
+        "--json",
+    ]
     t_cli, proc = median_time(lambda: subprocess.run(cli, check=True, capture_output=True, text=True), args.repeats)
     cli_stats = json.loads(proc.stdout)  # type: ignore[union-attr]
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
-    print(f"data: {args.images} images, {len(gt['annotations'])} GT boxes, {len(results)} detections; "
-          f"medians of {args.repeats}")  # fmt: skip
+    print(
+        f"data: {args.images} images, {len(gt['annotations'])} GT boxes, {len(results)} detections; "
+        f"medians of {args.repeats}"
+    )
     print(f"  evaluate(split, detections), in process   {t_lib:7.2f} s   mAP50-95 {m.map:.6f}")  # type: ignore[union-attr]
     print(f"  `speedmap eval --gt --pred --json` CLI     {t_cli:7.2f} s   mAP50-95 {cli_stats['map']:.6f}")
     if not args.no_pycocotools:

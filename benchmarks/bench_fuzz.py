@@ -61,11 +61,32 @@ def ensure_model(work: Path, size: str = "fast", imgsz: int = 64, epochs: int = 
     model = store / "shapes" / "1"
     if not (model / "model.json").is_file():
         print(f"making a {size} model ({imgsz} px, {epochs} epochs) under {work} ...", flush=True)
-        subprocess.run([*CLI, "datasets", "make", "shapes", str(data), "--images", "48", "--imgsz", str(imgsz),
-                        "--seed", "5"], check=True)  # fmt: skip
-        subprocess.run([*CLI, "train", str(data), "--size", size, "--epochs", str(epochs), "--imgsz", str(imgsz),
-                        "--batch", "4", "--workers", "0", "--close-mosaic", "2", "--out", str(run)],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [*CLI, "datasets", "make", "shapes", str(data), "--images", "48", "--imgsz", str(imgsz), "--seed", "5"],
+            check=True,
+        )
+        subprocess.run(
+            [
+                *CLI,
+                "train",
+                str(data),
+                "--size",
+                size,
+                "--epochs",
+                str(epochs),
+                "--imgsz",
+                str(imgsz),
+                "--batch",
+                "4",
+                "--workers",
+                "0",
+                "--close-mosaic",
+                "2",
+                "--out",
+                str(run),
+            ],
+            check=True,
+        )
         subprocess.run([*CLI, "export", str(run), "--out", str(model), "--no-eval"], check=True)
     return store, "shapes/1", data / "test"
 
@@ -89,8 +110,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=4, help="attack cases in flight")
     ap.add_argument("--max-body-mb", type=float, default=4.0)
-    ap.add_argument("--slow-bound", type=float, default=RAW_DEADLINE_S,
-                    help="seconds within which the server must close a slow or idle connection")  # fmt: skip
+    ap.add_argument(
+        "--slow-bound",
+        type=float,
+        default=RAW_DEADLINE_S,
+        help="seconds within which the server must close a slow or idle connection",
+    )
     ap.add_argument("--huge-line-mb", type=float, default=16.0, help="size of the huge request line")
     ap.add_argument("--server-args", default="", help="more `speedmap serve` flags (quoted)")
     ap.add_argument("--skip", default="", help="regex of case names to leave out (one that wedges the server)")
@@ -106,15 +131,38 @@ def main() -> None:
     image = image_path.read_bytes() if image_path else noise_jpeg(64, 64)
     key = "fuzz-" + secrets.token_hex(8)
     # short timeouts so that slow clients are cut within --slow-bound; the URL lab lives on 127.0.0.2
-    server_args = ["--api-key", key, "--max-body-mb", str(args.max_body_mb), "--header-timeout", "5",
-                   "--body-timeout", "8", "--keep-alive-timeout", "5", "--allow-url-host", "example.invalid",
-                   "--allow-url-host", "127.0.0.2",
-                   *(["--allow-private-urls"] if lab_available() else []), *shlex.split(args.server_args)]  # fmt: skip
+    server_args = [
+        "--api-key",
+        key,
+        "--max-body-mb",
+        str(args.max_body_mb),
+        "--header-timeout",
+        "5",
+        "--body-timeout",
+        "8",
+        "--keep-alive-timeout",
+        "5",
+        "--allow-url-host",
+        "example.invalid",
+        "--allow-url-host",
+        "127.0.0.2",
+        *(["--allow-private-urls"] if lab_available() else []),
+        *shlex.split(args.server_args),
+    ]
 
     with UrlLab(image) if lab_available() else NoLab() as lab:
         t = time.perf_counter()
-        cases = corpus(args.seed, args.n, key=key, model_id=model_id, image=image, lab=lab.lab_url,
-                       canary=lab.canary_url, slow_bound_s=args.slow_bound, huge_line_mb=args.huge_line_mb)  # fmt: skip
+        cases = corpus(
+            args.seed,
+            args.n,
+            key=key,
+            model_id=model_id,
+            image=image,
+            lab=lab.lab_url,
+            canary=lab.canary_url,
+            slow_bound_s=args.slow_bound,
+            huge_line_mb=args.huge_line_mb,
+        )
         cases = [c for c in cases if not (args.skip and re.search(args.skip, c.name))]
         print(f"{len(cases)} cases built in {time.perf_counter() - t:.1f} s; model {model_id} from {store}", flush=True)
         srv = ServerProcess(store, *server_args)
@@ -150,8 +198,9 @@ def main() -> None:
 
                 forbidden = forbidden_strings(key, str(store))
                 t0 = time.perf_counter()
-                outcomes, valid_failures = run_corpus(cases, srv.url, forbidden, workers=args.workers,
-                                                      checkpoint=checkpoint, progress=progress)  # fmt: skip
+                outcomes, valid_failures = run_corpus(
+                    cases, srv.url, forbidden, workers=args.workers, checkpoint=checkpoint, progress=progress
+                )
                 elapsed = time.perf_counter() - t0
                 alive = srv.alive()
                 after = srv.memory_mb() if alive else {"VmRSS": float("nan"), "VmHWM": float("nan")}
@@ -164,12 +213,18 @@ def main() -> None:
     s = summarize(outcomes)
     tbs = tracebacks(log)
     print(f"\n{s['cases']} cases in {elapsed:.0f} s; statuses: {s['statuses']}")
-    print(f"5xx: {s['5xx']} (want 0); hangs: {s['hangs']} (want 0); failures: {s['failures']}; "
-          f"valid-request failures: {len(valid_failures)}; server alive: {alive}")  # fmt: skip
-    print(f"5xx counted by the server (/metrics): {counted or 0}; tracebacks in its log: {sum(tbs.values())}; "
-          f"loopback canary hits: {len(canary)}")  # fmt: skip
-    print(f"server RSS: {before['VmRSS']:.0f} MB before, {after['VmRSS']:.0f} MB after; peak (VmHWM) "
-          f"{after['VmHWM']:.0f} MB")  # fmt: skip
+    print(
+        f"5xx: {s['5xx']} (want 0); hangs: {s['hangs']} (want 0); failures: {s['failures']}; "
+        f"valid-request failures: {len(valid_failures)}; server alive: {alive}"
+    )
+    print(
+        f"5xx counted by the server (/metrics): {counted or 0}; tracebacks in its log: {sum(tbs.values())}; "
+        f"loopback canary hits: {len(canary)}"
+    )
+    print(
+        f"server RSS: {before['VmRSS']:.0f} MB before, {after['VmRSS']:.0f} MB after; peak (VmHWM) "
+        f"{after['VmHWM']:.0f} MB"
+    )
     if s["failed_groups"]:
         print("failures by group: " + ", ".join(f"{g} {n}" for g, n in sorted(s["failed_groups"].items())))
         print(failure_report(outcomes, 60))
@@ -178,23 +233,40 @@ def main() -> None:
     for line in valid_failures[:10]:
         print(f"  valid: {line}")
     hist = ", ".join(f"{k}: {v}" for k, v in s["statuses"].items())
-    print("\n| cases | statuses | 5xx | hangs | other failures | valid requests broken | server RSS before -> after "
-          "(peak) |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        "\n| cases | statuses | 5xx | hangs | other failures | valid requests broken | server RSS before -> after "
+        "(peak) |\n|---|---|---|---|---|---|---|"
+    )
     ran = f"{s['cases']}" + (f" of {len(cases)} (stopped: server unresponsive)" if s["cases"] < len(cases) else "")
-    print(f"| {ran} | {hist} | {s['5xx']} | {s['hangs']} | {s['failures'] - s['5xx'] - s['hangs']} | "
-          f"{len(valid_failures)} | {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MB "
-          f"({after['VmHWM']:.0f} MB) |")  # fmt: skip
+    print(
+        f"| {ran} | {hist} | {s['5xx']} | {s['hangs']} | {s['failures'] - s['5xx'] - s['hangs']} | "
+        f"{len(valid_failures)} | {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MB "
+        f"({after['VmHWM']:.0f} MB) |"
+    )
     if args.json:
-        doc = {**s, "seconds": elapsed, "rss_mb": {"before": before, "after": after}, "metrics_5xx": counted,
-               "tracebacks": dict(tbs), "canary_hits": canary, "valid_failures": valid_failures}  # fmt: skip
+        doc = {
+            **s,
+            "seconds": elapsed,
+            "rss_mb": {"before": before, "after": after},
+            "metrics_5xx": counted,
+            "tracebacks": dict(tbs),
+            "canary_hits": canary,
+            "valid_failures": valid_failures,
+        }
         args.json.write_text(json.dumps(doc, indent=1))
     sys.exit(1 if s["5xx"] or s["hangs"] or counted or not alive else 0)
 
 
 def _same(got: list[dict], want: list[dict]) -> bool:
     def key(p: dict) -> tuple:
-        return (p["class"], round(p["x"], 1), round(p["y"], 1), round(p["width"], 1), round(p["height"], 1),
-                round(p["confidence"], 3))  # fmt: skip
+        return (
+            p["class"],
+            round(p["x"], 1),
+            round(p["y"], 1),
+            round(p["width"], 1),
+            round(p["height"], 1),
+            round(p["confidence"], 3),
+        )
 
     return sorted(map(key, got)) == sorted(map(key, want))
 

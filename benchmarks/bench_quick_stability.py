@@ -39,8 +39,18 @@ def main() -> int:
     for seed in seeds:
         folder = args.out / f"seed-{seed}"
         t = time.perf_counter()
-        cmd = [sys.executable, "-m", "speedmap", "compare", "--quick", "--seed", str(seed), "--out", str(folder),
-               *args.extra.split()]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "speedmap",
+            "compare",
+            "--quick",
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder),
+            *args.extra.split(),
+        ]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
         print(f"seed {seed}: {time.perf_counter() - t:.0f} s wall (0 s when every step was reused)", flush=True)
@@ -69,10 +79,17 @@ def main() -> int:
             d = task.accuracy_delta
             for size, e in task.sizes.items():
                 ci = e.metrics.map_ci95
-                delta = f"{100 * d.map:+.1f} [{100 * d.map_ci95[0]:+.1f}, {100 * d.map_ci95[1]:+.1f}]" if (
-                    d and d.map_ci95 and size == "accurate") else ""  # fmt: skip
-                print(f"| {s} | {t} | {size} | {e.train.epochs_run} | {'yes' if e.train.converged else 'no'} | "
-                      f"{e.metrics.map:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {delta} |" if ci else "")  # fmt: skip
+                delta = (
+                    f"{100 * d.map:+.1f} [{100 * d.map_ci95[0]:+.1f}, {100 * d.map_ci95[1]:+.1f}]"
+                    if (d and d.map_ci95 and size == "accurate")
+                    else ""
+                )
+                print(
+                    f"| {s} | {t} | {size} | {e.train.epochs_run} | {'yes' if e.train.converged else 'no'} | "
+                    f"{e.metrics.map:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {delta} |"
+                    if ci
+                    else ""
+                )
     print("\nverdicts agree" if ok else "\nverdicts DISAGREE")
     return 0 if ok else 1
 

@@ -64,15 +64,38 @@ class Server:
 
 def hey(url: str, body: Path, n: int, c: int) -> dict[str, float]:
     """Run hey; per-request latencies from its CSV output."""
-    out = subprocess.run(["hey", "-n", str(n), "-c", str(c), "-m", "POST", "-D", str(body), "-T",
-                          "application/x-www-form-urlencoded", "-o", "csv", url],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            "hey",
+            "-n",
+            str(n),
+            "-c",
+            str(c),
+            "-m",
+            "POST",
+            "-D",
+            str(body),
+            "-T",
+            "application/x-www-form-urlencoded",
+            "-o",
+            "csv",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     ok = [float(r["response-time"]) * 1e3 for r in rows if r["status-code"] == "200"]
     starts = [float(r["offset"]) for r in rows]
     span = max(float(r["offset"]) + float(r["response-time"]) for r in rows) - min(starts)
-    return {"requests": len(rows), "errors": len(rows) - len(ok), "p50_ms": statistics.median(ok),
-            "p90_ms": statistics.quantiles(ok, n=10)[-1], "rps": len(rows) / span}  # fmt: skip
+    return {
+        "requests": len(rows),
+        "errors": len(rows) - len(ok),
+        "p50_ms": statistics.median(ok),
+        "p90_ms": statistics.quantiles(ok, n=10)[-1],
+        "rps": len(rows) / span,
+    }
 
 
 def main() -> None:
@@ -87,8 +110,11 @@ def main() -> None:
     if shutil.which("hey") is None:
         sys.exit("this benchmark needs `hey` (apt-get install hey)")
     cores = available_cpus()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus ({cores} usable), JPEG decoder "
-          f"{jpeg_decoder_name()}; model {args.model}; image {args.image.name}", flush=True)  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus ({cores} usable), JPEG decoder "
+        f"{jpeg_decoder_name()}; model {args.model}; image {args.image.name}",
+        flush=True,
+    )
     data = args.image.read_bytes()
     tmp = Path(tempfile.mkdtemp())
     body = tmp / "body.txt"
@@ -122,13 +148,17 @@ def main() -> None:
         return total / (time.perf_counter() - t)
 
     engine_tput = batched()
-    print(f"in-process engine: single p50 {engine_p50:.2f} ms; offline batched (8) {engine_tput:.1f} images/s",
-          flush=True)  # fmt: skip
+    print(
+        f"in-process engine: single p50 {engine_p50:.2f} ms; offline batched (8) {engine_tput:.1f} images/s", flush=True
+    )
     model.session = None  # type: ignore[assignment]  # free the in-process session before the servers run
     result["engine"] = {"p50_ms": engine_p50, "offline_images_per_s": engine_tput}
 
-    variants = {"uvloop+httptools, batch 8": [], "asyncio+h11, batch 8": ["--loop", "asyncio", "--http", "h11"],
-                "uvloop+httptools, batch 1": ["--max-batch", "1"]}  # fmt: skip
+    variants = {
+        "uvloop+httptools, batch 8": [],
+        "asyncio+h11, batch 8": ["--loop", "asyncio", "--http", "h11"],
+        "uvloop+httptools, batch 1": ["--max-batch", "1"],
+    }
     if os.environ.get("BENCH_VARIANTS"):
         variants = {k: v for k, v in variants.items() if k in os.environ["BENCH_VARIANTS"].split(";")}
     for name, extra in variants.items():
@@ -139,18 +169,28 @@ def main() -> None:
             single = hey(url, body, args.single, 1)
             load = hey(url, body, args.load, 100)
             row = {"single": single, "c100": load}
-            print(f"{name:<28} single p50 {single['p50_ms']:.2f} ms ({single['p50_ms'] / engine_p50:.2f}x engine)  "
-                  f"c=100: {load['rps']:.1f} req/s ({load['rps'] / engine_tput:.2f}x engine offline), p50 "
-                  f"{load['p50_ms']:.0f} ms, errors {load['errors']}", flush=True)  # fmt: skip
+            print(
+                f"{name:<28} single p50 {single['p50_ms']:.2f} ms ({single['p50_ms'] / engine_p50:.2f}x engine)  "
+                f"c=100: {load['rps']:.1f} req/s ({load['rps'] / engine_tput:.2f}x engine offline), p50 "
+                f"{load['p50_ms']:.0f} ms, errors {load['errors']}",
+                flush=True,
+            )
             if name.startswith("uvloop+httptools, batch 8"):
                 hey(url, body, 1000, 16)  # steady state first: the c=100 queue above inflates the heap
                 before = srv.rss_mb()
                 mem = hey(url, body, args.memory, 16)
                 after = srv.rss_mb()
-                row["memory"] = {"rss_before_mb": before, "rss_after_mb": after, "requests": mem["requests"],
-                                 "errors": mem["errors"]}  # fmt: skip
-                print(f"{'':<28} memory over {mem['requests']} requests: RSS {before:.0f} -> {after:.0f} MB "
-                      f"({after / before - 1:+.1%}), errors {mem['errors']}", flush=True)  # fmt: skip
+                row["memory"] = {
+                    "rss_before_mb": before,
+                    "rss_after_mb": after,
+                    "requests": mem["requests"],
+                    "errors": mem["errors"],
+                }
+                print(
+                    f"{'':<28} memory over {mem['requests']} requests: RSS {before:.0f} -> {after:.0f} MB "
+                    f"({after / before - 1:+.1%}), errors {mem['errors']}",
+                    flush=True,
+                )
             result[name] = row
         finally:
             srv.stop()

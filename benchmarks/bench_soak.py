@@ -80,8 +80,16 @@ class Windows:
         e[kind] = e.get(kind, 0) + 1
 
 
-async def soak(url: str, model_id: str, images: list[bytes], concurrency: int, seconds: float, windows: Windows,
-               srv: ServerProcess, legacy: bool) -> None:  # fmt: skip
+async def soak(
+    url: str,
+    model_id: str,
+    images: list[bytes],
+    concurrency: int,
+    seconds: float,
+    windows: Windows,
+    srv: ServerProcess,
+    legacy: bool,
+) -> None:
     target = HttpTarget(url, model_id, images, legacy=legacy, concurrency=concurrency, timeout=60.0)
 
     async def send(i: int) -> dict[str, float]:
@@ -132,8 +140,11 @@ def main() -> None:
     seconds = args.minutes * 60
     width = 60.0 if args.minutes >= 2 else seconds / 4
     count = max(1, round(seconds / width))
-    print(f"soak: {args.concurrency} in flight for {seconds:.0f} s against {model_id} ({meta.doc.get('size', '?')}, "
-          f"{meta.imgsz} px) from {store}; windows of {width:.0f} s", flush=True)  # fmt: skip
+    print(
+        f"soak: {args.concurrency} in flight for {seconds:.0f} s against {model_id} ({meta.doc.get('size', '?')}, "
+        f"{meta.imgsz} px) from {store}; windows of {width:.0f} s",
+        flush=True,
+    )
     srv = ServerProcess(store, *shlex.split(args.server_args))
     srv.start()
     try:
@@ -153,8 +164,17 @@ def main() -> None:
         lat = np.array(windows.latencies[k]) * 1e3
         errors = sum(windows.errors[k].values())
         pct = {f"p{q}_ms": float(np.percentile(lat, q)) if len(lat) else None for q in (50, 99)}
-        rows.append({"window": k + 1, "requests": len(lat) + errors, "errors": errors, "error_kinds": windows.errors[k],
-                     "throughput_rps": len(lat) / width, **pct, "rss_mb": windows.rss[k]})  # fmt: skip
+        rows.append(
+            {
+                "window": k + 1,
+                "requests": len(lat) + errors,
+                "errors": errors,
+                "error_kinds": windows.errors[k],
+                "throughput_rps": len(lat) / width,
+                **pct,
+                "rss_mb": windows.rss[k],
+            }
+        )
     errors = sum(r["errors"] for r in rows)
     second, last = (rows[1]["rss_mb"], rows[-1]["rss_mb"]) if count >= 2 else (rows[0]["rss_mb"], rows[-1]["rss_mb"])
     growth = last / second - 1 if second == second and second else float("nan")
@@ -165,16 +185,29 @@ def main() -> None:
     for r in rows:
         p50 = f"{r['p50_ms']:.0f}" if r["p50_ms"] is not None else "-"
         p99 = f"{r['p99_ms']:.0f}" if r["p99_ms"] is not None else "-"
-        print(f"| {r['window']} | {r['requests']} | {r['errors']} | {r['throughput_rps']:.1f} | {p50} | {p99} | "
-              f"{r['rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| {r['window']} | {r['requests']} | {r['errors']} | {r['throughput_rps']:.1f} | {p50} | {p99} | "
+            f"{r['rss_mb']:.0f} |"
+        )
     print(
         f"\nserver RSS: {start_rss:.0f} MB idle at start, {end['VmRSS']:.0f} MB at the end, peak {end['VmHWM']:.0f} MB"
     )
     print(f"errors: {errors} (want 0){'; kinds ' + str(_merge(r['error_kinds'] for r in rows)) if errors else ''}")
     print(f"last {unit} RSS vs the second: {growth:+.1%} -> {'within' if flat else 'NOT within'} 10%")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "errors": errors, "rss_growth": growth, "width_s": width,
-                                         "rss_start_mb": start_rss, "rss_end": end}, indent=1))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "errors": errors,
+                    "rss_growth": growth,
+                    "width_s": width,
+                    "rss_start_mb": start_rss,
+                    "rss_end": end,
+                },
+                indent=1,
+            )
+        )
     sys.exit(0 if errors == 0 and flat and alive else 1)
 
 

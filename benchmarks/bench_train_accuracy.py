@@ -35,8 +35,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-accuracy"))
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"Python {platform.python_version()}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )
     results: dict[str, dict[str, dict[str, float]]] = {}
     for task, epochs in ((args.hard, args.hard_epochs), (args.easy, args.easy_epochs)):
         data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
@@ -44,25 +46,43 @@ def main() -> None:
             run = args.out / f"{task}-{size}"
             t = time.perf_counter()
             if not (run / "train.json").is_file() or json.loads((run / "train.json").read_text())["epochs"] < epochs:
-                cfg = TrainConfig(data=str(data), size=size, epochs=epochs, imgsz=args.imgsz, batch=args.batch,
-                                  out=str(run), resume=(run / "last.pt").is_file())  # fmt: skip
+                cfg = TrainConfig(
+                    data=str(data),
+                    size=size,
+                    epochs=epochs,
+                    imgsz=args.imgsz,
+                    batch=args.batch,
+                    out=str(run),
+                    resume=(run / "last.pt").is_file(),
+                )
                 train(cfg, log=lambda m: None)
             rec = json.loads((run / "train.json").read_text())
             m = evaluate_checkpoint(run / "best.pt", data)
             map50, map_ = m.map50, m.map
-            results.setdefault(task, {})[size] = {"map50": map50, "map": map_, "train_s": rec["total_seconds"],
-                                                  "wall_s": time.perf_counter() - t}  # fmt: skip
-            print(f"  {task:<8} {size:<9} test mAP50 {map50:.3f}  mAP50-95 {map_:.3f}  "
-                  f"training {rec['total_seconds'] / 60:.1f} min ({rec['epochs']} epochs)", flush=True)  # fmt: skip
+            results.setdefault(task, {})[size] = {
+                "map50": map50,
+                "map": map_,
+                "train_s": rec["total_seconds"],
+                "wall_s": time.perf_counter() - t,
+            }
+            print(
+                f"  {task:<8} {size:<9} test mAP50 {map50:.3f}  mAP50-95 {map_:.3f}  "
+                f"training {rec['total_seconds'] / 60:.1f} min ({rec['epochs']} epochs)",
+                flush=True,
+            )
     e, h = results[args.easy], results[args.hard]
     gain_hard = (h["accurate"]["map"] - h["fast"]["map"]) * 100
     gap_easy = (e["accurate"]["map50"] - e["fast"]["map50"]) * 100
-    print(f"hard task {args.hard!r}: accurate - fast = {gain_hard:+.1f} points mAP50-95 "
-          f"-> {'PASS' if gain_hard >= 5 else 'FAIL'} (goal >= +5)")  # fmt: skip
+    print(
+        f"hard task {args.hard!r}: accurate - fast = {gain_hard:+.1f} points mAP50-95 "
+        f"-> {'PASS' if gain_hard >= 5 else 'FAIL'} (goal >= +5)"
+    )
     ok95 = "PASS" if e["fast"]["map50"] >= 0.95 else "FAIL"
     ok2 = "PASS" if abs(gap_easy) <= 2 else "FAIL"
-    print(f"easy task {args.easy!r}: fast mAP50 {e['fast']['map50'] * 100:.1f}% ({ok95}, goal >= 95%), "
-          f"accurate - fast = {gap_easy:+.1f} points mAP50 ({ok2}, goal within 2)")  # fmt: skip
+    print(
+        f"easy task {args.easy!r}: fast mAP50 {e['fast']['map50'] * 100:.1f}% ({ok95}, goal >= 95%), "
+        f"accurate - fast = {gap_easy:+.1f} points mAP50 ({ok2}, goal within 2)"
+    )
     print(json.dumps(results))
 
 

@@ -35,24 +35,43 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="speedmap-bench-train-"))
     data = make_task(args.task, work / args.task, images=args.images, imgsz=args.imgsz)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), Python {platform.python_version()}")  # fmt: skip
-    print(f"data: built-in task {args.task!r}, {args.images} images (70% train), {args.imgsz}px, batch {args.batch}, "
-          f"{args.epochs} epochs per size")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
+    print(
+        f"data: built-in task {args.task!r}, {args.images} images (70% train), {args.imgsz}px, batch {args.batch}, "
+        f"{args.epochs} epochs per size"
+    )
     results = {}
     for size in ("fast", "accurate"):
-        rec = train(TrainConfig(data=str(data), size=size, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                                workers=args.workers, out=str(work / size), val=False), log=lambda m: None)  # fmt: skip
+        rec = train(
+            TrainConfig(
+                data=str(data),
+                size=size,
+                epochs=args.epochs,
+                imgsz=args.imgsz,
+                batch=args.batch,
+                workers=args.workers,
+                out=str(work / size),
+                val=False,
+            ),
+            log=lambda m: None,
+        )
         secs = rec["epoch_seconds"]
         steady = statistics.median(secs[1:]) if len(secs) > 1 else secs[0]
         results[size] = (steady, rec)
-        print(f"  {size:<9} {rec['params'] / 1e6:5.2f} M params {rec['flops'] / 1e9:5.2f} GFLOPs  epochs "
-              f"{', '.join(f'{s:.1f}' for s in secs)} s  median {steady:.1f} s/epoch  "
-              f"{rec['dataset']['train_images'] / steady:.1f} img/s")  # fmt: skip
+        print(
+            f"  {size:<9} {rec['params'] / 1e6:5.2f} M params {rec['flops'] / 1e9:5.2f} GFLOPs  epochs "
+            f"{', '.join(f'{s:.1f}' for s in secs)} s  median {steady:.1f} s/epoch  "
+            f"{rec['dataset']['train_images'] / steady:.1f} img/s"
+        )
     ratio = results["accurate"][0] / results["fast"][0]
     flops = results["accurate"][1]["flops"] / results["fast"][1]["flops"]
-    print(f"  accurate/fast: {ratio:.2f}x time per epoch ({flops:.2f}x FLOPs)  -> {'PASS' if ratio >= 2 else 'FAIL'} "
-          f"(goal: fast at least 2x faster)")  # fmt: skip
+    print(
+        f"  accurate/fast: {ratio:.2f}x time per epoch ({flops:.2f}x FLOPs)  -> {'PASS' if ratio >= 2 else 'FAIL'} "
+        f"(goal: fast at least 2x faster)"
+    )
     print(json.dumps({s: {"median_epoch_s": r[0], "epoch_seconds": r[1]["epoch_seconds"]} for s, r in results.items()}))
 
 

@@ -2,7 +2,7 @@
 # Installs speedmap from this checkout, then runs its main job or its tests.
 #
 #   scripts/setup.sh run  [ARGS...]    the quick study:  speedmap compare --quick ARGS
-#   scripts/setup.sh test [ARGS...]    the test suite:   python -m pytest -q ARGS
+#   scripts/setup.sh test [ARGS...]    the test suite:   ruff format --check, ruff check, python -m pytest -q ARGS
 #
 # 1. System packages for the browser destination: chromium, chromium-driver, npm. Only the missing
 #    ones, and only as root, one `apt-get install` each: one that cannot be installed (Debian's npm
@@ -70,5 +70,8 @@ fi
 if [ "$mode" = run ]; then
   exec speedmap compare --quick "$@"
 else
+  # the formatter owns the layout and the linter keeps functions short: both are part of the test
+  python -m ruff format --check . || { rc=$?; note "ruff format would change the files above: run 'ruff format .'"; exit $rc; }
+  python -m ruff check . || { rc=$?; note "ruff check found the problems above"; exit $rc; }
   exec python -m pytest -q "$@"
 fi

@@ -152,8 +152,17 @@ def webp_header(w: int, h: int, vp8x: bool = True) -> bytes:
 def tiff_header(w: int, h: int, compression: int = 8) -> bytes:
     """A little-endian TIFF whose single strip claims ``w`` x ``h`` 8-bit grey pixels."""
     data = zlib.compress(b"\x00" * 256)
-    tags = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, compression), (262, 3, 1), (273, 4, 0),
-            (277, 3, 1), (278, 4, h), (279, 4, len(data))]  # fmt: skip
+    tags = [
+        (256, 4, w),
+        (257, 4, h),
+        (258, 3, 8),
+        (259, 3, compression),
+        (262, 3, 1),
+        (273, 4, 0),
+        (277, 3, 1),
+        (278, 4, h),
+        (279, 4, len(data)),
+    ]
     ifd_size = 2 + 12 * len(tags) + 4
     offset = 8 + ifd_size
     out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags))
@@ -372,69 +381,244 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # JSON values of every type for every field (raw JSON text)
 ODD_JSON = {
-    "null": "null", "true": "true", "false": "false", "zero": "0", "minus-one": "-1", "one": "1", "two": "2",
-    "half": "0.5", "1e308": "1e308", "-1e308": "-1e308", "1e999": "1e999", "bigint": "1" + "0" * 40,
-    "2^63": "9223372036854775808", "NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity",
-    "str-abc": '"abc"', "str-empty": '""', "str-0.5": '"0.5"', "str-nan": '"nan"', "str-inf": '"inf"',
-    "str-1e30": '"1e30"', "str-false": '"false"', "str-yes": '"yes"', "str-nul": '"a\\u0000b"',
-    "str-surrogate": '"\\ud800"', "str-100k": '"' + "x" * 100_000 + '"', "list": "[]", "list-1": "[1]",
-    "list-str": '["a", "b"]', "dict": "{}", "dict-1": '{"a": 1}', "nested": "[" * 50 + "1" + "]" * 50,
-}  # fmt: skip
-V1_FIELDS = ["model_id", "image", "confidence", "iou_threshold", "max_detections", "class_filter",
-             "class_agnostic_nms", "visualize_predictions", "api_key", "overlap",
-             "disable_active_learning"]  # fmt: skip
+    "null": "null",
+    "true": "true",
+    "false": "false",
+    "zero": "0",
+    "minus-one": "-1",
+    "one": "1",
+    "two": "2",
+    "half": "0.5",
+    "1e308": "1e308",
+    "-1e308": "-1e308",
+    "1e999": "1e999",
+    "bigint": "1" + "0" * 40,
+    "2^63": "9223372036854775808",
+    "NaN": "NaN",
+    "Infinity": "Infinity",
+    "-Infinity": "-Infinity",
+    "str-abc": '"abc"',
+    "str-empty": '""',
+    "str-0.5": '"0.5"',
+    "str-nan": '"nan"',
+    "str-inf": '"inf"',
+    "str-1e30": '"1e30"',
+    "str-false": '"false"',
+    "str-yes": '"yes"',
+    "str-nul": '"a\\u0000b"',
+    "str-surrogate": '"\\ud800"',
+    "str-100k": '"' + "x" * 100_000 + '"',
+    "list": "[]",
+    "list-1": "[1]",
+    "list-str": '["a", "b"]',
+    "dict": "{}",
+    "dict-1": '{"a": 1}',
+    "nested": "[" * 50 + "1" + "]" * 50,
+}
+V1_FIELDS = [
+    "model_id",
+    "image",
+    "confidence",
+    "iou_threshold",
+    "max_detections",
+    "class_filter",
+    "class_agnostic_nms",
+    "visualize_predictions",
+    "api_key",
+    "overlap",
+    "disable_active_learning",
+]
 # the same for query parameters (text)
-ODD_TEXT = ["", "abc", "-1", "0", "1", "2", "100", "101", "0.5", "1e308", "1e309", "inf", "-inf", "nan", "Infinity",
-            "1_0", "0x10", " 0.5 ", "9" * 400, "1.5", "\x00", "a" * 10_000, "%", "[1]", "true", "3000000000",
-            "-0", "1e-320", "\u0661", "\u0661\u0660"]  # fmt: skip
-LEGACY_PARAMS = ["confidence", "overlap", "max_detections", "classes", "format", "labels", "stroke", "name",
-                 "image", "api_key"]  # fmt: skip
+ODD_TEXT = [
+    "",
+    "abc",
+    "-1",
+    "0",
+    "1",
+    "2",
+    "100",
+    "101",
+    "0.5",
+    "1e308",
+    "1e309",
+    "inf",
+    "-inf",
+    "nan",
+    "Infinity",
+    "1_0",
+    "0x10",
+    " 0.5 ",
+    "9" * 400,
+    "1.5",
+    "\x00",
+    "a" * 10_000,
+    "%",
+    "[1]",
+    "true",
+    "3000000000",
+    "-0",
+    "1e-320",
+    "\u0661",
+    "\u0661\u0660",
+]
+LEGACY_PARAMS = [
+    "confidence",
+    "overlap",
+    "max_detections",
+    "classes",
+    "format",
+    "labels",
+    "stroke",
+    "name",
+    "image",
+    "api_key",
+]
 
 TRAVERSAL_IDS = [
-    "../../etc/passwd", "shapes/../../1", "shapes/1/../../../x", "..\\..\\windows\\win.ini", "/etc/passwd",
-    "shapes/1\x00", "shapes/1\n", "shapes/1\r\nX-Injected: 1", "a" * 300 + "/1", "shapes/" + "1" * 300,
-    "shapes/.", "./1", "shapes/1/", "~root/1", "C:\\x/1", "shapes/1\u2215..", "%2e%2e/%2e%2e", "shapes/%2e%2e",
-    "shapes/1/model.onnx", "shapes", "", "/", "shapes//1", " shapes/1", "shapes/1 ", "SHAPES/1", "shapes/1\t",
-    "shapes/01", "shapes/1.", "\u0455hapes/1",
-]  # fmt: skip
+    "../../etc/passwd",
+    "shapes/../../1",
+    "shapes/1/../../../x",
+    "..\\..\\windows\\win.ini",
+    "/etc/passwd",
+    "shapes/1\x00",
+    "shapes/1\n",
+    "shapes/1\r\nX-Injected: 1",
+    "a" * 300 + "/1",
+    "shapes/" + "1" * 300,
+    "shapes/.",
+    "./1",
+    "shapes/1/",
+    "~root/1",
+    "C:\\x/1",
+    "shapes/1\u2215..",
+    "%2e%2e/%2e%2e",
+    "shapes/%2e%2e",
+    "shapes/1/model.onnx",
+    "shapes",
+    "",
+    "/",
+    "shapes//1",
+    " shapes/1",
+    "shapes/1 ",
+    "SHAPES/1",
+    "shapes/1\t",
+    "shapes/01",
+    "shapes/1.",
+    "\u0455hapes/1",
+]
 LEGACY_TRAVERSAL = [
-    "/..%2F..%2Fetc/passwd", "/%2e%2e/%2e%2e", "/%2e%2e%2f%2e%2e%2fetc/passwd", "/%252e%252e%252f/x",
-    "/%252e%252e%252fetc/passwd", "/shapes/1%00", "/shapes/1%0a", "/shapes/1%0d%0aX-Injected:%201",
-    "/shapes%5c..%5c/1", "/..%5c..%5cetc/passwd", "/" + "a" * 300 + "/1", "/shapes/" + "1" * 300,
-    "/shapes/%2e", "/%2e/1", "/shapes/1%2f..%2f..", "/shapes/..%c0%af..", "/shapes/%c0%ae%c0%ae",
-    "/shapes/1;x", "/shapes/1%20", "/shapes/%ff%fe", "/shapes/%", "/shapes/%zz",
-]  # fmt: skip
+    "/..%2F..%2Fetc/passwd",
+    "/%2e%2e/%2e%2e",
+    "/%2e%2e%2f%2e%2e%2fetc/passwd",
+    "/%252e%252e%252f/x",
+    "/%252e%252e%252fetc/passwd",
+    "/shapes/1%00",
+    "/shapes/1%0a",
+    "/shapes/1%0d%0aX-Injected:%201",
+    "/shapes%5c..%5c/1",
+    "/..%5c..%5cetc/passwd",
+    "/" + "a" * 300 + "/1",
+    "/shapes/" + "1" * 300,
+    "/shapes/%2e",
+    "/%2e/1",
+    "/shapes/1%2f..%2f..",
+    "/shapes/..%c0%af..",
+    "/shapes/%c0%ae%c0%ae",
+    "/shapes/1;x",
+    "/shapes/1%20",
+    "/shapes/%ff%fe",
+    "/shapes/%",
+    "/shapes/%zz",
+]
 WEB_TRAVERSAL = [
-    "/web/shapes/1/../../../../etc/passwd", "/web/shapes/1/..%2f..%2f..%2f..%2fetc%2fpasswd",
-    "/web/shapes/1/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/web/shapes/1/%252e%252e%252f%252e%252e%252fetc%252fpasswd",
-    "/web/shapes/1/..\\..\\..\\etc\\passwd", "/web/shapes/1/..%5c..%5c..%5cetc%5cpasswd",
-    "/web/shapes/1/index.html%00.js", "/web/shapes/1/model.json%00", "/web/shapes/1/vendor/../../../model.json",
-    "/web/shapes/1/vendor/..%2f..%2f..%2fpyproject.toml", "/web/shapes/1/%2fetc%2fpasswd", "/web/shapes/1//etc/passwd",
-    "/web/shapes/1/..%c0%af..%c0%afetc/passwd", "/web/..%2f..%2fetc/passwd/index.html",
-    "/web/shapes/..%2f1/index.html", "/web/%2e%2e/%2e%2e/index.html", "/web/shapes/1%0a/index.html",
-    "/web/shapes/1/index.html%0a", "/web/" + "a" * 300 + "/1/index.html", "/web/shapes/1/" + "a" * 5000,
-    "/web/shapes/1/model.onnx/..", "/web/shapes/1/.", "/web/shapes/1/vendor/", "/web/shapes/1/vendor/manifest.json/x",
-    "/web/shapes/1/%2e%2e%2fmodel.json", "/web/shapes/1/app.js?x=../../etc/passwd",
-]  # fmt: skip
+    "/web/shapes/1/../../../../etc/passwd",
+    "/web/shapes/1/..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "/web/shapes/1/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/web/shapes/1/%252e%252e%252f%252e%252e%252fetc%252fpasswd",
+    "/web/shapes/1/..\\..\\..\\etc\\passwd",
+    "/web/shapes/1/..%5c..%5c..%5cetc%5cpasswd",
+    "/web/shapes/1/index.html%00.js",
+    "/web/shapes/1/model.json%00",
+    "/web/shapes/1/vendor/../../../model.json",
+    "/web/shapes/1/vendor/..%2f..%2f..%2fpyproject.toml",
+    "/web/shapes/1/%2fetc%2fpasswd",
+    "/web/shapes/1//etc/passwd",
+    "/web/shapes/1/..%c0%af..%c0%afetc/passwd",
+    "/web/..%2f..%2fetc/passwd/index.html",
+    "/web/shapes/..%2f1/index.html",
+    "/web/%2e%2e/%2e%2e/index.html",
+    "/web/shapes/1%0a/index.html",
+    "/web/shapes/1/index.html%0a",
+    "/web/" + "a" * 300 + "/1/index.html",
+    "/web/shapes/1/" + "a" * 5000,
+    "/web/shapes/1/model.onnx/..",
+    "/web/shapes/1/.",
+    "/web/shapes/1/vendor/",
+    "/web/shapes/1/vendor/manifest.json/x",
+    "/web/shapes/1/%2e%2e%2fmodel.json",
+    "/web/shapes/1/app.js?x=../../etc/passwd",
+]
 
 URLS = [
-    "file:///etc/passwd", "file://example.invalid/etc/passwd", "gopher://example.invalid:70/_x",
-    "ftp://example.invalid/a.jpg", "dict://example.invalid:11211/stat", "ldap://example.invalid/",
-    "jar:http://example.invalid/a.jar!/", "data:image/png;base64,iVBORw0KGgo=", "javascript:alert(1)",
-    "http:/example.invalid/a.jpg", "//example.invalid/a.jpg", "example.invalid/a.jpg", "http://", "http:///a.jpg",
-    "http://example.invalid@127.0.0.1/", "http://127.0.0.1#@example.invalid/", "http://127.0.0.1\\@example.invalid/",
-    "http://example.invalid\\@127.0.0.1/", "http://127.0.0.1/", "http://127.1/", "http://[::1]/", "http://2130706433/",
-    "http://0x7f.1/", "http://0x7f000001/", "http://017700000001/", "http://localhost/", "http://LOCALHOST./",
-    "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://[0:0:0:0:0:ffff:7f00:1]/", "http://169.254.169.254/latest/meta-data/",
-    "http://[fe80::1%25eth0]/", "http://metadata.google.internal/computeMetadata/v1/", "http://10.0.0.1/",
-    "http://example.invalid.evil.test/a.jpg", "http://evilexample.invalid/a.jpg", "http://sub.example.invalid/a.jpg",
-    "http://a.b.c.example.invalid/a.jpg", "http://example.invalid:22/a.jpg", "http://example.invalid:0/a.jpg",
-    "http://example.invalid:99999/a.jpg", "http://example.invalid:-1/", "http://exa mple.invalid/",
-    "http://example.invalid/" + "a" * 20_000, "https://example.invalid/a.jpg", "HTTP://EXAMPLE.INVALID/a.jpg",
-    "http://example.invalid%00.evil.test/", "http://example.invalid\n.evil.test/", "http://xn--exmple-cua.invalid/",
-    "http://ex\u0430mple.invalid/", "http://example.invalid./a.jpg", "", " ", "http://[::1", "http://[zz]/",
-    "http://example.invalid/a.jpg#frag", "http://user:pass@example.invalid/a.jpg", "ws://example.invalid/",
-]  # fmt: skip
+    "file:///etc/passwd",
+    "file://example.invalid/etc/passwd",
+    "gopher://example.invalid:70/_x",
+    "ftp://example.invalid/a.jpg",
+    "dict://example.invalid:11211/stat",
+    "ldap://example.invalid/",
+    "jar:http://example.invalid/a.jar!/",
+    "data:image/png;base64,iVBORw0KGgo=",
+    "javascript:alert(1)",
+    "http:/example.invalid/a.jpg",
+    "//example.invalid/a.jpg",
+    "example.invalid/a.jpg",
+    "http://",
+    "http:///a.jpg",
+    "http://example.invalid@127.0.0.1/",
+    "http://127.0.0.1#@example.invalid/",
+    "http://127.0.0.1\\@example.invalid/",
+    "http://example.invalid\\@127.0.0.1/",
+    "http://127.0.0.1/",
+    "http://127.1/",
+    "http://[::1]/",
+    "http://2130706433/",
+    "http://0x7f.1/",
+    "http://0x7f000001/",
+    "http://017700000001/",
+    "http://localhost/",
+    "http://LOCALHOST./",
+    "http://0.0.0.0/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[0:0:0:0:0:ffff:7f00:1]/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fe80::1%25eth0]/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://10.0.0.1/",
+    "http://example.invalid.evil.test/a.jpg",
+    "http://evilexample.invalid/a.jpg",
+    "http://sub.example.invalid/a.jpg",
+    "http://a.b.c.example.invalid/a.jpg",
+    "http://example.invalid:22/a.jpg",
+    "http://example.invalid:0/a.jpg",
+    "http://example.invalid:99999/a.jpg",
+    "http://example.invalid:-1/",
+    "http://exa mple.invalid/",
+    "http://example.invalid/" + "a" * 20_000,
+    "https://example.invalid/a.jpg",
+    "HTTP://EXAMPLE.INVALID/a.jpg",
+    "http://example.invalid%00.evil.test/",
+    "http://example.invalid\n.evil.test/",
+    "http://xn--exmple-cua.invalid/",
+    "http://ex\u0430mple.invalid/",
+    "http://example.invalid./a.jpg",
+    "",
+    " ",
+    "http://[::1",
+    "http://[zz]/",
+    "http://example.invalid/a.jpg#frag",
+    "http://user:pass@example.invalid/a.jpg",
+    "ws://example.invalid/",
+]
 
 
 # ---------------------------------------------------------------------------------------------- the corpus
@@ -453,24 +637,55 @@ class _Builder:
             case.name = f"{case.name}#{self.names[case.name]}"
         self.cases.append(case)
 
-    def http(self, name: str, method: str, tgt: str, content: bytes | str | None = None,
-             headers: dict[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
+    def http(
+        self,
+        name: str,
+        method: str,
+        tgt: str,
+        content: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> None:
         if isinstance(content, str):
             content = content.encode()
         self.add(HttpCase(name, method, tgt, dict(headers or {}), content, **kw))
 
     # the common requests, authorised, with a part replaced
-    def legacy(self, name: str, params: dict[str, Any] | None = None, body: bytes | str | None = None,
-               headers: dict[str, str] | None = None, path: str | None = None, method: str = "POST",
-               **kw: Any) -> None:  # fmt: skip
+    def legacy(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        path: str | None = None,
+        method: str = "POST",
+        **kw: Any,
+    ) -> None:
         q = {"api_key": self.key, **(params or {})}
-        self.http(name, method, target(path or f"/{self.model_id}", {k: v for k, v in q.items() if v is not None}),
-                  self.image_b64 if body is None and method == "POST" else body, headers or TEXT, **kw)  # fmt: skip
+        self.http(
+            name,
+            method,
+            target(path or f"/{self.model_id}", {k: v for k, v in q.items() if v is not None}),
+            self.image_b64 if body is None and method == "POST" else body,
+            headers or TEXT,
+            **kw,
+        )
 
-    def v1(self, name: str, doc: dict[str, Any] | None = None, literals: dict[str, str] | None = None,
-           drop: tuple[str, ...] = (), path: str = "/infer/object_detection", **kw: Any) -> None:  # fmt: skip
-        full = {"model_id": self.model_id, "image": {"type": "base64", "value": self.image_b64}, "api_key": self.key,
-                **(doc or {})}  # fmt: skip
+    def v1(
+        self,
+        name: str,
+        doc: dict[str, Any] | None = None,
+        literals: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+        path: str = "/infer/object_detection",
+        **kw: Any,
+    ) -> None:
+        full = {
+            "model_id": self.model_id,
+            "image": {"type": "base64", "value": self.image_b64},
+            "api_key": self.key,
+            **(doc or {}),
+        }
         for k in drop:
             full.pop(k, None)
         self.http(name, "POST", path, json_text(full, literals), JSON, **kw)
@@ -557,8 +772,14 @@ def _auth_cases(b: _Builder, full: bool) -> None:
         assert isinstance(body, dict)
         for lit in ("12345", "1.5", "true", "null", f'["{key}"]', f'{{"key": "{key}"}}', '""', "[]"):
             deny = True
-            b.http(f"auth/{rname}/json-api-key-{lit[:12]}", method, path, json_text({**body, "api_key": 0},
-                   {"api_key": lit}), JSON, deny=deny)  # fmt: skip
+            b.http(
+                f"auth/{rname}/json-api-key-{lit[:12]}",
+                method,
+                path,
+                json_text({**body, "api_key": 0}, {"api_key": lit}),
+                JSON,
+                deny=deny,
+            )
     # open routes answer without a key, and a key changes nothing
     for path in ("/healthz", "/info", "/metrics", "/readiness", "/docs", "/openapi.json", "/docs/oauth2-redirect"):
         b.http(f"auth/open{path}/missing", "GET", path)
@@ -569,29 +790,48 @@ def _auth_cases(b: _Builder, full: bool) -> None:
     b.http("auth/web-root-redirect-missing", "GET", f"/web/{mid}")
     b.http("auth/web-index-query-key", "GET", target(f"/web/{mid}/index.html", {"api_key": key}))
     # right key in the body, wrong in the query (and the reverse); the key twice
-    b.http("auth/v1-wrong-query-right-body", "POST", target("/infer/object_detection", {"api_key": "wrong"}),
-           orjson.dumps({**body_v1, "api_key": key}), JSON)  # fmt: skip
+    b.http(
+        "auth/v1-wrong-query-right-body",
+        "POST",
+        target("/infer/object_detection", {"api_key": "wrong"}),
+        orjson.dumps({**body_v1, "api_key": key}),
+        JSON,
+    )
     b.http("auth/legacy-key-twice", "POST", f"/{mid}?api_key=wrong&api_key={quote(key)}", b.image_b64, TEXT)
-    b.http("auth/legacy-key-twice-wrong-last", "POST", f"/{mid}?api_key={quote(key)}&api_key=wrong", b.image_b64,
-           TEXT)  # fmt: skip
+    b.http("auth/legacy-key-twice-wrong-last", "POST", f"/{mid}?api_key={quote(key)}&api_key=wrong", b.image_b64, TEXT)
 
 
 def _traversal_cases(b: _Builder) -> None:
     bearer = {"Authorization": f"Bearer {b.key}"}
     for mid in TRAVERSAL_IDS:
         b.v1(f"traversal/v1-model-id/{mid[:40]!r}", {"model_id": mid})
-        b.http(f"traversal/add-model-id/{mid[:40]!r}", "POST", "/model/add", orjson.dumps({"model_id": mid}),
-               {**JSON, **bearer})  # fmt: skip
-        b.http(f"traversal/remove-model-id/{mid[:40]!r}", "POST", "/model/remove",
-               orjson.dumps({"model_id": mid}), {**JSON, **bearer})  # fmt: skip
+        b.http(
+            f"traversal/add-model-id/{mid[:40]!r}",
+            "POST",
+            "/model/add",
+            orjson.dumps({"model_id": mid}),
+            {**JSON, **bearer},
+        )
+        b.http(
+            f"traversal/remove-model-id/{mid[:40]!r}",
+            "POST",
+            "/model/remove",
+            orjson.dumps({"model_id": mid}),
+            {**JSON, **bearer},
+        )
     for path in LEGACY_TRAVERSAL:
         b.legacy(f"traversal/legacy-path/{path[:40]}", path=path)
-        b.legacy(f"traversal/legacy-path-get/{path[:40]}", {"image": "http://example.invalid/a.jpg"}, path=path,
-                 method="GET")  # fmt: skip
+        b.legacy(
+            f"traversal/legacy-path-get/{path[:40]}", {"image": "http://example.invalid/a.jpg"}, path=path, method="GET"
+        )
     for path in WEB_TRAVERSAL:
         b.http(f"traversal/web/{path[:60]}", "GET", path, headers=bearer)
-        b.http(f"traversal/web-query-key/{path[:60]}", "GET", path + ("&" if "?" in path else "?")
-               + urlencode({"api_key": b.key}), headers={})  # fmt: skip
+        b.http(
+            f"traversal/web-query-key/{path[:60]}",
+            "GET",
+            path + ("&" if "?" in path else "?") + urlencode({"api_key": b.key}),
+            headers={},
+        )
 
 
 def _image_cases(b: _Builder, full: bool, heavy_lists: bool) -> None:
@@ -606,8 +846,11 @@ def _image_cases(b: _Builder, full: bool, heavy_lists: bool) -> None:
     b.v1("image/real-bomb/v1-list-of-2", {"image": [b64(bombs["png-1bit-10000"])] * 2}, heavy=True)
     if heavy_lists:
         b.v1("image/real-bomb/v1-list-of-4", {"image": [b64(bombs["png-1bit-10000"])] * 4}, heavy=True)
-        b.v1("image/real-bomb/v1-list-mixed", {"image": [b64(x) for k, x in bombs.items() if "jpeg" not in k]},
-             heavy=True)  # fmt: skip
+        b.v1(
+            "image/real-bomb/v1-list-mixed",
+            {"image": [b64(x) for k, x in bombs.items() if "jpeg" not in k]},
+            heavy=True,
+        )
     b.image_via("image/real-bomb/ico-with-png-bomb", ico_with(bombs["png-1bit-10000"]), "b64", heavy=True)
     for i, (name, blob) in enumerate(format_samples().items()):
         for how in hows if full else [hows[i % len(hows)]]:
@@ -621,10 +864,22 @@ def _image_cases(b: _Builder, full: bool, heavy_lists: bool) -> None:
 
 def _body_cases(b: _Builder) -> None:
     raw64, img = b.image_b64, b.image
-    for ctype in ("image/jpeg", "application/octet-stream", "application/json", "text/html", "application/xml", "",
-                  "garbage/;;;;", "multipart/form-data", "multipart/form-data; boundary=", "text/plain; charset=utf-16",
-                  "application/x-www-form-urlencoded; charset=ebcdic", "a" * 10_000, "image/png\x7f",
-                  "application/json; boundary=x"):  # fmt: skip
+    for ctype in (
+        "image/jpeg",
+        "application/octet-stream",
+        "application/json",
+        "text/html",
+        "application/xml",
+        "",
+        "garbage/;;;;",
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "text/plain; charset=utf-16",
+        "application/x-www-form-urlencoded; charset=ebcdic",
+        "a" * 10_000,
+        "image/png\x7f",
+        "application/json; boundary=x",
+    ):
         b.legacy(f"body/b64-as/{ctype[:40]}", body=raw64, headers={"Content-Type": ctype})
     for ctype in ("text/plain", "application/json", "application/x-www-form-urlencoded", "multipart/form-data"):
         b.legacy(f"body/raw-jpeg-as/{ctype}", body=img, headers={"Content-Type": ctype})
@@ -640,12 +895,21 @@ def _body_cases(b: _Builder) -> None:
     b.legacy("body/json-image-list", body=orjson.dumps({"image": [raw64] * 3}), headers=JSON)
     b.legacy("body/json-array", body=b"[1, 2]", headers=JSON)
     b.legacy("body/json-string-garbage", body=b'"%%%"', headers=JSON)
-    b.legacy("body/json-url-image", body=orjson.dumps({"image": {"type": "url", "value": "file:///etc/passwd"}}),
-             headers=JSON)  # fmt: skip
-    b.legacy("body/content-encoding-gzip", body=gzip.compress(raw64.encode()),
-             headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})  # fmt: skip
-    b.legacy("body/content-encoding-gzip-bomb", body=gzip.compress(b"A" * (64 << 20), 9),
-             headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})  # fmt: skip
+    b.legacy(
+        "body/json-url-image",
+        body=orjson.dumps({"image": {"type": "url", "value": "file:///etc/passwd"}}),
+        headers=JSON,
+    )
+    b.legacy(
+        "body/content-encoding-gzip",
+        body=gzip.compress(raw64.encode()),
+        headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+    )
+    b.legacy(
+        "body/content-encoding-gzip-bomb",
+        body=gzip.compress(b"A" * (64 << 20), 9),
+        headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+    )
     b.legacy("body/expect-100", headers={"Content-Type": "text/plain", "Expect": "100-continue"})
     b.legacy("body/get-with-body", method="GET", body=raw64)
     # multipart
@@ -668,29 +932,51 @@ def _body_cases(b: _Builder) -> None:
         b.legacy(f"body/multipart/{name}", body=body, headers={"Content-Type": ctype})
     ctype, body = multipart([("file", "a.jpg", "image/jpeg", img)], boundary="b" * 1000)
     b.legacy("body/multipart/1000-char-boundary", body=body, headers={"Content-Type": ctype})
-    b.legacy("body/multipart/missing-close", body=b"--xx\r\nContent-Disposition: form-data; name=\"file\"; "
-             b"filename=\"a\"\r\n\r\n" + img, headers={"Content-Type": "multipart/form-data; boundary=xx"})  # fmt: skip
+    b.legacy(
+        "body/multipart/missing-close",
+        body=b'--xx\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + img,
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
     b.legacy(
         "body/multipart/broken", body=b"--xx\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=xx"}
     )
-    b.legacy("body/multipart/headers-only", body=b"--xx\r\n" + b"X: y\r\n" * 10_000 + b"\r\n",
-             headers={"Content-Type": "multipart/form-data; boundary=xx"})  # fmt: skip
-    b.legacy("body/multipart/nested", body=multipart([("file", "a", "multipart/mixed; boundary=yy",
-             b"--yy\r\n\r\nx\r\n--yy--")])[1], headers={"Content-Type": multipart([])[0]})  # fmt: skip
+    b.legacy(
+        "body/multipart/headers-only",
+        body=b"--xx\r\n" + b"X: y\r\n" * 10_000 + b"\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
+    b.legacy(
+        "body/multipart/nested",
+        body=multipart([("file", "a", "multipart/mixed; boundary=yy", b"--yy\r\n\r\nx\r\n--yy--")])[1],
+        headers={"Content-Type": multipart([])[0]},
+    )
 
 
 def _base64_cases(b: _Builder) -> None:
     raw64 = b.image_b64
     bodies = {
-        "percent": "%%% not base64 %%%", "padding-only": "====", "one-char": "A", "two-chars": "AB", "three": "ABC",
-        "bad-padding": raw64[:-2] + "=A", "inner-spaces": " ".join(raw64[i : i + 7] for i in range(0, len(raw64), 7)),
-        "data-url-only": "data:image/png;base64,", "data-url-junk": "data:image/png;base64,%%%",
-        "data-url-text": "data:text/plain,hello", "url-safe": raw64.replace("+", "-").replace("/", "_"),
-        "of-text": b64(b"not an image"), "of-empty": "", "of-one-byte": b64(b"\xff"), "unicode": "ÿÿÿ\u2603",
-        "nul": raw64[:100] + "\x00" + raw64[100:], "random-3mb": b64(random.Random(1).randbytes(2 << 20)),
-        "double-encoded": b64(raw64.encode()), "b64-of-b64-data-url": "data:image/jpeg;base64," + b64(raw64.encode()),
-        "leading-bom": "\ufeff" + raw64, "crlf-every-char": "\r\n".join(raw64[:2000]),
-    }  # fmt: skip
+        "percent": "%%% not base64 %%%",
+        "padding-only": "====",
+        "one-char": "A",
+        "two-chars": "AB",
+        "three": "ABC",
+        "bad-padding": raw64[:-2] + "=A",
+        "inner-spaces": " ".join(raw64[i : i + 7] for i in range(0, len(raw64), 7)),
+        "data-url-only": "data:image/png;base64,",
+        "data-url-junk": "data:image/png;base64,%%%",
+        "data-url-text": "data:text/plain,hello",
+        "url-safe": raw64.replace("+", "-").replace("/", "_"),
+        "of-text": b64(b"not an image"),
+        "of-empty": "",
+        "of-one-byte": b64(b"\xff"),
+        "unicode": "ÿÿÿ\u2603",
+        "nul": raw64[:100] + "\x00" + raw64[100:],
+        "random-3mb": b64(random.Random(1).randbytes(2 << 20)),
+        "double-encoded": b64(raw64.encode()),
+        "b64-of-b64-data-url": "data:image/jpeg;base64," + b64(raw64.encode()),
+        "leading-bom": "\ufeff" + raw64,
+        "crlf-every-char": "\r\n".join(raw64[:2000]),
+    }
     for name, body in bodies.items():
         b.legacy(f"base64/legacy/{name}", body=body.encode("utf-8", "surrogatepass"))
         b.v1(f"base64/v1/{name}", {"image": {"type": "base64", "value": body}})
@@ -700,19 +986,38 @@ def _json_cases(b: _Builder, full: bool) -> None:
     mid = b.model_id
     valid = orjson.dumps({"model_id": mid, "image": {"type": "base64", "value": b.image_b64}, "api_key": b.key})
     bodies = {
-        "truncated": valid[: len(valid) // 2], "open-brace": b"{", "open-bracket": b"[", "quote": b'"',
-        "empty-value": b'{"a":}', "trailing-comma": b'{"model_id": "x",}', "single-quotes": b"{'model_id': 'x'}",
-        "deep-list-100k": b"[" * 100_000 + b"]" * 100_000, "deep-dict-100k": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
-        "unclosed-deep": b"[" * 100_000, "huge-exponent": b"1e999999", "huge-int": b"1" * 5000,
-        "NaN": b"NaN", "Infinity": b"Infinity", "minus-zero": b"-0", "null": b"null", "true": b"true",
-        "string": b'"str"', "array": b"[]", "object": b"{}", "bom": b"\xef\xbb\xbf" + valid,
+        "truncated": valid[: len(valid) // 2],
+        "open-brace": b"{",
+        "open-bracket": b"[",
+        "quote": b'"',
+        "empty-value": b'{"a":}',
+        "trailing-comma": b'{"model_id": "x",}',
+        "single-quotes": b"{'model_id': 'x'}",
+        "deep-list-100k": b"[" * 100_000 + b"]" * 100_000,
+        "deep-dict-100k": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        "unclosed-deep": b"[" * 100_000,
+        "huge-exponent": b"1e999999",
+        "huge-int": b"1" * 5000,
+        "NaN": b"NaN",
+        "Infinity": b"Infinity",
+        "minus-zero": b"-0",
+        "null": b"null",
+        "true": b"true",
+        "string": b'"str"',
+        "array": b"[]",
+        "object": b"{}",
+        "bom": b"\xef\xbb\xbf" + valid,
         "utf16": valid.decode().encode("utf-16"),
-        "invalid-utf8": b'{"model_id": "\xff\xfe"}', "lone-surrogate": b'{"model_id": "\\ud800"}',
-        "duplicate-keys": b'{"model_id": "x", "model_id": "' + mid.encode() + b'"}', "comment": b"// c\n" + valid,
-        "whitespace-3mb": b" " * (3 << 20) + valid, "nul": valid[:10] + b"\x00" + valid[10:], "empty": b"",
+        "invalid-utf8": b'{"model_id": "\xff\xfe"}',
+        "lone-surrogate": b'{"model_id": "\\ud800"}',
+        "duplicate-keys": b'{"model_id": "x", "model_id": "' + mid.encode() + b'"}',
+        "comment": b"// c\n" + valid,
+        "whitespace-3mb": b" " * (3 << 20) + valid,
+        "nul": valid[:10] + b"\x00" + valid[10:],
+        "empty": b"",
         "10k-keys": orjson.dumps({f"k{i}": i for i in range(10_000)} | {"model_id": mid}),
         "garbage-after": valid + b"garbage",
-    }  # fmt: skip
+    }
     for name, body in bodies.items():
         b.http(f"json/v1/{name}", "POST", target("/infer/object_detection", {"api_key": b.key}), body, JSON)
         if full or name in ("truncated", "deep-list-100k", "NaN", "huge-int", "invalid-utf8", "string", "array"):
@@ -743,20 +1048,39 @@ def _field_cases(b: _Builder, full: bool) -> None:
         b.v1(f"field/v1/class_agnostic_nms={lit}", literals={"class_agnostic_nms": lit})
     for lit in ('"yes"', "2", '"true"', "true", "[]"):
         b.v1(f"field/v1/visualize_predictions={lit}", literals={"visualize_predictions": lit})
-    for lit in ('""', '","', '[1, null, {}]', "5", '{"a": 1}', json_list([f"c{i}" for i in range(50_000)]),
-                '["' + "a" * 100_000 + '"]'):  # fmt: skip
+    for lit in (
+        '""',
+        '","',
+        "[1, null, {}]",
+        "5",
+        '{"a": 1}',
+        json_list([f"c{i}" for i in range(50_000)]),
+        '["' + "a" * 100_000 + '"]',
+    ):
         b.v1(f"field/v1/class_filter={lit[:30]}", literals={"class_filter": lit})
     images = {
-        "number": "5", "null": "null", "true": "true", "empty-list": "[]", "nested-list": f'[["{tiny}"]]',
-        "dict-no-value": '{"type": "base64"}', "dict-value-null": '{"type": "base64", "value": null}',
-        "dict-value-number": '{"type": "base64", "value": 5}', "dict-value-dict": '{"type": "base64", "value": {}}',
-        "type-numpy": '{"type": "numpy", "value": [[1, 2], [3, 4]]}', "type-pil": '{"type": "pil", "value": "x"}',
-        "type-list": f'{{"type": ["base64"], "value": "{tiny}"}}', "type-null": f'{{"type": null, "value": "{tiny}"}}',
-        "type-number": f'{{"type": 7, "value": "{tiny}"}}', "type-file": '{"type": "file", "value": "/etc/passwd"}',
-        "type-url-number": '{"type": "url", "value": 5}', "list-of-10k-bad": json_list(["x"] * 10_000),
-        "list-of-10k-tiny": json_list([tiny] * 10_000), "list-of-100-valid": json_list([b.image_b64] * 100),
-        "list-mixed": json_list([tiny, "x", tiny]), "string-3.9mb": '"' + "A" * int(3.9 * (1 << 20)) + '"',
-    }  # fmt: skip
+        "number": "5",
+        "null": "null",
+        "true": "true",
+        "empty-list": "[]",
+        "nested-list": f'[["{tiny}"]]',
+        "dict-no-value": '{"type": "base64"}',
+        "dict-value-null": '{"type": "base64", "value": null}',
+        "dict-value-number": '{"type": "base64", "value": 5}',
+        "dict-value-dict": '{"type": "base64", "value": {}}',
+        "type-numpy": '{"type": "numpy", "value": [[1, 2], [3, 4]]}',
+        "type-pil": '{"type": "pil", "value": "x"}',
+        "type-list": f'{{"type": ["base64"], "value": "{tiny}"}}',
+        "type-null": f'{{"type": null, "value": "{tiny}"}}',
+        "type-number": f'{{"type": 7, "value": "{tiny}"}}',
+        "type-file": '{"type": "file", "value": "/etc/passwd"}',
+        "type-url-number": '{"type": "url", "value": 5}',
+        "list-of-10k-bad": json_list(["x"] * 10_000),
+        "list-of-10k-tiny": json_list([tiny] * 10_000),
+        "list-of-100-valid": json_list([b.image_b64] * 100),
+        "list-mixed": json_list([tiny, "x", tiny]),
+        "string-3.9mb": '"' + "A" * int(3.9 * (1 << 20)) + '"',
+    }
     for name, lit in images.items():
         heavy = name.startswith("list-of")
         b.v1(f"field/v1/image={name}", literals={"image": lit}, heavy=heavy)
@@ -772,16 +1096,36 @@ def _field_cases(b: _Builder, full: bool) -> None:
         b.legacy(f"field/legacy/labels={labels[:20]!r}", {"format": "image", "confidence": "0.01", "labels": labels})
     for fmt in ("image_and_json", "JSON", "IMAGE", "", "json\x00", "xml", "../../json"):
         b.legacy(f"field/legacy/format={fmt!r}", {"format": fmt})
-    for name, value in (("confidence", "abc"), ("confidence", "-1"), ("confidence", "1e308"), ("confidence", "inf"),
-                        ("confidence", "nan"), ("overlap", "nan"), ("overlap", "101"), ("max_detections", "0"),
-                        ("max_detections", "-1"), ("max_detections", "inf"), ("max_detections", "1e30"),
-                        ("max_detections", "x"), ("max_detections", "9" * 400), ("classes", ",,,"),
-                        ("classes", ",".join(["a"] * 10_000)), ("classes", "\x00"), ("name", "../../x.jpg"),
-                        ("confidence", "1_0"), ("confidence", "0x10")):  # fmt: skip
+    for name, value in (
+        ("confidence", "abc"),
+        ("confidence", "-1"),
+        ("confidence", "1e308"),
+        ("confidence", "inf"),
+        ("confidence", "nan"),
+        ("overlap", "nan"),
+        ("overlap", "101"),
+        ("max_detections", "0"),
+        ("max_detections", "-1"),
+        ("max_detections", "inf"),
+        ("max_detections", "1e30"),
+        ("max_detections", "x"),
+        ("max_detections", "9" * 400),
+        ("classes", ",,,"),
+        ("classes", ",".join(["a"] * 10_000)),
+        ("classes", "\x00"),
+        ("name", "../../x.jpg"),
+        ("confidence", "1_0"),
+        ("confidence", "0x10"),
+    ):
         b.legacy(f"field/legacy/{name}={value[:20]!r}", {name: value})
     b.legacy("field/legacy/10k-params", {f"p{i}": i for i in range(10_000)})
-    b.http("field/legacy/duplicate-confidence", "POST", f"/{b.model_id}?api_key={quote(key)}&confidence=0.5"
-           "&confidence=abc", b.image_b64, TEXT)  # fmt: skip
+    b.http(
+        "field/legacy/duplicate-confidence",
+        "POST",
+        f"/{b.model_id}?api_key={quote(key)}&confidence=0.5&confidence=abc",
+        b.image_b64,
+        TEXT,
+    )
 
 
 def json_list(items: list[str]) -> str:
@@ -792,19 +1136,40 @@ def _url_cases(b: _Builder, lab: str | None, canary: str | None, full: bool) -> 
     urls = list(URLS)
     if canary:  # loopback spellings of a listener that must never be reached
         port = canary.rsplit(":", 1)[1]
-        hosts = ["127.0.0.1", "localhost", "127.1", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "127.0.0.2.nip.io",
-                 "example.invalid@127.0.0.1"]  # fmt: skip
+        hosts = [
+            "127.0.0.1",
+            "localhost",
+            "127.1",
+            "2130706433",
+            "0x7f.1",
+            "[::ffff:127.0.0.1]",
+            "127.0.0.2.nip.io",
+            "example.invalid@127.0.0.1",
+        ]
         urls += [f"http://{h}:{port}/img.jpg" for h in hosts]
     if lab:
         c = canary or "http://127.0.0.1:1"
         to_canary, to_lab = quote(c + "/img.jpg", safe=""), quote(lab + "/img.jpg", safe="")
-        for path in (f"/redirect?to={to_canary}", "/redirect?to=file%3A%2F%2F%2Fetc%2Fpasswd",
-                     "/redirect?to=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
-                     f"/redirect307?to={to_canary}", f"/redirect?to={to_lab}",
-                     "/redirect?to=gopher%3A%2F%2F127.0.0.1%3A6379%2F_INFO", "/loop", "/bomb.png", "/huge",
-                     "/gzip-bomb", "/slow", "/lying-length", "/html", "/status500", "/many-headers", "/img.jpg",
-                     "/empty",
-                     "/header-bomb.png"):  # fmt: skip
+        for path in (
+            f"/redirect?to={to_canary}",
+            "/redirect?to=file%3A%2F%2F%2Fetc%2Fpasswd",
+            "/redirect?to=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+            f"/redirect307?to={to_canary}",
+            f"/redirect?to={to_lab}",
+            "/redirect?to=gopher%3A%2F%2F127.0.0.1%3A6379%2F_INFO",
+            "/loop",
+            "/bomb.png",
+            "/huge",
+            "/gzip-bomb",
+            "/slow",
+            "/lying-length",
+            "/html",
+            "/status500",
+            "/many-headers",
+            "/img.jpg",
+            "/empty",
+            "/header-bomb.png",
+        ):
             urls.append(lab + path)
     for i, url in enumerate(urls):
         heavy = url.endswith(("/bomb.png", "/huge", "/gzip-bomb"))
@@ -814,8 +1179,11 @@ def _url_cases(b: _Builder, lab: str | None, canary: str | None, full: bool) -> 
             b.legacy(f"url/legacy-get/{name}", {"image": url}, method="GET", heavy=heavy)
     if full:
         for url in urls:
-            b.legacy(f"url/legacy-post-json/{url[:70]}", body=orjson.dumps({"image": {"type": "url", "value": url}}),
-                     headers=JSON)  # fmt: skip
+            b.legacy(
+                f"url/legacy-post-json/{url[:70]}",
+                body=orjson.dumps({"image": {"type": "url", "value": url}}),
+                headers=JSON,
+            )
             b.legacy(f"url/legacy-post-with-image-param/{url[:70]}", {"image": url})
 
 
@@ -843,15 +1211,20 @@ def _misc_cases(b: _Builder) -> None:
     )
     b.http("misc/accept-encoding", "GET", "/metrics", headers={"Accept-Encoding": "gzip, br, zstd, *;q=0"})
     b.http("misc/range", "GET", f"/web/{mid}/index.html", headers={**bearer, "Range": "bytes=0-1,2-3," * 1000})
-    b.http("misc/range-overflow", "GET", f"/web/{mid}/model.json",
-           headers={**bearer, "Range": "bytes=99999999999999999999-"})  # fmt: skip
+    b.http(
+        "misc/range-overflow",
+        "GET",
+        f"/web/{mid}/model.json",
+        headers={**bearer, "Range": "bytes=99999999999999999999-"},
+    )
     b.http("misc/if-modified", "GET", f"/web/{mid}/index.html", headers={**bearer, "If-None-Match": "*" * 10_000})
     b.http("misc/cookie-flood", "GET", "/healthz", headers={"Cookie": "; ".join(f"c{i}=v" for i in range(2000))})
     b.http("misc/content-length-on-get", "GET", "/model/registry", b"x" * 100, headers=bearer)
     b.http("misc/model-clear-authorised", "POST", "/model/clear", b"{}", {**JSON, **bearer})
     b.http("misc/model-add-authorised", "POST", "/model/add", orjson.dumps({"model_id": mid}), {**JSON, **bearer})
-    b.http("misc/model-remove-unknown", "POST", "/model/remove", orjson.dumps({"model_id": "nope/9"}),
-           {**JSON, **bearer})  # fmt: skip
+    b.http(
+        "misc/model-remove-unknown", "POST", "/model/remove", orjson.dumps({"model_id": "nope/9"}), {**JSON, **bearer}
+    )
 
 
 def _raw_cases(b: _Builder, slow_bound_s: float, drip_s: float, huge_line_mb: float) -> None:
@@ -878,32 +1251,59 @@ def _raw_cases(b: _Builder, slow_bound_s: float, drip_s: float, huge_line_mb: fl
     raw("space-target", b"GET /web/" + mid + b"/index .html HTTP/1.1\r\n" + host + b"\r\n")
     raw("raw-newline-in-target", b"GET /shapes/1\n HTTP/1.1\r\n" + host + b"\r\n")
     raw("non-ascii-target", b"GET /\xff\xfe/\xc0\xaf HTTP/1.1\r\n" + host + b"\r\n", "no5xx")
-    raw("raw-backslash-traversal", b"GET /web/" + mid + b"/..\\..\\..\\etc\\passwd HTTP/1.1\r\n"
-        + host + b"Authorization: Bearer " + b.key.encode() + b"\r\n\r\n", "no5xx")  # fmt: skip
-    raw("raw-dotdot-traversal", b"GET /web/" + mid + b"/../../../../etc/passwd HTTP/1.1\r\n"
-        + host + b"Authorization: Bearer " + b.key.encode() + b"\r\n\r\n", "no5xx")  # fmt: skip
+    raw(
+        "raw-backslash-traversal",
+        b"GET /web/"
+        + mid
+        + b"/..\\..\\..\\etc\\passwd HTTP/1.1\r\n"
+        + host
+        + b"Authorization: Bearer "
+        + b.key.encode()
+        + b"\r\n\r\n",
+        "no5xx",
+    )
+    raw(
+        "raw-dotdot-traversal",
+        b"GET /web/"
+        + mid
+        + b"/../../../../etc/passwd HTTP/1.1\r\n"
+        + host
+        + b"Authorization: Bearer "
+        + b.key.encode()
+        + b"\r\n\r\n",
+        "no5xx",
+    )
     raw("absolute-form-target", b"GET http://evil.test/healthz HTTP/1.1\r\n" + host + b"\r\n", "no5xx")
     raw("connect", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n" + host + b"\r\n", "no5xx")
     raw("options-star", b"OPTIONS * HTTP/1.1\r\n" + host + b"\r\n", "no5xx")
     raw("bearer-empty", b"GET /model/registry HTTP/1.1\r\n" + host + b"Authorization: Bearer \r\n\r\n")
-    raw("bearer-tab", b"GET /model/registry HTTP/1.1\r\n" + host + b"Authorization: Bearer\t" + b.key.encode()
-        + b"\r\n\r\n", "no5xx")  # fmt: skip
+    raw(
+        "bearer-tab",
+        b"GET /model/registry HTTP/1.1\r\n" + host + b"Authorization: Bearer\t" + b.key.encode() + b"\r\n\r\n",
+        "no5xx",
+    )
     raw("obs-fold", b"GET /healthz HTTP/1.1\r\n" + host + b"X: a\r\n  folded\r\n\r\n")
     raw("header-no-colon", b"GET /healthz HTTP/1.1\r\n" + host + b"no colon here\r\n\r\n")
     raw("header-space-before-colon", b"GET /healthz HTTP/1.1\r\n" + host + b"X-A : b\r\n\r\n")
-    raw("10000-headers", b"GET /healthz HTTP/1.1\r\n" + host + b"".join(b"X-F-%d: v\r\n" % i for i in range(10_000))
-        + b"\r\n")  # fmt: skip
+    raw(
+        "10000-headers",
+        b"GET /healthz HTTP/1.1\r\n" + host + b"".join(b"X-F-%d: v\r\n" % i for i in range(10_000)) + b"\r\n",
+    )
     raw("1mb-header", b"GET /healthz HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
-    raw("huge-request-line", b"GET /healthz?" + b"a" * int(huge_line_mb * (1 << 20)) + b" HTTP/1.1\r\n" + host
-        + b"\r\n")  # fmt: skip
+    raw(
+        "huge-request-line", b"GET /healthz?" + b"a" * int(huge_line_mb * (1 << 20)) + b" HTTP/1.1\r\n" + host + b"\r\n"
+    )
     raw("huge-method", b"G" * 100_000 + b" /healthz HTTP/1.1\r\n" + host + b"\r\n")
     # body framing
     raw("content-length-negative", post + b"Content-Length: -1\r\n\r\n" + body)
     raw("content-length-garbage", post + b"Content-Length: abc\r\n\r\n" + body)
     raw("content-length-huge", post + b"Content-Length: 99999999999999999999999\r\n\r\n" + body)
     raw("content-length-twice-differ", post + b"Content-Length: 10\r\nContent-Length: 20\r\n\r\n" + b"x" * 20)
-    raw("content-length-and-chunked", post + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        "no5xx")  # fmt: skip
+    raw(
+        "content-length-and-chunked",
+        post + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "no5xx",
+    )
     raw("content-length-short", post + b"Content-Length: %d\r\n\r\n" % (len(body) // 2) + body, "no5xx")
     chunked = post + b"Transfer-Encoding: chunked\r\n\r\n"
     raw("chunk-size-garbage", chunked + b"zz\r\nabc\r\n0\r\n\r\n")
@@ -916,43 +1316,89 @@ def _raw_cases(b: _Builder, slow_bound_s: float, drip_s: float, huge_line_mb: fl
     raw("chunk-te-obfuscated", post + b"Transfer-Encoding: chunked, identity\r\n\r\n5\r\nabcde\r\n0\r\n\r\n")
     raw("chunk-te-space", post + b"Transfer-Encoding : chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n")
     raw("chunk-te-xchunked", post + b"Transfer-Encoding: xchunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n")
-    raw("chunked-100k-tiny-chunks", chunked + b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n"
-        for i in range(min(len(body), 100_000))) + b"0\r\n\r\n", "no5xx")  # fmt: skip
+    raw(
+        "chunked-100k-tiny-chunks",
+        chunked + b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(min(len(body), 100_000))) + b"0\r\n\r\n",
+        "no5xx",
+    )
     raw("chunked-valid", chunked + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n", "no5xx")
     raw("pipelined-100", (b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n") * 100, "no5xx")
-    raw("pipelined-smuggle", post + b"Content-Length: 0\r\n\r\nGET /model/registry HTTP/1.1\r\n" + host + b"\r\n",
-        "no5xx")  # fmt: skip
+    raw(
+        "pipelined-smuggle",
+        post + b"Content-Length: 0\r\n\r\nGET /model/registry HTTP/1.1\r\n" + host + b"\r\n",
+        "no5xx",
+    )
     raw("tls-client-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500)
     raw("binary-garbage", bytes(random.Random(5).randbytes(4096)))
     # clients hanging up mid-upload: nothing to answer, the server must stay clean (log, metrics, health)
     big = b"Content-Length: 1000000\r\n"
-    for name, head in (("legacy", post), ("v1", b"POST /infer/object_detection HTTP/1.1\r\n" + host),
-                       ("multipart", post + b"Content-Type: multipart/form-data; boundary=xx\r\n")):  # fmt: skip
-        b.add(RawCase(f"raw/disconnect-mid-upload/{name}", [(0.0, head + big + b"\r\n" + body[:50_000])], "sent",
-                      rst=True))  # fmt: skip
-        b.add(RawCase(f"raw/disconnect-mid-upload-fin/{name}", [(0.0, head + big + b"\r\n" + body[:50_000])],
-                      "sent"))  # fmt: skip
+    for name, head in (
+        ("legacy", post),
+        ("v1", b"POST /infer/object_detection HTTP/1.1\r\n" + host),
+        ("multipart", post + b"Content-Type: multipart/form-data; boundary=xx\r\n"),
+    ):
+        b.add(
+            RawCase(
+                f"raw/disconnect-mid-upload/{name}", [(0.0, head + big + b"\r\n" + body[:50_000])], "sent", rst=True
+            )
+        )
+        b.add(RawCase(f"raw/disconnect-mid-upload-fin/{name}", [(0.0, head + big + b"\r\n" + body[:50_000])], "sent"))
     b.add(RawCase("raw/disconnect-after-headers", [(0.0, post + big + b"\r\n")], "sent", rst=True))
     b.add(RawCase("raw/disconnect-chunked", [(0.0, chunked + b"1000\r\n" + body[:100])], "sent", rst=True))
-    b.add(RawCase("raw/disconnect-during-inference", [(0.0, post + b"Content-Length: %d\r\n\r\n" % len(body) + body),
-                                                      (0.005, b"")], "sent", rst=True))  # fmt: skip
+    b.add(
+        RawCase(
+            "raw/disconnect-during-inference",
+            [(0.0, post + b"Content-Length: %d\r\n\r\n" % len(body) + body), (0.005, b"")],
+            "sent",
+            rst=True,
+        )
+    )
     # slowloris: dripped until past the bound, the server must close (or answer 4xx) within it
     steps = int(slow_bound_s / drip_s) + 5
     drip: list[tuple[float, bytes]]
     drip = [(0.0, b"GET /healthz HTTP/1.1\r\n" + host)] + [(drip_s, b"X-a: b\r\n")] * steps
     b.add(RawCase("raw/slowloris-headers", drip, deadline=slow_bound_s))
     line = b"GET /healthz?" + b"a" * 1000 + b" HTTP/1.1\r\n"
-    b.add(RawCase("raw/slowloris-request-line", [(drip_s if i else 0.0, line[i : i + 1]) for i in range(steps)],
-                  deadline=slow_bound_s))  # fmt: skip
-    b.add(RawCase("raw/slowloris-body-legacy", [(0.0, post + b"Content-Length: 100000\r\n\r\n")]
-                  + [(drip_s, b"A")] * steps, deadline=slow_bound_s))  # fmt: skip
-    b.add(RawCase("raw/slowloris-body-v1", [(0.0, b"POST /infer/object_detection HTTP/1.1\r\n" + host
-                  + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")] + [(drip_s, b" ")] * steps,
-                  deadline=slow_bound_s))  # fmt: skip
+    b.add(
+        RawCase(
+            "raw/slowloris-request-line",
+            [(drip_s if i else 0.0, line[i : i + 1]) for i in range(steps)],
+            deadline=slow_bound_s,
+        )
+    )
+    b.add(
+        RawCase(
+            "raw/slowloris-body-legacy",
+            [(0.0, post + b"Content-Length: 100000\r\n\r\n")] + [(drip_s, b"A")] * steps,
+            deadline=slow_bound_s,
+        )
+    )
+    b.add(
+        RawCase(
+            "raw/slowloris-body-v1",
+            [
+                (
+                    0.0,
+                    b"POST /infer/object_detection HTTP/1.1\r\n"
+                    + host
+                    + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+                )
+            ]
+            + [(drip_s, b" ")] * steps,
+            deadline=slow_bound_s,
+        )
+    )
     b.add(RawCase("raw/slowloris-chunked", [(0.0, chunked)] + [(drip_s, b"1\r\nA\r\n")] * steps, deadline=slow_bound_s))
     b.add(RawCase("raw/idle-after-connect", [(slow_bound_s + 5, b"")], deadline=slow_bound_s))
-    b.add(RawCase("raw/idle-keepalive", [(0.0, b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n")], "no5xx",
-                  deadline=slow_bound_s, until_close=True))  # fmt: skip
+    b.add(
+        RawCase(
+            "raw/idle-keepalive",
+            [(0.0, b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n")],
+            "no5xx",
+            deadline=slow_bound_s,
+            until_close=True,
+        )
+    )
 
 
 def _mutants(b: _Builder, rng: random.Random, count: int) -> None:
@@ -976,11 +1422,19 @@ def _mutants(b: _Builder, rng: random.Random, count: int) -> None:
             text = json_text(full, lits)
             if rng.random() < 0.2:
                 text = mutate_bytes(text, rng)
-            b.http(f"mutant/v1/{i}", "POST", "/infer/object_detection", text, JSON,
-                   deny="api_key" in drop or "api_key" in lits)  # fmt: skip
+            b.http(
+                f"mutant/v1/{i}",
+                "POST",
+                "/infer/object_detection",
+                text,
+                JSON,
+                deny="api_key" in drop or "api_key" in lits,
+            )
         elif kind < 0.55:  # legacy with random parameters
-            params = {p: rng.choice(ODD_TEXT) if rng.random() < 0.7 else _random_text(rng)
-                      for p in rng.sample(LEGACY_PARAMS[:-2], rng.randint(1, 3))}  # fmt: skip
+            params = {
+                p: rng.choice(ODD_TEXT) if rng.random() < 0.7 else _random_text(rng)
+                for p in rng.sample(LEGACY_PARAMS[:-2], rng.randint(1, 3))
+            }
             body: bytes = b.image_b64.encode()
             if rng.random() < 0.3:
                 body = mutate_bytes(body, rng)
@@ -989,17 +1443,51 @@ def _mutants(b: _Builder, rng: random.Random, count: int) -> None:
             blob = mutate_bytes(rng.choice(samples), rng, flips=rng.randint(1, 8))
             b.image_via(f"mutant/image/{i}", blob, rng.choice(["b64", "raw", "v1", "multipart", "annotate"]))
         elif kind < 0.9:  # a path from traversal atoms
-            atoms = ["..", "%2e%2e", "%252e%252e", "%2f", "/", "\\", "%5c", "%00", "%0a", "shapes", "1", ".",
-                     "index.html", "model.json", "etc", "passwd", "%c0%af", "a" * rng.randint(1, 300)]  # fmt: skip
+            atoms = [
+                "..",
+                "%2e%2e",
+                "%252e%252e",
+                "%2f",
+                "/",
+                "\\",
+                "%5c",
+                "%00",
+                "%0a",
+                "shapes",
+                "1",
+                ".",
+                "index.html",
+                "model.json",
+                "etc",
+                "passwd",
+                "%c0%af",
+                "a" * rng.randint(1, 300),
+            ]
             path = "/" + "".join(rng.choice(atoms) for _ in range(rng.randint(2, 8)))
             prefix = rng.choice(["", "/web", f"/web/{b.model_id}"])
-            b.http(f"mutant/path/{i}", rng.choice(["GET", "POST"]), prefix + path,
-                   b.image_b64 if rng.random() < 0.5 else None, {"Authorization": f"Bearer {b.key}"})  # fmt: skip
+            b.http(
+                f"mutant/path/{i}",
+                rng.choice(["GET", "POST"]),
+                prefix + path,
+                b.image_b64 if rng.random() < 0.5 else None,
+                {"Authorization": f"Bearer {b.key}"},
+            )
         else:  # odd headers on a valid request
-            headers = {"Content-Type": rng.choice(["text/plain", "application/json", "image/jpeg", "", "x/y; a=b",
-                                                   "multipart/form-data; boundary=" + "z" * rng.randint(0, 80)]),
-                       rng.choice(["Accept", "Content-Encoding", "Range", "Expect", "X-Forwarded-Proto", "Origin"]):
-                       _random_text(rng, ascii_only=True).strip()}  # fmt: skip
+            headers = {
+                "Content-Type": rng.choice(
+                    [
+                        "text/plain",
+                        "application/json",
+                        "image/jpeg",
+                        "",
+                        "x/y; a=b",
+                        "multipart/form-data; boundary=" + "z" * rng.randint(0, 80),
+                    ]
+                ),
+                rng.choice(
+                    ["Accept", "Content-Encoding", "Range", "Expect", "X-Forwarded-Proto", "Origin"]
+                ): _random_text(rng, ascii_only=True).strip(),
+            }
             b.legacy(f"mutant/headers/{i}", headers=headers)
 
 
@@ -1025,10 +1513,22 @@ def mutate_bytes(data: bytes, rng: random.Random, flips: int = 4) -> bytes:
     return bytes(out)
 
 
-def corpus(seed: int = 0, n: int = 400, *, key: str, model_id: str = MODEL_ID, image: bytes | None = None,
-           lab: str | None = None, canary: str | None = None, web: bool = True, full: bool | None = None,
-           heavy_lists: bool | None = None, slow_bound_s: float = RAW_DEADLINE_S, drip_s: float = 1.0,
-           huge_line_mb: float = 4.0) -> list[Case]:  # fmt: skip
+def corpus(
+    seed: int = 0,
+    n: int = 400,
+    *,
+    key: str,
+    model_id: str = MODEL_ID,
+    image: bytes | None = None,
+    lab: str | None = None,
+    canary: str | None = None,
+    web: bool = True,
+    full: bool | None = None,
+    heavy_lists: bool | None = None,
+    slow_bound_s: float = RAW_DEADLINE_S,
+    drip_s: float = 1.0,
+    huge_line_mb: float = 4.0,
+) -> list[Case]:
     """The cases, in a deterministic order for ``seed``.
 
     ``n``: how many. The core (every category the issue lists) has about 1,000 cases: ``n`` below that
@@ -1270,14 +1770,22 @@ def leaks(headers: Iterable[tuple[str, str]], body: bytes, ctype: str, forbidden
 def attack_client() -> httpx.Client:
     """A client for attack cases: a new connection for each (a connection the server closed after the
     previous case must not make the next one look refused), no redirects followed."""
-    return httpx.Client(timeout=httpx.Timeout(DEADLINE_S + 5, connect=10), follow_redirects=False,
-                        limits=httpx.Limits(max_keepalive_connections=0))  # fmt: skip
+    return httpx.Client(
+        timeout=httpx.Timeout(DEADLINE_S + 5, connect=10),
+        follow_redirects=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 def run_http(client: httpx.Client, base: str, case: HttpCase, forbidden: list[str]) -> Outcome:
     t0 = time.perf_counter()
-    req = client.build_request(case.method, base + "/", headers=case.headers, content=case.content,
-                               extensions={"target": case.target.encode("ascii")})  # fmt: skip
+    req = client.build_request(
+        case.method,
+        base + "/",
+        headers=case.headers,
+        content=case.content,
+        extensions={"target": case.target.encode("ascii")},
+    )
     if case.content is None and case.method in ("POST", "PUT", "PATCH"):
         req.headers["Content-Length"] = "0"
     try:
@@ -1289,8 +1797,12 @@ def run_http(client: httpx.Client, base: str, case: HttpCase, forbidden: list[st
         # the server closed the connection without answering: allowed (it may refuse that way)
         return Outcome(case, "closed", time.perf_counter() - t0, "", exc.__class__.__name__)
     except httpx.HTTPError as exc:
-        return Outcome(case, f"error:{exc.__class__.__name__}", time.perf_counter() - t0,
-                       f"client error {exc.__class__.__name__}: {exc}"[:200])  # fmt: skip
+        return Outcome(
+            case,
+            f"error:{exc.__class__.__name__}",
+            time.perf_counter() - t0,
+            f"client error {exc.__class__.__name__}: {exc}"[:200],
+        )
     dt = time.perf_counter() - t0
     excerpt = resp.content[:300].decode("utf-8", "replace")
     problems = []
@@ -1387,10 +1899,17 @@ def _status(data: bytes) -> int | None:
 WEDGED = "server unresponsive"  # a checkpoint failure with this in it stops the run
 
 
-def run_corpus(cases: list[Case], base: str, forbidden: list[str], *, workers: int = 4,
-               checkpoint: Callable[[int], list[str]] | None = None, every: int = 20,
-               progress: Callable[[Outcome], None] | None = None,
-               wedge_after: int = 8) -> tuple[list[Outcome], list[str]]:  # fmt: skip
+def run_corpus(
+    cases: list[Case],
+    base: str,
+    forbidden: list[str],
+    *,
+    workers: int = 4,
+    checkpoint: Callable[[int], list[str]] | None = None,
+    every: int = 20,
+    progress: Callable[[Outcome], None] | None = None,
+    wedge_after: int = 8,
+) -> tuple[list[Outcome], list[str]]:
     """Send ``cases`` to the server at ``base``, ``workers`` HTTP cases at a time (``heavy`` ones alone,
     raw ones on their own threads); every ``every`` cases ``checkpoint(k)`` runs while attacks are in
     flight and returns its failures. Returns the outcomes (of the cases run, in order) and the failures
@@ -1476,8 +1995,10 @@ def run_corpus(cases: list[Case], base: str, forbidden: list[str], *, workers: i
         for c in clients:
             c.close()
     if wedged.is_set():
-        failures.append(f"{WEDGED}: stopped after {sent} of {len(cases)} cases (valid requests or {wedge_after} "
-                        f"cases in a row got no answer); in flight when it began: {suspects}")  # fmt: skip
+        failures.append(
+            f"{WEDGED}: stopped after {sent} of {len(cases)} cases (valid requests or {wedge_after} "
+            f"cases in a row got no answer); in flight when it began: {suspects}"
+        )
     return outcomes, failures
 
 
@@ -1522,8 +2043,17 @@ def forbidden_strings(key: str, *paths: str) -> list[str]:
     import tempfile
     from pathlib import Path
 
-    out = [key, "Traceback", "site-packages", "/home/", "/tmp/", "root:x:0:0", tempfile.gettempdir() + "/",
-           str(Path(__file__).resolve().parents[1]), sys.prefix]  # fmt: skip
+    out = [
+        key,
+        "Traceback",
+        "site-packages",
+        "/home/",
+        "/tmp/",
+        "root:x:0:0",
+        tempfile.gettempdir() + "/",
+        str(Path(__file__).resolve().parents[1]),
+        sys.prefix,
+    ]
     for p in paths:
         out += [str(p), str(Path(p).resolve())]
     return sorted({s for s in out if s and s != "/"}, key=len, reverse=True)

@@ -71,8 +71,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_task("shapes", root / "shapes", images=48, imgsz=64, seed=5)
     # 64 px and batch 4: enough optimizer steps in ~30 s of CPU for the model to find the shapes
     # (mAP50 about 0.4), so that engine and server tests compare real detections.
-    train(TrainConfig(data=str(data), epochs=30, imgsz=64, batch=4, workers=0, close_mosaic=3, out=str(root / "run")),
-          log=lambda m: None)  # fmt: skip
+    train(
+        TrainConfig(data=str(data), epochs=30, imgsz=64, batch=4, workers=0, close_mosaic=3, out=str(root / "run")),
+        log=lambda m: None,
+    )
     return root / "run"
 
 
@@ -92,8 +94,10 @@ def delay_server() -> Iterator[str]:
     from tests.test_serve import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.delay_server:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.delay_server:app", "--port", str(port), "--log-level", "warning"],
+        cwd=Path(__file__).resolve().parents[1],
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

@@ -45,7 +45,12 @@ async def chunked(request: Request) -> StreamingResponse:
     return StreamingResponse(parts(), media_type="application/json")
 
 
-app = Starlette(routes=[
-    Route("/delay", delay), Route("/stall", stall), Route("/infer/object_detection", infer, methods=["POST"]),
-    Route("/close", close), Route("/chunked", chunked),
-])  # fmt: skip
+app = Starlette(
+    routes=[
+        Route("/delay", delay),
+        Route("/stall", stall),
+        Route("/infer/object_detection", infer, methods=["POST"]),
+        Route("/close", close),
+        Route("/chunked", chunked),
+    ]
+)

@@ -12,8 +12,17 @@ from speedmap.cli import app
 from tests.test_serve import start_server
 
 runner = CliRunner()
-KEYS = {"scenario", "concurrency", "target_rate", "requests", "errors", "duration_s", "throughput_rps",
-        "latency_ms", "valid"}  # fmt: skip
+KEYS = {
+    "scenario",
+    "concurrency",
+    "target_rate",
+    "requests",
+    "errors",
+    "duration_s",
+    "throughput_rps",
+    "latency_ms",
+    "valid",
+}
 
 
 def _images(run: Path) -> Path:
@@ -35,9 +44,27 @@ def _check(doc: dict, target: str, scenarios: list[str]) -> None:
 
 def test_bench_local_default_sweep(model_store: Path, tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "local.json"
-    r = runner.invoke(app, ["bench", "local", "--model", "shapes/1", "--models", str(model_store), "--images",
-                            str(_images(tiny_run)), "--concurrency", "1,4", "--duration", "1", "--requests", "20",
-                            "--json", str(out)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            "local",
+            "--model",
+            "shapes/1",
+            "--models",
+            str(model_store),
+            "--images",
+            str(_images(tiny_run)),
+            "--concurrency",
+            "1,4",
+            "--duration",
+            "1",
+            "--requests",
+            "20",
+            "--json",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     _check(doc, "local", ["single", "concurrency"])
@@ -56,21 +83,78 @@ def test_bench_http_v1_legacy_and_rate(model_store: Path, tiny_run: Path, tmp_pa
     try:
         for extra, scen in (([], ["single"]), (["--legacy"], ["single"])):
             out = tmp_path / "http.json"
-            r = runner.invoke(app, ["bench", url, "--model", "shapes/1", "--images", str(_images(tiny_run)),
-                                    "--scenario", "single", "--duration", "1", "--requests", "20", "--json",
-                                    str(out), "--max-error-rate", "0", *extra])  # fmt: skip
+            r = runner.invoke(
+                app,
+                [
+                    "bench",
+                    url,
+                    "--model",
+                    "shapes/1",
+                    "--images",
+                    str(_images(tiny_run)),
+                    "--scenario",
+                    "single",
+                    "--duration",
+                    "1",
+                    "--requests",
+                    "20",
+                    "--json",
+                    str(out),
+                    "--max-error-rate",
+                    "0",
+                    *extra,
+                ],
+            )
             assert r.exit_code == 0, r.output
             _check(json.loads(out.read_text()), url, scen)
         out = tmp_path / "rate.json"
-        r = runner.invoke(app, ["bench", url, "--model", "shapes/1", "--images", str(_images(tiny_run)), "--scenario",
-                                "rate", "--rate", "20", "--arrivals", "constant", "--duration", "1.5", "--requests",
-                                "20", "--json", str(out)])  # fmt: skip
+        r = runner.invoke(
+            app,
+            [
+                "bench",
+                url,
+                "--model",
+                "shapes/1",
+                "--images",
+                str(_images(tiny_run)),
+                "--scenario",
+                "rate",
+                "--rate",
+                "20",
+                "--arrivals",
+                "constant",
+                "--duration",
+                "1.5",
+                "--requests",
+                "20",
+                "--json",
+                str(out),
+            ],
+        )
         assert r.exit_code == 0, r.output
         run = json.loads(out.read_text())["runs"][0]
         assert run["scenario"] == "rate" and run["target_rate"] == 20 and run["errors"] == {}
-        bad = runner.invoke(app, ["bench", url, "--model", "shapes/404", "--images", str(_images(tiny_run)),
-                                  "--scenario", "single", "--duration", "0.5", "--requests", "5", "--warmup", "1",
-                                  "--max-error-rate", "0"])  # fmt: skip
+        bad = runner.invoke(
+            app,
+            [
+                "bench",
+                url,
+                "--model",
+                "shapes/404",
+                "--images",
+                str(_images(tiny_run)),
+                "--scenario",
+                "single",
+                "--duration",
+                "0.5",
+                "--requests",
+                "5",
+                "--warmup",
+                "1",
+                "--max-error-rate",
+                "0",
+            ],
+        )
         assert bad.exit_code == 2 and "http 404" in bad.output and "not found" in bad.output
         assert "Traceback" not in bad.output
     finally:

@@ -111,9 +111,25 @@ def test_breakdown_against_speedmap_serve_and_in_process(model_store: Path, tiny
     proc, url = start_server(model_store)
     try:
         out = tmp_path / "http.json"
-        r = runner.invoke(app, ["bench", url, "--model", "shapes/1", "--images", str(_images(tiny_run)),
-                                "--scenario", "single", "--duration", "1", "--requests", "20",
-                                "--json", str(out)])  # fmt: skip
+        r = runner.invoke(
+            app,
+            [
+                "bench",
+                url,
+                "--model",
+                "shapes/1",
+                "--images",
+                str(_images(tiny_run)),
+                "--scenario",
+                "single",
+                "--duration",
+                "1",
+                "--requests",
+                "20",
+                "--json",
+                str(out),
+            ],
+        )
         assert r.exit_code == 0, r.output
         run = json.loads(out.read_text())["runs"][0]
         b, total = run["breakdown_ms"], run["latency_ms"]["mean"]
@@ -126,10 +142,33 @@ def test_breakdown_against_speedmap_serve_and_in_process(model_store: Path, tiny
         proc.terminate()
         proc.wait(10)
     out = tmp_path / "local.json"
-    r = runner.invoke(app, ["bench", "local", "--model", "shapes/1", "--models", str(model_store), "--images",
-                            str(_images(tiny_run)), "--scenario", "single", "--duration", "0.5", "--requests", "10",
-                            "--warmup", "2", "--warmup-seconds", "0.4", "--providers", "cpu",
-                            "--json", str(out)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            "local",
+            "--model",
+            "shapes/1",
+            "--models",
+            str(model_store),
+            "--images",
+            str(_images(tiny_run)),
+            "--scenario",
+            "single",
+            "--duration",
+            "0.5",
+            "--requests",
+            "10",
+            "--warmup",
+            "2",
+            "--warmup-seconds",
+            "0.4",
+            "--providers",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     warm = doc["warmup"]
@@ -146,16 +185,48 @@ def test_compare_two_models_interleaved(model_store: Path, tiny_run: Path, tmp_p
     shutil.copytree(model_store / "shapes" / "1", store / "shapes" / "1")
     shutil.copytree(model_store / "shapes" / "1", store / "shapes" / "2")
     out = tmp_path / "cmp" / "cmp.json"
-    r = runner.invoke(app, ["bench", "local", "--model", "shapes/1", "--compare", "shapes/2", "--models", str(store),
-                            "--images", str(_images(tiny_run)), "--scenario", "concurrency", "--concurrency", "1,2",
-                            "--duration", "0.3", "--requests", "8", "--repeats", "3", "--warmup", "2",
-                            "--no-retry", "--json", str(out)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            "local",
+            "--model",
+            "shapes/1",
+            "--compare",
+            "shapes/2",
+            "--models",
+            str(store),
+            "--images",
+            str(_images(tiny_run)),
+            "--scenario",
+            "concurrency",
+            "--concurrency",
+            "1,2",
+            "--duration",
+            "0.3",
+            "--requests",
+            "8",
+            "--repeats",
+            "3",
+            "--warmup",
+            "2",
+            "--no-retry",
+            "--json",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["model"] == "shapes/1" and doc["compare"] == "shapes/2"
     order = [(x["model"], x["repeat"]) for x in doc["runs"] if x["concurrency"] == 1]
-    assert order == [("shapes/1", 0), ("shapes/2", 0), ("shapes/2", 1), ("shapes/1", 1), ("shapes/1", 2),
-                     ("shapes/2", 2)]  # fmt: skip
+    assert order == [
+        ("shapes/1", 0),
+        ("shapes/2", 0),
+        ("shapes/2", 1),
+        ("shapes/1", 1),
+        ("shapes/1", 2),
+        ("shapes/2", 2),
+    ]
     assert [x["concurrency"] for x in doc["ratios"]] == [1, 2]
     for x in doc["ratios"]:
         lr = x["p50_latency_ratio"]

@@ -93,14 +93,29 @@ def test_compare_retries_each_run_on_its_own_and_a_stable_run_is_not_retried(mon
 
 
 def test_older_documents_and_ranking_certainty() -> None:
-    old = {"scenario": "single", "concurrency": 1, "target_rate": None, "requests": 20,  # a run before `attempts`
-           "errors": {"http 503": 2}, "duration_s": 1.0, "throughput_rps": 18.0,
-           "latency_ms": {"p50": 10.0, "p90": 12.0}, "valid": True}  # fmt: skip
+    old = {
+        "scenario": "single",
+        "concurrency": 1,
+        "target_rate": None,
+        "requests": 20,  # a run before `attempts`
+        "errors": {"http 503": 2},
+        "duration_s": 1.0,
+        "throughput_rps": 18.0,
+        "latency_ms": {"p50": 10.0, "p90": 12.0},
+        "valid": True,
+    }
     run = BenchRun.from_json(old)
     assert run.attempts == [] and run.tries == 1 and run.error_count == 2 and (run.p50_ms, run.p90_ms) == (10, 12)
     assert "attempts" in run.to_json() and "model" not in run.to_json()
-    report = BenchReport.from_json({"target": "local", "model": "m", "provenance": {}, "warmup": {},
-                                    "runs": [old, {**old, "scenario": "concurrency", "concurrency": 4}]})  # fmt: skip
+    report = BenchReport.from_json(
+        {
+            "target": "local",
+            "model": "m",
+            "provenance": {},
+            "warmup": {},
+            "runs": [old, {**old, "scenario": "concurrency", "concurrency": 4}],
+        }
+    )
     assert report.single() is report.runs[0] and report.loaded() is report.runs[1]
     assert ranking_certain({"median": 1.2, "min": 1.05, "max": 1.4, "values": [1.05, 1.2, 1.4]})
     assert ranking_certain(Spread(0.8, 0.7, 0.95, [0.7, 0.8, 0.95]))

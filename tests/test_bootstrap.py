@@ -45,29 +45,64 @@ def make_case(seed: int, n_img: int = 15, quality: float = 1.0) -> tuple[dict, l
             c = int(rng.choice(CATS if k % 4 == 0 else CATS[:2]))
             b = box()
             area = b[2] * b[3] * float(rng.uniform(0.5, 1.0))  # a segmentation area, as COCO's
-            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": c, "bbox": b, "area": area,
-                         "iscrowd": int(k == 3 and j == 0)})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": im["id"],
+                    "category_id": c,
+                    "bbox": b,
+                    "area": area,
+                    "iscrowd": int(k == 3 and j == 0),
+                }
+            )
             for _ in range(int(rng.integers(0, 3))):  # 0-2 detections per object, one may be a duplicate
                 e = rng.normal(0, 8 / quality, 4)
-                dets.append({"image_id": im["id"], "category_id": c if rng.random() < 0.9 else int(rng.choice(CATS)),
-                             "bbox": [b[0] + e[0], b[1] + e[1], max(1.0, b[2] + e[2]), max(1.0, b[3] + e[3])],
-                             "score": score()})  # fmt: skip
+                dets.append(
+                    {
+                        "image_id": im["id"],
+                        "category_id": c if rng.random() < 0.9 else int(rng.choice(CATS)),
+                        "bbox": [b[0] + e[0], b[1] + e[1], max(1.0, b[2] + e[2]), max(1.0, b[3] + e[3])],
+                        "score": score(),
+                    }
+                )
             if k == 3 and j == 0:  # detections inside the crowd region: each one ignored, none a false positive
                 for _ in range(4):
                     w, h = b[2] * rng.uniform(0.2, 0.5), b[3] * rng.uniform(0.2, 0.5)
                     xy = [b[0] + rng.uniform(0, b[2] - w), b[1] + rng.uniform(0, b[3] - h)]
                     dets.append({"image_id": im["id"], "category_id": c, "bbox": [*xy, w, h], "score": score(0.5)})
                 inner = [b[0] + b[2] / 4, b[1] + b[3] / 4, b[2] / 2, b[3] / 2]  # a regular box in the crowd wins
-                anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": c, "bbox": inner,
-                             "area": inner[2] * inner[3], "iscrowd": 0})  # fmt: skip
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": im["id"],
+                        "category_id": c,
+                        "bbox": inner,
+                        "area": inner[2] * inner[3],
+                        "iscrowd": 0,
+                    }
+                )
                 dets.append({"image_id": im["id"], "category_id": c, "bbox": [v + 0.5 for v in inner], "score": 0.9})
         many = k == 5  # 110 detections of class 3 on top of the true ones: COCO keeps the best 100
         for _ in range(110 if many else int(rng.integers(0, 6))):
-            dets.append({"image_id": im["id"], "category_id": CATS[0] if many else int(rng.choice(CATS)),
-                         "bbox": box(), "score": score(0.3) if many else float(rng.uniform(0, 0.8))})  # fmt: skip
+            dets.append(
+                {
+                    "image_id": im["id"],
+                    "category_id": CATS[0] if many else int(rng.choice(CATS)),
+                    "bbox": box(),
+                    "score": score(0.3) if many else float(rng.uniform(0, 0.8)),
+                }
+            )
     b = box()  # ignored for its area (outside COCO's "all" range), with a perfect detection
-    anns.append({"id": len(anns) + 1, "image_id": images[2]["id"], "category_id": CATS[1], "bbox": b, "area": 2e10,
-                 "iscrowd": 0})  # fmt: skip
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": images[2]["id"],
+            "category_id": CATS[1],
+            "bbox": b,
+            "area": 2e10,
+            "iscrowd": 0,
+        }
+    )
     dets.append({"image_id": images[2]["id"], "category_id": CATS[1], "bbox": b, "score": 0.97})
     dets.append({"image_id": images[0]["id"], "category_id": CATS[1], "bbox": [10.0, 10.0, -5.0, 20.0], "score": 0.99})
     dets.append({"image_id": images[0]["id"], "category_id": 99, "bbox": box(), "score": 0.5})

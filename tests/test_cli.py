@@ -127,7 +127,9 @@ def test_version_and_module_entry_point() -> None:
 
 
 def test_base_commands_do_not_import_torch() -> None:
-    code = ("import sys, speedmap.cli, speedmap.eval, speedmap.data, speedmap.postprocess, speedmap.preprocess, "
-            "speedmap.engine, speedmap.eval.model, speedmap.cli.predict; print('torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, speedmap.cli, speedmap.eval, speedmap.data, speedmap.postprocess, speedmap.preprocess, "
+        "speedmap.engine, speedmap.eval.model, speedmap.cli.predict; print('torch' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False"

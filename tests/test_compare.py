@@ -47,8 +47,22 @@ def web_built() -> bool:
     return True
 
 
-TINY = ["--tasks", "shapes", "--epochs", "2", "--images", "30", "--imgsz", "64", "--bench-seconds", "0.3",
-        "--bench-repeats", "2", "--targets", "http,local"]  # fmt: skip
+TINY = [
+    "--tasks",
+    "shapes",
+    "--epochs",
+    "2",
+    "--images",
+    "30",
+    "--imgsz",
+    "64",
+    "--bench-seconds",
+    "0.3",
+    "--bench-repeats",
+    "2",
+    "--targets",
+    "http,local",
+]
 
 
 def test_compare_end_to_end_then_reuses_finished_steps(tmp_path: Path) -> None:
@@ -56,8 +70,13 @@ def test_compare_end_to_end_then_reuses_finished_steps(tmp_path: Path) -> None:
     r = runner.invoke(app, ["compare", *TINY, "--out", str(out), "--min-fps", "5"])
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())  # rich wraps lines at the terminal's width
-    for words in ("expected duration", "timing Fast and Accurate side by side", "training fast",
-                  "1000 paired bootstrap", "benchmarking fast and accurate on http, 2 interleaved"):  # fmt: skip
+    for words in (
+        "expected duration",
+        "timing Fast and Accurate side by side",
+        "training fast",
+        "1000 paired bootstrap",
+        "benchmarking fast and accurate on http, 2 interleaved",
+    ):
         assert words in said, words
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and res["destinations"] == ["http", "local"]
@@ -88,8 +107,15 @@ def test_compare_end_to_end_then_reuses_finished_steps(tmp_path: Path) -> None:
     assert rec["destination"] == "http" and rec["choices"][0]["size"] in ("fast", "accurate")
     assert rec["choices"][0]["provisional"] and rec["choices"][0]["evidence"]["strength"] == "weak"
     md = (out / "report.md").read_text()
-    for heading in ("## Recommendation", "## How sure is this?", "## 1. Accuracy", "## 2. Inference speed",
-                    "## 3. Training time", "## 4. Accuracy against latency", "## 5. Provenance"):  # fmt: skip
+    for heading in (
+        "## Recommendation",
+        "## How sure is this?",
+        "## 1. Accuracy",
+        "## 2. Inference speed",
+        "## 3. Training time",
+        "## 4. Accuracy against latency",
+        "## 5. Provenance",
+    ):
         assert heading in md, heading
     assert "| shapes | fast |" in md and "min fps 5" in md and "speedmap compare" in md
     assert "had not converged after 2 epochs" in md
@@ -161,8 +187,16 @@ class Interrupting:
 
 
 def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path) -> None:
-    cfg = StudyConfig(tasks=["shapes"], epochs=2, imgsz=64, images=30, targets=["local"], bench_seconds=0.2,
-                      bench_requests=5, bench_repeats=1)  # fmt: skip
+    cfg = StudyConfig(
+        tasks=["shapes"],
+        epochs=2,
+        imgsz=64,
+        images=30,
+        targets=["local"],
+        bench_seconds=0.2,
+        bench_requests=5,
+        bench_repeats=1,
+    )
     ui = Interrupting()
     with pytest.raises(KeyboardInterrupt):
         Study(cfg, tmp_path, ui).run()
@@ -186,39 +220,87 @@ def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path) -> None
     assert len(list((tmp_path / "runs").glob("shapes-fast-*"))) == 2
 
 
-def train_result(size: str, converged: bool = True, epochs: int = 12, seconds: float = 60.0,
-                 contended: bool = False, share: float = 0.02) -> TrainResult:  # fmt: skip
+def train_result(
+    size: str,
+    converged: bool = True,
+    epochs: int = 12,
+    seconds: float = 60.0,
+    contended: bool = False,
+    share: float = 0.02,
+) -> TrainResult:
     reason = "plateau: no gain for 4 epochs" if converged else "still improving: +0.020 mAP50-95 per epoch"
     hist = [{"epoch": float(e), "seconds": seconds / epochs, "map": 0.5 * e / epochs} for e in range(1, epochs + 1)]
-    return TrainResult(size, 1_000_000 if size == "fast" else 3_000_000, 10**9, 128, epochs, 30, seconds, seconds * 1.9,
-                       20.0, epochs - 4 if converged else epochs, 0.5, 0.7, converged, {"reason": reason}, contended,
-                       share, seconds * 0.6, epochs // 2, "run", 100, hist)  # fmt: skip
+    return TrainResult(
+        size,
+        1_000_000 if size == "fast" else 3_000_000,
+        10**9,
+        128,
+        epochs,
+        30,
+        seconds,
+        seconds * 1.9,
+        20.0,
+        epochs - 4 if converged else epochs,
+        0.5,
+        0.7,
+        converged,
+        {"reason": reason},
+        contended,
+        share,
+        seconds * 0.6,
+        epochs // 2,
+        "run",
+        100,
+        hist,
+    )
 
 
-def size_result(size: str, m: float, m50: float, p50: float, ci: float = 0.03, valid: bool = True,
-                **train: Any) -> SizeResult:  # fmt: skip
+def size_result(
+    size: str, m: float, m50: float, p50: float, ci: float = 0.03, valid: bool = True, **train: Any
+) -> SizeResult:
     single = RunSummary(p50, p50 * 1.2, 1000 / p50, valid, 0, 1, 3, 0 if valid else 1)
     loaded = RunSummary(p50 * 9, p50 * 10, 2000 / p50, True, 0, 100, 3)
     acc = Accuracy(m, m50, (m - ci, m + ci), (m50 - ci, m50 + ci))
     return SizeResult(f"t/{size}", train_result(size, **train), acc, 90, {"http": Speed(single, loaded, "b.json")})
 
 
-def study(fast: dict[str, Any] | None = None, accurate: dict[str, Any] | None = None, delta_ci: tuple[float, float]
-          = (0.05, 0.11), latency: list[float] | None = None, cfg: StudyConfig | None = None,
-          name: str = "t") -> StudyResults:  # fmt: skip
+def study(
+    fast: dict[str, Any] | None = None,
+    accurate: dict[str, Any] | None = None,
+    delta_ci: tuple[float, float] = (0.05, 0.11),
+    latency: list[float] | None = None,
+    cfg: StudyConfig | None = None,
+    name: str = "t",
+) -> StudyResults:
     """A study of one task with Fast at mAP50-95 0.50 / 15 ms and Accurate at 0.58 / 40 ms, both converged,
     VALID, quiet; keyword overrides for each branch."""
     f = size_result("fast", **{"m": 0.50, "m50": 0.70, "p50": 15.0, **(fast or {})})
     a = size_result("accurate", **{"m": 0.58, "m50": 0.80, "p50": 40.0, **(accurate or {})})
     d = a.metrics.map - f.metrics.map
-    task = TaskResult("data", ["a", "b"], "fp", {"fast": f, "accurate": a},
-                      AccuracyDelta(d, a.metrics.map50 - f.metrics.map50, delta_ci, (d - 0.04, d + 0.04), 90, 1000,
-                                    400 if delta_ci[0] <= 0 <= delta_ci[1] else 90),
-                      TrainProbe(2.6, 0.1, 0.26, 8),
-                      {"http": SpeedRatio(Spread.of(latency or [2.5, 2.7, 2.6]), Spread.of([2.4, 2.5, 2.6]),
-                                          3)})  # fmt: skip
-    res = StudyResults(cfg or StudyConfig(tasks=["shapes"], targets=["http"]), {name: task}, ["http"],
-                       {"cpu": "test cpu", "command": "speedmap compare x"}, True)  # fmt: skip
+    task = TaskResult(
+        "data",
+        ["a", "b"],
+        "fp",
+        {"fast": f, "accurate": a},
+        AccuracyDelta(
+            d,
+            a.metrics.map50 - f.metrics.map50,
+            delta_ci,
+            (d - 0.04, d + 0.04),
+            90,
+            1000,
+            400 if delta_ci[0] <= 0 <= delta_ci[1] else 90,
+        ),
+        TrainProbe(2.6, 0.1, 0.26, 8),
+        {"http": SpeedRatio(Spread.of(latency or [2.5, 2.7, 2.6]), Spread.of([2.4, 2.5, 2.6]), 3)},
+    )
+    res = StudyResults(
+        cfg or StudyConfig(tasks=["shapes"], targets=["http"]),
+        {name: task},
+        ["http"],
+        {"cpu": "test cpu", "command": "speedmap compare x"},
+        True,
+    )
     res.recommendation = recommend(res)
     return res
 
@@ -238,10 +320,12 @@ def test_recommendation_follows_the_numbers_and_the_constraints() -> None:
     # saturated by Accurate only: Fast has not reached the ceiling, the gain decides
     ceiling = choice(study(fast={"m50": 0.70}, accurate={"m50": 0.96}))
     assert ceiling.size == "accurate" and "reaches the task's ceiling" in ceiling.reasons[0]
-    for kw, size, words in ((dict(min_fps=30), "fast", "Only Fast meets at least 30 FPS"),
-                            (dict(max_latency_ms=10), "fast", "Neither size meets"),
-                            (dict(min_map=0.9), "accurate", "No size reaches"),
-                            (dict(min_map=0.75), "accurate", "Only Accurate")):  # fmt: skip
+    for kw, size, words in (
+        (dict(min_fps=30), "fast", "Only Fast meets at least 30 FPS"),
+        (dict(max_latency_ms=10), "fast", "Neither size meets"),
+        (dict(min_map=0.9), "accurate", "No size reaches"),
+        (dict(min_map=0.75), "accurate", "Only Accurate"),
+    ):
         c = choice(study(cfg=StudyConfig(tasks=["shapes"], targets=["http"], **kw)))
         assert c.size == size and words in c.reasons[0], (kw, c.reasons)
     untrained = choice(study(fast={"m50": 0.0}, accurate={"m50": 0.01}))
@@ -253,8 +337,12 @@ def test_an_under_trained_pair_is_provisional_and_says_what_to_do() -> None:
     c = choice(res)
     assert c.provisional and c.evidence is not None and c.evidence.strength == "weak"
     assert c.evidence.under_trained == ["fast"]
-    assert c.reasons[0].startswith("Provisional: Fast had not converged after 10 epochs; the gap reflects the "
-                                   "training budget") and "rerun with --epochs 20" in c.reasons[0]  # fmt: skip
+    assert (
+        c.reasons[0].startswith(
+            "Provisional: Fast had not converged after 10 epochs; the gap reflects the training budget"
+        )
+        and "rerun with --epochs 20" in c.reasons[0]
+    )
     assert any("Fast had **not converged** after 10 epochs" in line for line in c.evidence.lines)
     # never evidence for or against an accuracy rule
     assert res.recommendation is not None
@@ -296,8 +384,10 @@ def test_unstable_speed_and_an_uncertain_ranking_are_said() -> None:
     assert c.evidence.unstable == ["accurate one at a time"] and c.evidence.strength == "moderate"
     assert any("The speed ranking on http is uncertain" in r for r in c.reasons)
     assert any("stayed UNSTABLE after retries (accurate one at a time)" in r for r in c.reasons)
-    assert any("**UNSTABLE** (accurate one at a time)" in x and "**the speed ranking is uncertain**" in x
-               for x in c.evidence.lines)  # fmt: skip
+    assert any(
+        "**UNSTABLE** (accurate one at a time)" in x and "**the speed ranking is uncertain**" in x
+        for x in c.evidence.lines
+    )
     assert res.recommendation is not None
     rt = next(r for r in res.recommendation.rules if r.rule.startswith("Real time"))
     assert rt.supported is None and "UNSTABLE or ranking uncertain on: t" in rt.evidence  # 33 and 30 FPS
@@ -309,8 +399,9 @@ def test_unstable_speed_and_an_uncertain_ranking_are_said() -> None:
 
 
 def test_general_rules_are_stated_only_where_supported() -> None:
-    easy = study(fast={"m": 0.80, "m50": 0.97}, accurate={"m": 0.805, "m50": 0.975}, delta_ci=(-0.01, 0.02),
-                 name="easy")  # fmt: skip
+    easy = study(
+        fast={"m": 0.80, "m50": 0.97}, accurate={"m": 0.805, "m50": 0.975}, delta_ci=(-0.01, 0.02), name="easy"
+    )
     hard = study(name="hard")
     both = StudyResults(hard.config, {**easy.tasks, **hard.tasks}, ["http"], hard.provenance, True)
     rec = recommend(both)
@@ -361,8 +452,16 @@ def test_quick_preset_and_estimate() -> None:
 
 @pytest.mark.skipif(not chromium_available() or not web_built(), reason="needs Chromium and the web build")
 def test_the_browser_destination_alternates_sizes_and_retries(tmp_path: Path) -> None:
-    cfg = StudyConfig(tasks=["shapes"], epochs=1, imgsz=64, images=30, targets=["browser"], bench_seconds=0.3,
-                      bench_requests=5, bench_repeats=2)  # fmt: skip
+    cfg = StudyConfig(
+        tasks=["shapes"],
+        epochs=1,
+        imgsz=64,
+        images=30,
+        targets=["browser"],
+        bench_seconds=0.3,
+        bench_requests=5,
+        bench_repeats=2,
+    )
     ui = Interrupting()
     ui.armed = False
     res = Study(cfg, tmp_path, ui).run()

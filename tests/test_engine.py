@@ -54,8 +54,9 @@ def test_onnx_engine_matches_pytorch_model(tiny_run: Path, model: Model) -> None
 
     split = load_dataset(data).view("test")
     ckpt = load_checkpoint(tiny_run / "best.pt")
-    torch_dets = predict_split(model_from_checkpoint(ckpt), ValData(split, ckpt["imgsz"]), torch.device("cpu"),
-                               conf=0.05, iou=0.45)  # fmt: skip
+    torch_dets = predict_split(
+        model_from_checkpoint(ckpt), ValData(split, ckpt["imgsz"]), torch.device("cpu"), conf=0.05, iou=0.45
+    )
     engine_dets = model.predict([r.path for r in split.records], conf=0.05, iou=0.45)
     assert sum(len(d) for d in torch_dets) > 0
     for t, e in zip(torch_dets, engine_dets, strict=True):
@@ -193,8 +194,7 @@ def test_int8_export_keeps_accuracy(tiny_run: Path, tmp_path: Path, model: Model
     pytest.importorskip("onnx")
     from speedmap.export import export_model
 
-    meta = export_model(tiny_run, tmp_path / "q" / "int8", int8=_dataset(tiny_run), calib_images=16,
-                        log=lambda m: None)  # fmt: skip
+    meta = export_model(tiny_run, tmp_path / "q" / "int8", int8=_dataset(tiny_run), calib_images=16, log=lambda m: None)
     assert meta.doc["precision"] == "int8"
     fp32 = model.meta.doc["metrics"]["map50"]
     assert meta.doc["metrics"]["map50"] >= fp32 - 0.1
@@ -205,8 +205,9 @@ def _png_header_only(path: Path, w: int, h: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-                     + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 

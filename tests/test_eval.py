@@ -22,8 +22,15 @@ from speedmap.eval.confusion import confusion_matrix
 from tests.conftest import write_image
 
 
-def make_case(seed: int, cats: tuple[int, ...] = (3, 17, 42), roboflow: bool = True, crowd: float = 0.1,
-              ties: bool = False, many: bool = False, n_img: int = 40) -> tuple[dict, list[dict]]:  # fmt: skip
+def make_case(
+    seed: int,
+    cats: tuple[int, ...] = (3, 17, 42),
+    roboflow: bool = True,
+    crowd: float = 0.1,
+    ties: bool = False,
+    many: bool = False,
+    n_img: int = 40,
+) -> tuple[dict, list[dict]]:
     """GT + results with the edge cases: unused category 0, crowd, sparse ids, images without GT or
     predictions, >100 predictions on an image, tied scores."""
     rng = np.random.default_rng(seed)
@@ -45,13 +52,26 @@ def make_case(seed: int, cats: tuple[int, ...] = (3, 17, 42), roboflow: bool = T
             b = box()
             c = int(rng.choice(cats))
             area = b[2] * b[3] * float(rng.uniform(0.4, 1.0))  # a segmentation area, as COCO's
-            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": c, "bbox": b,
-                         "area": area, "iscrowd": int(rng.random() < crowd)})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": im["id"],
+                    "category_id": c,
+                    "bbox": b,
+                    "area": area,
+                    "iscrowd": int(rng.random() < crowd),
+                }
+            )
             if rng.random() < 0.8:
                 j = rng.normal(0, 6, 4)
-                dets.append({"image_id": im["id"], "category_id": c if rng.random() < 0.85 else int(rng.choice(cats)),
-                             "bbox": [b[0] + j[0], b[1] + j[1], max(1.0, b[2] + j[2]), max(1.0, b[3] + j[3])],
-                             "score": score()})  # fmt: skip
+                dets.append(
+                    {
+                        "image_id": im["id"],
+                        "category_id": c if rng.random() < 0.85 else int(rng.choice(cats)),
+                        "bbox": [b[0] + j[0], b[1] + j[1], max(1.0, b[2] + j[2]), max(1.0, b[3] + j[3])],
+                        "score": score(),
+                    }
+                )
         if rng.random() < 0.1:
             continue  # an image without extra predictions
         n_fp = int(rng.integers(100, 140)) if many and rng.random() < 0.3 else int(rng.integers(0, 5))
@@ -141,10 +161,14 @@ def test_unknown_ids_are_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("", "empty"), ("[{\"image_id\": 3, \"cat", "truncated"), ('{"annotations": []}', "annotation file"),
-     ('[{"image_id": 3}]', "needs image_id, category_id, bbox and score"),
-     ('[{"image_id": 3, "category_id": 3, "bbox": [1, 2], "score": 1}]', "4 numbers")],
-)  # fmt: skip
+    [
+        ("", "empty"),
+        ('[{"image_id": 3, "cat', "truncated"),
+        ('{"annotations": []}', "annotation file"),
+        ('[{"image_id": 3}]', "needs image_id, category_id, bbox and score"),
+        ('[{"image_id": 3, "category_id": 3, "bbox": [1, 2], "score": 1}]', "4 numbers"),
+    ],
+)
 def test_bad_prediction_files_are_clear_cli_errors(tmp_path: Path, text: str, needle: str) -> None:
     gt, _ = make_case(0)
     gt_path, pred_path = write_case(tmp_path, gt, [])
@@ -156,8 +180,23 @@ def test_bad_prediction_files_are_clear_cli_errors(tmp_path: Path, text: str, ne
 def test_cli_json_schema_and_plots(tmp_path: Path) -> None:
     gt, dets = make_case(4, crowd=0.2)
     gt_path, pred_path = write_case(tmp_path, gt, dets)
-    result = CliRunner().invoke(app, ["eval", "--gt", str(gt_path), "--pred", str(pred_path), "--json",
-                                      "--plots", str(tmp_path / "plots"), "--conf", "0.3", "--iou", "0.6"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--gt",
+            str(gt_path),
+            "--pred",
+            str(pred_path),
+            "--json",
+            "--plots",
+            str(tmp_path / "plots"),
+            "--conf",
+            "0.3",
+            "--iou",
+            "0.6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert list(doc) == [*SUMMARY_KEYS, "per_class"]
@@ -195,8 +234,13 @@ def test_evaluate_on_a_dataset_split_equals_pycocotools(tmp_path: Path) -> None:
     for im in gt["images"]:
         ds = by_image.get(im["id"], [])
         xywh = np.array([d["bbox"] for d in ds]).reshape(-1, 4)
-        preds.append(Detections(np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]),
-                                [d["score"] for d in ds], [d["category_id"] - 1 for d in ds]))  # fmt: skip
+        preds.append(
+            Detections(
+                np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]),
+                [d["score"] for d in ds],
+                [d["category_id"] - 1 for d in ds],
+            )
+        )
     m = evaluate(split, preds)
     np.testing.assert_allclose(m.stats, pycoco(gt, dets).stats, atol=1e-5, rtol=0)  # float32 boxes
     with pytest.raises(EvalError, match="one per image"):
@@ -219,12 +263,16 @@ def test_confusion_matrix_counts() -> None:
 def test_annotation_id_zero_counts_as_matched(tmp_path: Path) -> None:
     """Roboflow exports start annotation ids at 0, which COCOeval reads as 'unmatched' (pycocotools
     scores the perfect detection below as a false positive); speedmap renumbers the ids."""
-    gt = {"images": [{"id": 0, "width": 100, "height": 100, "file_name": "a.jpg"}],
-          "categories": [{"id": 1, "name": "a"}],
-          "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900,
-                           "iscrowd": 0}]}  # fmt: skip
+    gt = {
+        "images": [{"id": 0, "width": 100, "height": 100, "file_name": "a.jpg"}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": 0, "image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0}
+        ],
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "pred.json").write_text(json.dumps([{"image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30],
-                                                     "score": 0.9}]))  # fmt: skip
+    (tmp_path / "pred.json").write_text(
+        json.dumps([{"image_id": 0, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}])
+    )
     m = evaluate_files(tmp_path / "gt.json", tmp_path / "pred.json").metrics
     assert m.map == pytest.approx(1.0) and m.map50 == pytest.approx(1.0)

@@ -117,8 +117,9 @@ DECODERS = ["pil", "cv2", "simplejpeg"]
 
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_fast_jpeg_decoders_equal_pillow_with_orientation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          decoder: str, orientation: int) -> None:  # fmt: skip
+def test_fast_jpeg_decoders_equal_pillow_with_orientation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder: str, orientation: int
+) -> None:
     from speedmap.imageio import jpeg_decoder_name
 
     if decoder != "pil":
@@ -135,8 +136,9 @@ def test_fast_jpeg_decoders_equal_pillow_with_orientation(tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
-def test_truncated_jpeg_is_an_error_with_every_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       decoder: str) -> None:  # fmt: skip
+def test_truncated_jpeg_is_an_error_with_every_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder: str
+) -> None:
     if decoder != "pil":
         pytest.importorskip(decoder)
     monkeypatch.setenv("SPEEDMAP_JPEG_DECODER", decoder)
@@ -201,13 +203,19 @@ def tripwires(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(_unsupported()))
-def test_unsupported_formats_are_refused_before_their_plugin_runs(tmp_path: Path, tripwires: list[str],
-                                                                  name: str) -> None:  # fmt: skip
+def test_unsupported_formats_are_refused_before_their_plugin_runs(
+    tmp_path: Path, tripwires: list[str], name: str
+) -> None:
     data = _unsupported()[name]
     path = tmp_path / f"upload.{name.lower()}"
     path.write_bytes(data)
-    for call, source in ((read_image, data), (image_size, data), (as_rgb, data), (read_image, path),
-                         (image_size, path)):  # fmt: skip
+    for call, source in (
+        (read_image, data),
+        (image_size, data),
+        (as_rgb, data),
+        (read_image, path),
+        (image_size, path),
+    ):
         with pytest.raises(ImageReadError) as info:
             call(source)
         message = str(info.value)
@@ -226,15 +234,28 @@ def test_dds_that_crashed_the_server_is_a_clear_error() -> None:
         read_image(data)
 
 
-FAILURES = [NotImplementedError("no"), OSError("broken data stream"), MemoryError(), struct.error("unpack"),
-            IndexError("index"), ZeroDivisionError("division by zero"), EOFError(), RuntimeError("x"),
-            KeyError("k"), SyntaxError("s"), ValueError("v"), TypeError("t"), RecursionError()]  # fmt: skip
+FAILURES = [
+    NotImplementedError("no"),
+    OSError("broken data stream"),
+    MemoryError(),
+    struct.error("unpack"),
+    IndexError("index"),
+    ZeroDivisionError("division by zero"),
+    EOFError(),
+    RuntimeError("x"),
+    KeyError("k"),
+    SyntaxError("s"),
+    ValueError("v"),
+    TypeError("t"),
+    RecursionError(),
+]
 
 
 @pytest.mark.parametrize("exc", FAILURES, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize("stage", ["open", "load"])
-def test_any_decoder_failure_is_an_image_read_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    exc: Exception, stage: str) -> None:  # fmt: skip
+def test_any_decoder_failure_is_an_image_read_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception, stage: str
+) -> None:
     from PIL import PngImagePlugin
 
     path = tmp_path / "a.png"
@@ -411,8 +432,13 @@ def test_peak_resident_memory_is_a_small_multiple_of_the_output(tmp_path: Path) 
     (tmp_path / "bits.png").write_bytes(_bits_png(4000, 4000))
     (tmp_path / "16.png").write_bytes(_png16(3000, 3000)[0])
     for name in ("bits.png", "16.png"):
-        run = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(tmp_path / name)], capture_output=True,
-                             text=True, timeout=120, check=True)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-c", _RSS_PROBE, str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         if run.stdout.strip() == "skip":
             pytest.skip("/proc/self/clear_refs is not writable here")
         assert float(run.stdout) < 2.5, (name, run.stdout)
@@ -498,9 +524,20 @@ def test_later_gif_frames_are_never_read() -> None:
 def test_every_suffix_the_dataset_layer_lists_decodes(tmp_path: Path) -> None:
     from speedmap.data.yolo import IMAGE_SUFFIXES
 
-    save_as = {".bmp": "BMP", ".dng": "TIFF", ".jpeg": "JPEG", ".jpg": "JPEG", ".mpo": "MPO", ".png": "PNG",
-               ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".pfm": "PPM", ".heic": "HEIF",
-               ".gif": "GIF"}  # fmt: skip
+    save_as = {
+        ".bmp": "BMP",
+        ".dng": "TIFF",
+        ".jpeg": "JPEG",
+        ".jpg": "JPEG",
+        ".mpo": "MPO",
+        ".png": "PNG",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+        ".webp": "WEBP",
+        ".pfm": "PPM",
+        ".heic": "HEIF",
+        ".gif": "GIF",
+    }
     assert not IMAGE_SUFFIXES - set(save_as), IMAGE_SUFFIXES - set(save_as)
     rgb = Image.fromarray(np.random.default_rng(3).integers(0, 255, (13, 21, 3), dtype=np.uint8))
     for suffix, fmt in sorted(save_as.items()):

@@ -27,8 +27,19 @@ def test_export_list_and_eval_through_the_engine(tiny_run: Path, tmp_path: Path)
     assert r.exit_code == 0, r.output
     assert "shapes/3" in r.output and (store / "shapes" / "3" / "model.onnx").is_file()
     doc = json.loads((store / "shapes" / "3" / "model.json").read_text())
-    for key in ("name", "version", "task", "classes", "input", "preprocessing", "size", "params", "flops",
-                "training", "metrics"):  # fmt: skip
+    for key in (
+        "name",
+        "version",
+        "task",
+        "classes",
+        "input",
+        "preprocessing",
+        "size",
+        "params",
+        "flops",
+        "training",
+        "metrics",
+    ):
         assert key in doc, key
     assert doc["task"] == "object-detection" and doc["name"] == "shapes" and doc["version"] == "3"
     assert doc["training"]["epochs"] == 30 and doc["training"]["total_seconds"] > 0
@@ -36,8 +47,21 @@ def test_export_list_and_eval_through_the_engine(tiny_run: Path, tmp_path: Path)
     r = runner.invoke(app, ["models", "list", "--models", str(store)], terminal_width=200)
     assert r.exit_code == 0 and "shapes/3" in r.output and "fast" in r.output
 
-    r = runner.invoke(app, ["eval", "--model", "shapes/3", "--models", str(store), "--data", str(_data(tiny_run)),
-                            "--split", "test", "--json"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "shapes/3",
+            "--models",
+            str(store),
+            "--data",
+            str(_data(tiny_run)),
+            "--split",
+            "test",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     assert metrics["map"] == pytest.approx(doc["metrics"]["map"], abs=1e-9)
@@ -48,8 +72,9 @@ def test_export_list_and_eval_through_the_engine(tiny_run: Path, tmp_path: Path)
     assert r.exit_code == 2 and "--data" in r.output
 
 
-def test_predict_writes_images_and_json_and_survives_bad_files(model_store: Path, tiny_run: Path,
-                                                              tmp_path: Path) -> None:  # fmt: skip
+def test_predict_writes_images_and_json_and_survives_bad_files(
+    model_store: Path, tiny_run: Path, tmp_path: Path
+) -> None:
     test_images = sorted((_data(tiny_run) / "test").glob("*.jpg"))[:3]
     src = tmp_path / "in"
     src.mkdir()
@@ -60,8 +85,23 @@ def test_predict_writes_images_and_json_and_survives_bad_files(model_store: Path
     (src / "notes.png").write_text("not an image")
     Image.fromarray(np.full((20, 30, 4), 200, np.uint8)).save(src / "rgba.png")
     out = tmp_path / "out"
-    r = runner.invoke(app, ["predict", "shapes/1", str(src), str(src / "*.jpg"), "missing.jpg", "--models",
-                            str(model_store), "--out", str(out), "--save-json", "--conf", "0.05"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "predict",
+            "shapes/1",
+            str(src),
+            str(src / "*.jpg"),
+            "missing.jpg",
+            "--models",
+            str(model_store),
+            "--out",
+            str(out),
+            "--save-json",
+            "--conf",
+            "0.05",
+        ],
+    )
     assert r.exit_code == 1, r.output  # some inputs failed, the rest were done
     assert "truncated.jpg" in r.output and "notes.png" in r.output and "missing.jpg" in r.output
     assert "Traceback" not in r.output
@@ -85,8 +125,9 @@ def test_predict_reads_video_frames(model_store: Path, tmp_path: Path) -> None:
         writer.write(frame)
     writer.release()
     out = tmp_path / "out"
-    r = runner.invoke(app, ["predict", "shapes/1", str(path), "--models", str(model_store), "--out", str(out),
-                            "--save-json"])  # fmt: skip
+    r = runner.invoke(
+        app, ["predict", "shapes/1", str(path), "--models", str(model_store), "--out", str(out), "--save-json"]
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "clip.json").read_text())
     assert [f["frame"] for f in doc["frames"]] == [0, 1, 2, 3, 4]

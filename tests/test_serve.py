@@ -23,11 +23,14 @@ from speedmap.serve.process import free_port
 KEY = "test-key-123"
 
 
-
 def start_server(store: Path, *args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "speedmap", "serve", "--models", str(store), "--port", str(port),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "speedmap", "serve", "--models", str(store), "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -50,8 +53,17 @@ def server(model_store: Path) -> Iterator[str]:
 
 
 def boxes(preds: list[dict]) -> list[tuple]:
-    return sorted((p["class"], round(p["x"], 1), round(p["y"], 1), round(p["width"], 1), round(p["height"], 1),
-                   round(p["confidence"], 3)) for p in preds)  # fmt: skip
+    return sorted(
+        (
+            p["class"],
+            round(p["x"], 1),
+            round(p["y"], 1),
+            round(p["width"], 1),
+            round(p["height"], 1),
+            round(p["confidence"], 3),
+        )
+        for p in preds
+    )
 
 
 def expected(engine: Model, path: Path, conf: float, iou: float = 0.3) -> list[tuple]:
@@ -62,8 +74,7 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def test_inference_sdk_v1_and_v0_unchanged(server: str, images: list[Path], engine: Model,
-                                           client_python: Path) -> None:  # fmt: skip
+def test_inference_sdk_v1_and_v0_unchanged(server: str, images: list[Path], engine: Model, client_python: Path) -> None:
     script = f"""
 import json, sys, warnings
 warnings.simplefilter("ignore")
@@ -90,8 +101,12 @@ print(json.dumps(out, default=str))
 
 def test_requests_post_as_curl_sends_it(server: str, images: list[Path], engine: Model) -> None:
     requests = pytest.importorskip("requests")
-    r = requests.post(f"{server}/shapes/1", params={"api_key": KEY, "confidence": 5, "name": "x.jpg"},
-                      data=b64(images[0]), headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    r = requests.post(
+        f"{server}/shapes/1",
+        params={"api_key": KEY, "confidence": 5, "name": "x.jpg"},
+        data=b64(images[0]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200, r.text
     doc = r.json()
     assert set(doc) == {"inference_id", "time", "image", "predictions"} and doc["time"] > 0
@@ -114,13 +129,16 @@ def test_body_variants_and_defaults(server: str, images: list[Path], engine: Mod
     assert r.status_code == 200 and boxes(r.json()["predictions"]) == ref
     # defaults as Roboflow's: confidence 0.4, overlap 0.3, on both route families, and they agree
     legacy = httpx.post(url, params={"api_key": KEY}, content=raw).json()
-    v1 = httpx.post(f"{server}/infer/object_detection", json={
-        "model_id": "shapes/1", "api_key": KEY, "image": {"type": "base64", "value": raw}}).json()  # fmt: skip
+    v1 = httpx.post(
+        f"{server}/infer/object_detection",
+        json={"model_id": "shapes/1", "api_key": KEY, "image": {"type": "base64", "value": raw}},
+    ).json()
     assert boxes(legacy["predictions"]) == boxes(v1["predictions"]) == expected(engine, images[0], 0.4, 0.3)
     # percent scale, class filter, max_detections, unknown parameters ignored
     pct = httpx.post(url, params={"api_key": KEY, "confidence": 5, "overlap": 30, "foo": "bar"}, content=raw)
-    assert boxes(pct.json()["predictions"]) == boxes(httpx.post(url, params={**q, "overlap": "0.3"},
-                                                                content=raw).json()["predictions"])  # fmt: skip
+    assert boxes(pct.json()["predictions"]) == boxes(
+        httpx.post(url, params={**q, "overlap": "0.3"}, content=raw).json()["predictions"]
+    )
     first = ref[0][0]
     only = httpx.post(url, params={**q, "classes": f"{first},nonexistent"}, content=raw).json()["predictions"]
     assert only and {p["class"] for p in only} == {first}
@@ -133,8 +151,15 @@ def test_model_management_routes(server: str) -> None:
     h = {"Authorization": f"Bearer {KEY}"}
     assert httpx.post(f"{server}/model/clear", json={}, headers=h).json() == {"models": []}
     reg = httpx.post(f"{server}/model/add", json={"model_id": "shapes/1", "api_key": KEY}).json()
-    assert reg["models"] == [{"model_id": "shapes/1", "task_type": "object-detection", "batch_size": 8,
-                              "input_height": 64, "input_width": 64}]  # fmt: skip
+    assert reg["models"] == [
+        {
+            "model_id": "shapes/1",
+            "task_type": "object-detection",
+            "batch_size": 8,
+            "input_height": 64,
+            "input_width": 64,
+        }
+    ]
     assert httpx.get(f"{server}/model/registry", headers=h).json() == reg
     assert httpx.post(f"{server}/model/remove", json={"model_id": "shapes/1"}, headers=h).json() == {"models": []}
     info = httpx.get(f"{server}/info").json()
@@ -158,8 +183,12 @@ def _png_header(w: int, h: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_requests_get_clear_errors_and_the_server_lives(server: str, images: list[Path]) -> None:
@@ -225,20 +254,42 @@ def test_full_queue_answers_503_with_retry_after(model_store: Path, images: list
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_inference_cli_benchmark_has_zero_errors(server: str, images: list[Path], client_python: Path,
-                                                 tmp_path: Path, legacy: bool) -> None:  # fmt: skip
+def test_inference_cli_benchmark_has_zero_errors(
+    server: str, images: list[Path], client_python: Path, tmp_path: Path, legacy: bool
+) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for p in images:
         (folder / p.name).write_bytes(p.read_bytes())
     cli = client_python.parent / "inference"
     out = tmp_path / "result.json"
-    cmd = [str(cli), "benchmark", "api-speed", "-m", "shapes/1", "-d", str(folder), "-h", server, "-wr", "2",
-           "-br", "40", "-c", "4", "-a", KEY, "-o", str(out), "-y", "--max_error_rate", "0"]  # fmt: skip
+    cmd = [
+        str(cli),
+        "benchmark",
+        "api-speed",
+        "-m",
+        "shapes/1",
+        "-d",
+        str(folder),
+        "-h",
+        server,
+        "-wr",
+        "2",
+        "-br",
+        "40",
+        "-c",
+        "4",
+        "-a",
+        KEY,
+        "-o",
+        str(out),
+        "-y",
+        "--max_error_rate",
+        "0",
+    ]
     if legacy:
         cmd.append("--legacy-endpoints")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ROBOFLOW_API_KEY": KEY})  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "ROBOFLOW_API_KEY": KEY})
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     result = json.loads(out.read_text())
     stats = result["benchmark_results"]
@@ -267,16 +318,22 @@ def test_workers_and_allowlisted_image_urls(model_store: Path, images: list[Path
         r = httpx.get(f"{url}/shapes/1", params={"image": image_url, "confidence": 0.05}, timeout=60)
         assert r.status_code == 200, r.text
         assert boxes(r.json()["predictions"]) == want
-        v1 = httpx.post(f"{url}/infer/object_detection", json={"model_id": "shapes/1", "confidence": 0.05,
-                        "image": {"type": "url", "value": image_url}}, timeout=60)  # fmt: skip
+        v1 = httpx.post(
+            f"{url}/infer/object_detection",
+            json={"model_id": "shapes/1", "confidence": 0.05, "image": {"type": "url", "value": image_url}},
+            timeout=60,
+        )
         assert v1.status_code == 200 and boxes(v1.json()["predictions"]) == want
         other = httpx.get(f"{url}/shapes/1", params={"image": "http://example.com/a.jpg"}, timeout=60)
         assert other.status_code == 403 and "allowlist" in other.json()["message"]
         missing = httpx.get(f"{url}/shapes/1", params={"image": image_url + ".nope"}, timeout=60)
         assert missing.status_code == 400 and "HTTP 404" in missing.json()["message"]
         with ThreadPoolExecutor(8) as pool:  # two worker processes share the port
-            codes = list(pool.map(lambda _: httpx.post(f"{url}/shapes/1", content=b64(images[1]), timeout=60)
-                                  .status_code, range(16)))  # fmt: skip
+            codes = list(
+                pool.map(
+                    lambda _: httpx.post(f"{url}/shapes/1", content=b64(images[1]), timeout=60).status_code, range(16)
+                )
+            )
         assert codes == [200] * 16
     finally:
         proc.terminate()

@@ -70,9 +70,22 @@ CONFIDENCE = 0.05
 # answered or closed within RAW_DEADLINE_S = 15 s: head in 5 s, body in 8 s, idle in 5 s), image URLs on for two hosts
 # (example.invalid never resolves; 127.0.0.2 is the URL lab with its redirects, bombs and drips, reachable
 # only with --allow-private-urls; 127.0.0.1 hosts a canary that no URL may reach).
-SERVER_ARGS = ["--api-key", KEY, "--max-body-mb", "4", "--header-timeout", "5", "--body-timeout", "8",
-               "--keep-alive-timeout", "5", "--allow-url-host", "example.invalid",
-               "--allow-url-host", "127.0.0.2"]  # fmt: skip
+SERVER_ARGS = [
+    "--api-key",
+    KEY,
+    "--max-body-mb",
+    "4",
+    "--header-timeout",
+    "5",
+    "--body-timeout",
+    "8",
+    "--keep-alive-timeout",
+    "5",
+    "--allow-url-host",
+    "example.invalid",
+    "--allow-url-host",
+    "127.0.0.2",
+]
 LAB_ARGS = ["--allow-private-urls"]  # the corpus's server only: the schema fuzz meets the default
 
 
@@ -133,15 +146,28 @@ def fuzz_images(tiny_run: Path) -> list[Path]:
 
 
 def v1_doc(image: bytes, **fields: Any) -> dict[str, Any]:
-    return {"model_id": MODEL_ID, "api_key": KEY, "confidence": CONFIDENCE,
-            "image": {"type": "base64", "value": b64(image)}, **fields}  # fmt: skip
+    return {
+        "model_id": MODEL_ID,
+        "api_key": KEY,
+        "confidence": CONFIDENCE,
+        "image": {"type": "base64", "value": b64(image)},
+        **fields,
+    }
 
 
 def test_adversarial_corpus(model_store: Path, tiny_run: Path, fuzz_images: list[Path]) -> None:
     image = fuzz_images[0].read_bytes()
     with UrlLab(image) if lab_available() else NoLab() as lab:
-        cases = corpus(FUZZ_SEED, FUZZ_CASES, key=KEY, image=image, lab=lab.lab_url, canary=lab.canary_url,
-                       web=web_built(), slow_bound_s=RAW_DEADLINE_S)  # fmt: skip
+        cases = corpus(
+            FUZZ_SEED,
+            FUZZ_CASES,
+            key=KEY,
+            image=image,
+            lab=lab.lab_url,
+            canary=lab.canary_url,
+            web=web_built(),
+            slow_bound_s=RAW_DEADLINE_S,
+        )
         cases = [c for c in cases if not (SKIP and re.search(SKIP, c.name))]
         proc, url = start_server(model_store, *SERVER_ARGS, *(LAB_ARGS if lab.lab_url else []))
         drain = LogDrain(proc)
@@ -187,8 +213,9 @@ def test_adversarial_corpus(model_store: Path, tiny_run: Path, fuzz_images: list
                     if done[0] % 100 == 0:
                         print(f"  {done[0]}/{len(cases)} cases, {time.perf_counter() - t0:.0f} s", flush=True)
 
-                outcomes, valid_failures = run_corpus(cases, url, forbidden, workers=WORKERS, checkpoint=checkpoint,
-                                                      every=CHECK_EVERY, progress=progress)  # fmt: skip
+                outcomes, valid_failures = run_corpus(
+                    cases, url, forbidden, workers=WORKERS, checkpoint=checkpoint, every=CHECK_EVERY, progress=progress
+                )
                 alive = proc.poll() is None
                 server_5xx = counted_5xx(url) if alive else {}
         finally:
@@ -222,8 +249,10 @@ def _by_cause(failed: list[Outcome]) -> str:
         key = re.sub(r"\d+(\.\d+)? s", "N s", o.failure.split(";")[0])
         msg = re.sub(r"[0-9a-f-]{36}|\d+", "N", o.excerpt.split("\r\n")[0][:90])
         causes.setdefault(f"{key} | {msg}", []).append(o.case.name)
-    return "\n".join(f"  [{len(v)}] {k}\n      e.g. {', '.join(v[:4])}" for k, v in
-                     sorted(causes.items(), key=lambda kv: -len(kv[1])))  # fmt: skip
+    return "\n".join(
+        f"  [{len(v)}] {k}\n      e.g. {', '.join(v[:4])}"
+        for k, v in sorted(causes.items(), key=lambda kv: -len(kv[1]))
+    )
 
 
 # ---------------------------------------------------------------------------------------------- schema fuzz
@@ -241,17 +270,36 @@ def _extras(st: Any, image: bytes) -> Any:
     """What the schema does not say (the routes read raw bodies): a key or not, known query parameters with
     odd values, a body of any kind."""
     valid_v1 = orjson.dumps(v1_doc(image))
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                               lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                                   st.sampled_from(["model_id", "image", "api_key", "confidence", "type", "value"]),
-                                   inner, max_size=4), max_leaves=12)  # fmt: skip
-    body = st.one_of(st.none(), st.just(b64(image).encode()), st.just(valid_v1), st.binary(max_size=300),
-                     json_values.map(orjson.dumps))  # fmt: skip
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["model_id", "image", "api_key", "confidence", "type", "value"]), inner, max_size=4
+            )
+        ),
+        max_leaves=12,
+    )
+    body = st.one_of(
+        st.none(),
+        st.just(b64(image).encode()),
+        st.just(valid_v1),
+        st.binary(max_size=300),
+        json_values.map(orjson.dumps),
+    )
     auth = st.sampled_from([{}, {"Authorization": f"Bearer {KEY}"}, {"Authorization": "Bearer wrong"}])
-    query = st.dictionaries(st.sampled_from([*LEGACY_PARAMS, "foo"]),
-                            st.sampled_from(ODD_TEXT) | st.text(max_size=20), max_size=3)  # fmt: skip
-    ctype = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
-                             "multipart/form-data; boundary=x", "image/jpeg"])  # fmt: skip
+    query = st.dictionaries(
+        st.sampled_from([*LEGACY_PARAMS, "foo"]), st.sampled_from(ODD_TEXT) | st.text(max_size=20), max_size=3
+    )
+    ctype = st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "image/jpeg",
+        ]
+    )
     return st.tuples(auth, query, body, ctype)
 
 
@@ -269,8 +317,12 @@ def _operations_from_schema(spec: dict[str, Any], st: Any) -> tuple[str, Any]:
         cases = st.one_of([op.as_strategy(generation_mode=m) for op in ops for m in modes])
 
         def plain(case: Any) -> tuple[str, str, dict[str, Any], dict[str, str]]:
-            return (case.method.upper(), case.formatted_path, dict(case.query or {}),
-                    {k: str(v) for k, v in (case.headers or {}).items()})  # fmt: skip
+            return (
+                case.method.upper(),
+                case.formatted_path,
+                dict(case.query or {}),
+                {k: str(v) for k, v in (case.headers or {}).items()},
+            )
 
         return f"schemathesis {schemathesis.__version__}", cases.map(plain)
     ops = [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
@@ -279,14 +331,16 @@ def _operations_from_schema(spec: dict[str, Any], st: Any) -> tuple[str, Any]:
         method, path = op
         names = re.findall(r"\{(\w+)(?::path)?\}", path)
         values = st.fixed_dictionaries({n: st.text(min_size=1, max_size=30) for n in names})
-        return values.map(lambda v: (method, re.sub(r"\{(\w+)(?::path)?\}", lambda m: quote(v[m.group(1)], safe=""),
-                                                    path), {}, {}))  # fmt: skip
+        return values.map(
+            lambda v: (method, re.sub(r"\{(\w+)(?::path)?\}", lambda m: quote(v[m.group(1)], safe=""), path), {}, {})
+        )
 
     return "hypothesis (schemathesis not installed)", st.sampled_from(ops).flatmap(fill)
 
 
-def test_openapi_schema_fuzz(fuzz_server: tuple[str, subprocess.Popen, LogDrain], model_store: Path,
-                             fuzz_images: list[Path]) -> None:  # fmt: skip
+def test_openapi_schema_fuzz(
+    fuzz_server: tuple[str, subprocess.Popen, LogDrain], model_store: Path, fuzz_images: list[Path]
+) -> None:
     """Every operation of /openapi.json with generated path parameters (schemathesis: conforming and
     non-conforming), plus a key or not, odd query parameters and bodies of any kind: never a 5xx, a leak,
     or a request over the deadline; the server's log stays free of tracebacks."""
@@ -303,15 +357,22 @@ def test_openapi_schema_fuzz(fuzz_server: tuple[str, subprocess.Popen, LogDrain]
 
     with attack_client() as client:
 
-        @settings(max_examples=OPENAPI_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=OPENAPI_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(op=operations, extra=_extras(st, image))
         def fuzz(op: tuple[str, str, dict[str, Any], dict[str, str]], extra: tuple) -> None:
             method, path, query, headers = op
             auth, more_query, body, ctype = extra
             params = {**query, **more_query}
-            tgt = quote(path, safe="/%:@!$&'()*+,;=-._~") + ("?" + urlencode(params, quote_via=quote, safe="")
-                                                              if params else "")  # fmt: skip
+            tgt = quote(path, safe="/%:@!$&'()*+,;=-._~") + (
+                "?" + urlencode(params, quote_via=quote, safe="") if params else ""
+            )
             hdrs = {k: v for k, v in {**headers, **auth}.items() if _header_ok(k, v)}
             if body is not None and method in ("POST", "PUT", "PATCH"):
                 hdrs["Content-Type"] = ctype
@@ -329,8 +390,9 @@ def test_openapi_schema_fuzz(fuzz_server: tuple[str, subprocess.Popen, LogDrain]
         problems.append(f"the server died (exit code {proc.returncode})")
     log = drain.text()
     if "Traceback" in log:
-        problems.append("the server log has tracebacks:\n" + "\n".join(
-            f"  {n} x {t}" for t, n in tracebacks(log).most_common()))  # fmt: skip
+        problems.append(
+            "the server log has tracebacks:\n" + "\n".join(f"  {n} x {t}" for t, n in tracebacks(log).most_common())
+        )
     assert not problems, "\n\n".join(problems)[:20_000]
 
 
@@ -344,15 +406,20 @@ def _header_ok(name: str, value: str) -> bool:
 # ---------------------------------------------------------------------------------------------- semantics
 
 
-def test_json_strings_false_are_not_read_as_true(fuzz_server: tuple[str, subprocess.Popen, LogDrain],
-                                                 fuzz_images: list[Path]) -> None:  # fmt: skip
+def test_json_strings_false_are_not_read_as_true(
+    fuzz_server: tuple[str, subprocess.Popen, LogDrain], fuzz_images: list[Path]
+) -> None:
     """``class_agnostic_nms: "false"`` (and "0", "no") must mean false or be refused, never read as true."""
     url = fuzz_server[0]
 
     def predict(image: bytes, literal: str) -> tuple[int, list[tuple]]:
         doc = json_text(v1_doc(image, confidence=0.01, iou_threshold=0.3), {"class_agnostic_nms": literal})
-        r = httpx.post(f"{url}/infer/object_detection", content=doc, headers={"Content-Type": "application/json"},
-                       timeout=DEADLINE_S)  # fmt: skip
+        r = httpx.post(
+            f"{url}/infer/object_detection",
+            content=doc,
+            headers={"Content-Type": "application/json"},
+            timeout=DEADLINE_S,
+        )
         return r.status_code, boxes(r.json()["predictions"]) if r.status_code == 200 else []
 
     differs = 0

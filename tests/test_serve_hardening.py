@@ -59,8 +59,19 @@ def _one_bit_png(w: int, h: int) -> bytes:
 @pytest.fixture(scope="module")
 def strict(model_store: Path):  # type: ignore[no-untyped-def]
     """A server with short limits, so that the tests see them act."""
-    proc, url = start_server(model_store, "--api-key", KEY, "--header-timeout", "1", "--body-timeout", "1.5",
-                             "--request-timeout", "3", "--max-body-mb", "4")  # fmt: skip
+    proc, url = start_server(
+        model_store,
+        "--api-key",
+        KEY,
+        "--header-timeout",
+        "1",
+        "--body-timeout",
+        "1.5",
+        "--request-timeout",
+        "3",
+        "--max-body-mb",
+        "4",
+    )
     yield proc, url
     proc.terminate()
     proc.wait(15)
@@ -142,8 +153,9 @@ def test_decoded_images_are_not_kept(model_store: Path) -> None:
         httpx.post(f"{url}/shapes/1", content=b64_small(), timeout=60)  # model loaded
         before = _rss_mb(proc.pid)
         with ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda _: httpx.post(f"{url}/shapes/1", content=body, timeout=60).status_code,
-                                  range(8)))  # fmt: skip
+            codes = list(
+                pool.map(lambda _: httpx.post(f"{url}/shapes/1", content=body, timeout=60).status_code, range(8))
+            )
         assert codes == [200] * 8
         assert _rss_mb(proc.pid) - before < 150, (before, _rss_mb(proc.pid))
     finally:

@@ -21,9 +21,25 @@ pytest.importorskip("ray.serve")
 
 def test_ray_serve_replicas_answer_like_the_engine(model_store: Path, tiny_run: Path, tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "speedmap", "serve", "--models", str(model_store), "--ray",
-                             "--replicas", "2", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "speedmap",
+            "serve",
+            "--models",
+            str(model_store),
+            "--ray",
+            "--replicas",
+            "2",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -36,8 +52,11 @@ def test_ray_serve_replicas_answer_like_the_engine(model_store: Path, tiny_run: 
             time.sleep(0.5)
         data = Path(json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"])
         image = sorted((data / "test").glob("*.jpg"))[0]
-        want = boxes(Model.load("shapes/1", models_dir=model_store).predict(image, conf=0.05, iou=0.3).to_roboflow()
-                     ["predictions"])  # fmt: skip
+        want = boxes(
+            Model.load("shapes/1", models_dir=model_store)
+            .predict(image, conf=0.05, iou=0.3)
+            .to_roboflow()["predictions"]
+        )
         raw = base64.b64encode(image.read_bytes())
         for _ in range(6):  # spread over both replicas
             r = httpx.post(f"{url}/shapes/1", params={"confidence": 0.05}, content=raw, timeout=60)
@@ -51,5 +70,6 @@ def test_ray_serve_replicas_answer_like_the_engine(model_store: Path, tiny_run: 
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True,
-                       timeout=120)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120
+        )

@@ -26,8 +26,16 @@ def _fake(path: Path, body: str = "", rc: int = 0) -> None:
 class Machine:
     """A checkout holding only scripts/setup.sh, and a PATH presenting ``tools``."""
 
-    def __init__(self, tmp: Path, tools: set[str], uid: int = 0, apt_fails: frozenset[str] = frozenset(),
-                 pip_rc: int = 0, job_rc: int = 0, npm_rc: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tmp: Path,
+        tools: set[str],
+        uid: int = 0,
+        apt_fails: frozenset[str] = frozenset(),
+        pip_rc: int = 0,
+        job_rc: int = 0,
+        npm_rc: int = 0,
+    ) -> None:
         self.checkout, self.bin, self.kit, self.log = tmp / "checkout", tmp / "bin", tmp / "kit", tmp / "calls.log"
         (self.checkout / "scripts").mkdir(parents=True)
         shutil.copy2(SCRIPT, self.checkout / "scripts" / "setup.sh")
@@ -64,8 +72,14 @@ class Machine:
 
     def setup(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {"PATH": str(self.bin), "SETUP_LOG": str(self.log), "HOME": str(self.checkout.parent)}
-        return subprocess.run([shutil.which("bash"), str(self.checkout / "scripts" / "setup.sh"), *args], env=env,
-                              cwd=self.checkout.parent, capture_output=True, text=True, timeout=30)  # fmt: skip
+        return subprocess.run(
+            [shutil.which("bash"), str(self.checkout / "scripts" / "setup.sh"), *args],
+            env=env,
+            cwd=self.checkout.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def calls(self, tool: str = "") -> list[str]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
@@ -74,14 +88,19 @@ class Machine:
 
 ALL = {"apt-get", "node", "npm", "chromium", "chromedriver"}
 BUILD = ["npm ci --ignore-scripts --no-audit --no-fund --prefix web", "npm run build --prefix web"]
+LINT = ["python -m ruff format --check .", "python -m ruff check ."]
 
 
 def test_no_node_as_root_installs_each_package_alone_and_goes_on_without_npm(tmp_path: Path) -> None:
     m = Machine(tmp_path, {"apt-get"}, apt_fails=frozenset({"npm"}))
     r = m.setup("run")
     assert r.returncode == 0, r.stderr
-    assert m.calls("apt-get") == ["apt-get update -qq", "apt-get install -y -qq chromium",
-                                  "apt-get install -y -qq chromium-driver", "apt-get install -y -qq npm"]  # fmt: skip
+    assert m.calls("apt-get") == [
+        "apt-get update -qq",
+        "apt-get install -y -qq chromium",
+        "apt-get install -y -qq chromium-driver",
+        "apt-get install -y -qq npm",
+    ]
     assert "apt-get could not install npm" in r.stderr and "held broken packages" in r.stderr
     assert NPM_NOTE in r.stderr and "apt-get install npm" in r.stderr
     assert BROWSER_NOTE not in r.stderr  # chromium and its driver went in
@@ -93,11 +112,19 @@ def test_nodesource_node_asks_apt_only_for_chromium_never_for_npm(tmp_path: Path
     m = Machine(tmp_path, {"apt-get", "node", "npm"})
     r = m.setup("test", "-x", "tests/test_a.py")
     assert r.returncode == 0, r.stderr
-    assert m.calls("apt-get") == ["apt-get update -qq", "apt-get install -y -qq chromium",
-                                  "apt-get install -y -qq chromium-driver"]  # fmt: skip
+    assert m.calls("apt-get") == [
+        "apt-get update -qq",
+        "apt-get install -y -qq chromium",
+        "apt-get install -y -qq chromium-driver",
+    ]
     assert "setup:" not in r.stderr
-    assert m.calls()[-5:] == ["python3 -m venv .venv", "pip install -q -e .[all]", *BUILD,
-                              "python -m pytest -q -x tests/test_a.py"]  # fmt: skip
+    assert m.calls()[-7:] == [
+        "python3 -m venv .venv",
+        "pip install -q -e .[all]",
+        *BUILD,
+        *LINT,
+        "python -m pytest -q -x tests/test_a.py",
+    ]
 
 
 def test_no_chromium_when_apt_fails_for_it_says_how_to_add_the_browser(tmp_path: Path) -> None:
@@ -125,7 +152,7 @@ def test_everything_present_installs_nothing_and_reuses_the_venv(tmp_path: Path)
     m.log.unlink()
     r = m.setup("test")
     assert r.returncode == 0 and "setup:" not in r.stderr, r.stderr
-    assert m.calls() == ["pip install -q -e .[all]", *BUILD, "python -m pytest -q"]  # no apt-get, no new venv
+    assert m.calls() == ["pip install -q -e .[all]", *BUILD, *LINT, "python -m pytest -q"]  # no apt-get, no new venv
 
 
 def test_a_failed_web_build_is_a_note(tmp_path: Path) -> None:
@@ -140,7 +167,8 @@ def test_pip_or_the_job_failing_fails_the_script(tmp_path: Path, failing: str) -
     m = Machine(tmp_path, ALL, **{f"{failing}_rc": 3})
     r = m.setup("test")
     assert r.returncode == 3
-    assert m.calls()[-1] == ("pip install -q -e .[all]" if failing == "pip" else "python -m pytest -q")
+    # a failing job stops at its first step: the format check
+    assert m.calls()[-1] == ("pip install -q -e .[all]" if failing == "pip" else LINT[0])
 
 
 def test_usage(tmp_path: Path) -> None:

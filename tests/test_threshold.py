@@ -20,8 +20,14 @@ CLASSES = ["cat", "dog"]
 
 
 def rec(boxes: list[list[float]], classes: list[int], crowd: list[bool] | None = None) -> ImageRecord:
-    return ImageRecord(Path("x.jpg"), 100, 100, np.array(boxes, dtype=np.float64).reshape(-1, 4), classes,
-                       np.array(crowd if crowd is not None else [False] * len(classes), dtype=bool))  # fmt: skip
+    return ImageRecord(
+        Path("x.jpg"),
+        100,
+        100,
+        np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        classes,
+        np.array(crowd if crowd is not None else [False] * len(classes), dtype=bool),
+    )
 
 
 def det(boxes: list[list[float]], conf: list[float], classes: list[int], names: tuple[str, ...] = ()) -> Detections:
@@ -46,8 +52,14 @@ def test_hand_computed_best_threshold_over_two_images() -> None:
     assert best.confidence == pytest.approx(0.3)
     assert best.f1 == pytest.approx(6 / 7) and best.precision == pytest.approx(3 / 4) and best.recall == 1.0
     # the per-image matching itself: the true positives in the order given
-    tp, counted = match_image(gt.records[0].boxes, gt.records[0].class_ids, gt.records[0].iscrowd,
-                              preds[0].xyxy.astype(np.float64), preds[0].confidence, preds[0].class_id)  # fmt: skip
+    tp, counted = match_image(
+        gt.records[0].boxes,
+        gt.records[0].class_ids,
+        gt.records[0].iscrowd,
+        preds[0].xyxy.astype(np.float64),
+        preds[0].confidence,
+        preds[0].class_id,
+    )
     assert tp.tolist() == [True, False, True] and counted.all()
 
 
@@ -75,11 +87,13 @@ def test_highest_confidence_matches_first_and_iou_threshold_holds() -> None:
     near = [0, 0, 10, 6]  # IoU 0.6 with A
     far = [0, 0, 10, 4]  # IoU 0.4
     r = rec([A], [0])
-    tp, _ = match_image(r.boxes, r.class_ids, r.iscrowd, np.array([A, near], dtype=np.float64),
-                        np.array([0.8, 0.9]), np.array([0, 0]))  # fmt: skip
+    tp, _ = match_image(
+        r.boxes, r.class_ids, r.iscrowd, np.array([A, near], dtype=np.float64), np.array([0.8, 0.9]), np.array([0, 0])
+    )
     assert tp.tolist() == [False, True]
-    tp, _ = match_image(r.boxes, r.class_ids, r.iscrowd, np.array([far], dtype=np.float64), np.array([0.9]),
-                        np.array([0]))  # fmt: skip
+    tp, _ = match_image(
+        r.boxes, r.class_ids, r.iscrowd, np.array([far], dtype=np.float64), np.array([0.9]), np.array([0])
+    )
     assert tp.tolist() == [False]
     assert best_confidence([det([far], [0.9], [0])], split(r)) == FALLBACK
 
@@ -127,9 +141,18 @@ def test_meta_reads_best_confidence_defensively() -> None:
         return ModelMeta(Path("m"), {"classes": ["a"], "input": {"imgsz": 64}, "metrics": metrics})
 
     assert meta({"best_confidence": {"confidence": 0.37}}).best_confidence == 0.37
-    for bad in (None, {}, {"map": 0.5}, {"best_confidence": None}, {"best_confidence": {"confidence": "0.3"}},
-                {"best_confidence": {"confidence": True}}, {"best_confidence": {"confidence": float("nan")}},
-                {"best_confidence": {"confidence": 1.5}}, {"best_confidence": [0.3]}, [1]):  # fmt: skip
+    for bad in (
+        None,
+        {},
+        {"map": 0.5},
+        {"best_confidence": None},
+        {"best_confidence": {"confidence": "0.3"}},
+        {"best_confidence": {"confidence": True}},
+        {"best_confidence": {"confidence": float("nan")}},
+        {"best_confidence": {"confidence": 1.5}},
+        {"best_confidence": [0.3]},
+        [1],
+    ):
         assert meta(bad).best_confidence is None, bad
     assert ModelMeta(Path("m"), {"classes": ["a"]}).best_confidence is None
 

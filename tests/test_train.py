@@ -39,16 +39,29 @@ def total_loss(row: dict[str, str]) -> float:
 
 
 def test_tiny_training_learns_and_writes_the_run_folder(shapes: Path, tmp_path: Path) -> None:
-    rec = train(TrainConfig(data=str(shapes), epochs=8, out=str(tmp_path / "run"), **{**TINY, "imgsz": 128}),
-                log=lambda m: None)  # fmt: skip
+    rec = train(
+        TrainConfig(data=str(shapes), epochs=8, out=str(tmp_path / "run"), **{**TINY, "imgsz": 128}), log=lambda m: None
+    )
     run = tmp_path / "run"
     for name in ("best.pt", "last.pt", "metrics.csv", "results.png", "args.yaml", "train.json"):
         assert (run / name).is_file(), name
     hist = rows(run)
     assert len(hist) == 8 and total_loss(hist[-1]) < 0.7 * total_loss(hist[0])
     doc = json.loads((run / "train.json").read_text())
-    for key in ("size", "params", "flops", "imgsz", "epochs", "epoch_seconds", "total_seconds",
-                "train_images_per_second", "best_epoch", "best_map", "best_map50", "dataset"):  # fmt: skip
+    for key in (
+        "size",
+        "params",
+        "flops",
+        "imgsz",
+        "epochs",
+        "epoch_seconds",
+        "total_seconds",
+        "train_images_per_second",
+        "best_epoch",
+        "best_map",
+        "best_map50",
+        "dataset",
+    ):
         assert key in doc, key
     assert doc == rec and len(doc["epoch_seconds"]) == 8 and doc["params"] > 1e6 and doc["flops"] > 0
     assert doc["best_map50"] > 0 and doc["dataset"]["fingerprint"]
@@ -85,11 +98,13 @@ def test_kill_9_mid_epoch_then_resume_continues_exactly(shapes: Path, tmp_path: 
     ckpt = load_checkpoint(run / "last.pt")  # never corrupt
     assert ckpt["epoch"] == done_before - 1
 
-    result = subprocess.run(_cli(str(shapes), "--out", str(run), "--resume", "--workers", "0"),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        _cli(str(shapes), "--out", str(run), "--resume", "--workers", "0"), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
-    assert [total_loss(r) for r in rows(run)] == pytest.approx([total_loss(r) for r in rows(tmp_path / "whole")],
-                                                                rel=1e-5)  # fmt: skip
+    assert [total_loss(r) for r in rows(run)] == pytest.approx(
+        [total_loss(r) for r in rows(tmp_path / "whole")], rel=1e-5
+    )
     assert json.loads((run / "train.json").read_text())["epochs"] == 4
 
 
@@ -97,16 +112,29 @@ def test_transfer_to_a_different_class_count(shapes: Path, tmp_path: Path) -> No
     train(TrainConfig(data=str(shapes), epochs=1, out=str(tmp_path / "src"), **TINY), log=lambda m: None)
     fine = make_task("fine", tmp_path / "fine", images=20, imgsz=128)
     said: list[str] = []
-    train(TrainConfig(data=str(fine), epochs=1, weights=str(tmp_path / "src" / "last.pt"), out=str(tmp_path / "dst"),
-                      **TINY), log=said.append)  # fmt: skip
+    train(
+        TrainConfig(
+            data=str(fine), epochs=1, weights=str(tmp_path / "src" / "last.pt"), out=str(tmp_path / "dst"), **TINY
+        ),
+        log=said.append,
+    )
     assert any("3 -> 6 classes" in m for m in said)
     src, dst = load_checkpoint(tmp_path / "src" / "last.pt"), load_checkpoint(tmp_path / "dst" / "best.pt")
     assert dst["num_classes"] == 6 and dst["model"]["head.cls.0.2.weight"].shape[0] == 6
     key = "backbone.stem.conv.weight"
     assert not torch.equal(src["model"][key], torch.zeros_like(src["model"][key]))
     with pytest.raises(SpeedmapError, match="'fast' model, but --size is 'accurate'"):
-        train(TrainConfig(data=str(fine), size="accurate", epochs=1, weights=str(tmp_path / "src" / "last.pt"),
-                          out=str(tmp_path / "x"), **TINY), log=lambda m: None)  # fmt: skip
+        train(
+            TrainConfig(
+                data=str(fine),
+                size="accurate",
+                epochs=1,
+                weights=str(tmp_path / "src" / "last.pt"),
+                out=str(tmp_path / "x"),
+                **TINY,
+            ),
+            log=lambda m: None,
+        )
 
 
 def test_no_usable_images_is_a_clear_error(tmp_path: Path) -> None:
@@ -116,16 +144,40 @@ def test_no_usable_images_is_a_clear_error(tmp_path: Path) -> None:
         train(TrainConfig(data=str(tmp_path / "d"), out=str(tmp_path / "r"), **TINY), log=lambda m: None)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_two_process_gloo_ddp_epoch(shapes: Path, tmp_path: Path) -> None:
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "speedmap", "train", str(shapes),
-         "--epochs", "1", "--imgsz", "64", "--batch", "8", "--workers", "0", "--out", str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "speedmap",
+            "train",
+            str(shapes),
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--batch",
+            "8",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     doc = json.loads((tmp_path / "ddp" / "train.json").read_text())
     assert doc["processes"] == 2 and doc["epochs"] == 1

@@ -113,8 +113,9 @@ def test_probe_ratio_resists_a_two_core_burner(shapes: Path) -> None:
     with burning(2):
         burned = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
     for name, r in (("quiet", quiet), ("burned", burned)):
-        segs = " ".join(f"{g['size']}:{g['seconds_per_step'] * 1e3:.0f}/{g['cpu_per_step'] * 1e3:.0f}ms"
-                        for g in r.segments)  # fmt: skip
+        segs = " ".join(
+            f"{g['size']}:{g['seconds_per_step'] * 1e3:.0f}/{g['cpu_per_step'] * 1e3:.0f}ms" for g in r.segments
+        )
         print(f"probe {name}: ratio {r.ratio:.3f} other {r.other_cpu_share} wall/cpu per step {segs}")
     assert [s["size"] for s in quiet.segments] == ["fast", "accurate", "accurate", "fast"]
     assert quiet.ratio > 1 and quiet.to_json()["ratio"] == quiet.ratio

@@ -84,9 +84,12 @@ def test_page_is_served_cross_origin_isolated(server: str) -> None:
     assert r.headers["content-type"].startswith("text/html")
     r = httpx.get(f"{server}/web/shapes/1?backend=wasm")
     assert r.status_code == 307 and r.headers["location"] == "/web/shapes/1/?backend=wasm"
-    for path, ctype in [("app.js", "text/javascript"), ("vendor/ort-wasm-simd-threaded.mjs", "text/javascript"),
-                        ("vendor/ort-wasm-simd-threaded.wasm", "application/wasm"),
-                        ("model.json", "application/json")]:  # fmt: skip
+    for path, ctype in [
+        ("app.js", "text/javascript"),
+        ("vendor/ort-wasm-simd-threaded.mjs", "text/javascript"),
+        ("vendor/ort-wasm-simd-threaded.wasm", "application/wasm"),
+        ("model.json", "application/json"),
+    ]:
         r = httpx.get(f"{server}/web/shapes/1/{path}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(ctype), path
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
@@ -107,8 +110,12 @@ def test_web_routes_refuse_unknown_models_and_other_files(server: str, model_sto
         assert r.status_code == 404 and "message" in r.json(), path
     # a client that sends dot segments as they are (httpx would normalise them)
     host, port = server.removeprefix("http://").split(":")
-    for raw in ["/web/shapes/1/../../../../etc/passwd", "/web/shapes/1/vendor/../../../web/__init__.py",
-                "/web/../../1/model.json", "/web/shapes/..%2f..%2f/model.json"]:  # fmt: skip
+    for raw in [
+        "/web/shapes/1/../../../../etc/passwd",
+        "/web/shapes/1/vendor/../../../web/__init__.py",
+        "/web/../../1/model.json",
+        "/web/shapes/..%2f..%2f/model.json",
+    ]:
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         conn.request("GET", raw)
         resp = conn.getresponse()
@@ -190,40 +197,91 @@ def test_bench_browser_command(model_store: Path, images: list[Path], tmp_path: 
     for p in images[:3]:
         (folder / p.name).write_bytes(p.read_bytes())
     out = tmp_path / "browser.json"
-    r = CliRunner().invoke(app, ["bench", "browser", "--model", "shapes/1", "--models", str(model_store), "--images",
-                                 str(folder), "--scenario", "single", "--requests", "30", "--warmup", "2",
-                                 "--duration", "0.5", "--backend", "wasm", "--json", str(out)])  # fmt: skip
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "browser",
+            "--model",
+            "shapes/1",
+            "--models",
+            str(model_store),
+            "--images",
+            str(folder),
+            "--scenario",
+            "single",
+            "--requests",
+            "30",
+            "--warmup",
+            "2",
+            "--duration",
+            "0.5",
+            "--backend",
+            "wasm",
+            "--json",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["target"] == "browser" and doc["runs"][0]["requests"] >= 30 and not doc["runs"][0]["errors"]
     flat = " ".join(r.output.split())
     assert "page load" in flat and "session create" in flat
     assert (tmp_path / "latency_cdf.png").is_file() and (tmp_path / "browser.csv").is_file()
-    bad = CliRunner().invoke(app, ["bench", "browser", "--model", "shapes/1", "--models", str(model_store),
-                                   "--images", str(folder), "--scenario", "rate", "--rate", "5"])  # fmt: skip
+    bad = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "browser",
+            "--model",
+            "shapes/1",
+            "--models",
+            str(model_store),
+            "--images",
+            str(folder),
+            "--scenario",
+            "rate",
+            "--rate",
+            "5",
+        ],
+    )
     assert bad.exit_code == 2 and "single scenario only" in bad.output
 
 
 @needs_chromium
 @needs_web_build
-def test_export_web_bundle_runs_from_a_plain_static_server(model_store: Path, images: list[Path],
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_export_web_bundle_runs_from_a_plain_static_server(
+    model_store: Path, images: list[Path], tmp_path: Path
+) -> None:
     out = tmp_path / "bundle"
     r = CliRunner().invoke(
         app, ["export", "shapes/1", "--format", "web", "--models", str(model_store), "--out", str(out)]
     )
     assert r.exit_code == 0, r.output
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"index.html", "app.js", "detector.js", "model.json", "model.onnx", "_headers",
-            "vendor/ort.wasm.min.mjs", "vendor/ort-wasm-simd-threaded.wasm"} <= names  # fmt: skip
+    assert {
+        "index.html",
+        "app.js",
+        "detector.js",
+        "model.json",
+        "model.onnx",
+        "_headers",
+        "vendor/ort.wasm.min.mjs",
+        "vendor/ort-wasm-simd-threaded.wasm",
+    } <= names
     assert (out / "model.onnx").read_bytes() == (model_store / "shapes" / "1" / "model.onnx").read_bytes()
     # exporting again replaces the bundle; a folder with other files is refused
-    assert CliRunner().invoke(app, ["export", str(model_store / "shapes" / "1"), "--format", "web", "--out",
-                                    str(out)]).exit_code == 0  # fmt: skip
+    assert (
+        CliRunner()
+        .invoke(app, ["export", str(model_store / "shapes" / "1"), "--format", "web", "--out", str(out)])
+        .exit_code
+        == 0
+    )
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("x")
-    r = CliRunner().invoke(app, ["export", "shapes/1", "--format", "web", "--models", str(model_store), "--out",
-                                 str(tmp_path / "other")])  # fmt: skip
+    r = CliRunner().invoke(
+        app, ["export", "shapes/1", "--format", "web", "--models", str(model_store), "--out", str(tmp_path / "other")]
+    )
     assert r.exit_code == 2 and "not an empty folder" in r.output
 
     class Handler(http.server.SimpleHTTPRequestHandler):  # any static host that sends the two headers
@@ -254,16 +312,18 @@ def test_export_web_bundle_runs_from_a_plain_static_server(model_store: Path, im
 
 
 @needs_web_build
-def test_missing_runtime_build_names_the_command(model_store: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_missing_runtime_build_names_the_command(
+    model_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert (VENDOR_DIR / "manifest.json").is_file(), "run `npm ci --prefix web && npm run build --prefix web`"
     monkeypatch.setattr("speedmap.web.VENDOR_DIR", tmp_path / "vendor")
     from speedmap.web import bundle_files
 
     with pytest.raises(WebBuildMissing, match="npm ci"):
         bundle_files()
-    r = CliRunner().invoke(app, ["export", "shapes/1", "--format", "web", "--models", str(model_store), "--out",
-                                 str(tmp_path / "b")])  # fmt: skip
+    r = CliRunner().invoke(
+        app, ["export", "shapes/1", "--format", "web", "--models", str(model_store), "--out", str(tmp_path / "b")]
+    )
     assert r.exit_code == 2 and "npm run build --prefix web" in r.output
     r = CliRunner().invoke(app, ["export", "shapes/1", "--format", "web", "--int8", "x", "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and "--int8" in r.output

@@ -10,8 +10,18 @@ from PIL import Image, ImageDraw, ImageFont
 from speedmap.detections import Detections
 
 # A qualitative palette that stays readable on photos (Tableau 10).
-PALETTE = [(78, 121, 167), (242, 142, 43), (225, 87, 89), (118, 183, 178), (89, 161, 79),
-           (237, 201, 72), (176, 122, 161), (255, 157, 167), (156, 117, 95), (186, 176, 172)]  # fmt: skip
+PALETTE = [
+    (78, 121, 167),
+    (242, 142, 43),
+    (225, 87, 89),
+    (118, 183, 178),
+    (89, 161, 79),
+    (237, 201, 72),
+    (176, 122, 161),
+    (255, 157, 167),
+    (156, 117, 95),
+    (186, 176, 172),
+]
 
 
 def colour(class_id: int) -> tuple[int, int, int]:
@@ -24,8 +34,9 @@ def annotate(image: np.ndarray, det: Detections, labels: bool = True, stroke: in
     draw = ImageDraw.Draw(im)
     width = stroke if stroke else max(1, round(max(im.size) / 400))
     font = ImageFont.load_default(size=max(10, round(max(im.size) / 60)))
-    for (x1, y1, x2, y2), conf, cid, name in zip(det.xyxy.tolist(), det.confidence.tolist(), det.class_id.tolist(),
-                                                 det.class_name, strict=True):  # fmt: skip
+    for (x1, y1, x2, y2), conf, cid, name in zip(
+        det.xyxy.tolist(), det.confidence.tolist(), det.class_id.tolist(), det.class_name, strict=True
+    ):
         c = colour(cid)
         draw.rectangle((x1, y1, x2, y2), outline=c, width=width)
         if labels:

@@ -51,16 +51,18 @@ class Detections:
         for (x1, y1, x2, y2), conf, cid, name in zip(
             self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), self.class_name, strict=True
         ):
-            preds.append({
-                "x": round((x1 + x2) / 2, 1),
-                "y": round((y1 + y2) / 2, 1),
-                "width": round(x2 - x1, 1),
-                "height": round(y2 - y1, 1),
-                "confidence": round(conf, 4),
-                "class": name,
-                "class_id": cid,
-                "detection_id": str(uuid.uuid4()),
-            })  # fmt: skip
+            preds.append(
+                {
+                    "x": round((x1 + x2) / 2, 1),
+                    "y": round((y1 + y2) / 2, 1),
+                    "width": round(x2 - x1, 1),
+                    "height": round(y2 - y1, 1),
+                    "confidence": round(conf, 4),
+                    "class": name,
+                    "class_id": cid,
+                    "detection_id": str(uuid.uuid4()),
+                }
+            )
         out: dict[str, Any] = {"predictions": preds}
         if self.image_size is not None:
             out = {"image": {"width": self.image_size[0], "height": self.image_size[1]}, **out}
@@ -70,8 +72,9 @@ class Detections:
         """COCO results entries (``bbox`` as x, y, w, h); ``category_ids[k]`` is class k's category id
         (default: k + 1, the ids speedmap writes)."""
         out = []
-        for (x1, y1, x2, y2), conf, cid in zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(),
-                                               strict=True):  # fmt: skip
+        for (x1, y1, x2, y2), conf, cid in zip(
+            self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), strict=True
+        ):
             cat = category_ids[cid] if category_ids is not None else cid + 1
             out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf})
         return out

@@ -68,8 +68,13 @@ class Model:
         self.batch: int | None = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     @classmethod
-    def load(cls, path_or_id: str | Path, providers: str | list[str] | None = None, threads: int | None = None,
-             models_dir: str | Path | None = None) -> Model:  # fmt: skip
+    def load(
+        cls,
+        path_or_id: str | Path,
+        providers: str | list[str] | None = None,
+        threads: int | None = None,
+        models_dir: str | Path | None = None,
+    ) -> Model:
         """A model by folder path or by ``project/version`` id in the store (``models_dir``, default
         ``$SPEEDMAP_MODELS`` or ``./models``). ``providers``: ``"cpu"`` (default), ``"cuda"``,
         ``"tensorrt"``, ``"openvino"`` or ONNX Runtime names; ``threads`` defaults to the cores this
@@ -124,17 +129,32 @@ class Model:
             outs.append(self.session.run(None, {self._input_name: chunk})[0][:n])
         return np.concatenate(outs).astype(np.float32, copy=False)
 
-    def finish(self, pred: np.ndarray, prepared: Prepared, conf: float = 0.25, iou: float = 0.45,
-               max_det: int = 300, classes: Sequence[int | str] | None = None,
-               agnostic: bool = False) -> Detections:  # fmt: skip
+    def finish(
+        self,
+        pred: np.ndarray,
+        prepared: Prepared,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        classes: Sequence[int | str] | None = None,
+        agnostic: bool = False,
+    ) -> Detections:
         """Postprocess one image's network output into original-image :class:`Detections`."""
-        det = postprocess(pred, conf=conf, iou=iou, max_det=max_det, classes=self._class_ids(classes),
-                          agnostic=agnostic)  # fmt: skip
+        det = postprocess(
+            pred, conf=conf, iou=iou, max_det=max_det, classes=self._class_ids(classes), agnostic=agnostic
+        )
         return Detections(prepared.box.to_original(det.xyxy), det.confidence, det.class_id, self.names, prepared.size)
 
-    def predict(self, images: Any, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
-                classes: Sequence[int | str] | None = None, agnostic: bool = False,
-                channels: str = "rgb") -> Detections | list[Detections]:  # fmt: skip
+    def predict(
+        self,
+        images: Any,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        classes: Sequence[int | str] | None = None,
+        agnostic: bool = False,
+        channels: str = "rgb",
+    ) -> Detections | list[Detections]:
         """Detect objects in one image (path, bytes, PIL image, numpy array) or a list of them (one
         batch); returns one :class:`Detections` or a list in the same order. ``channels`` says whether
         numpy colour arrays are ``"rgb"`` or ``"bgr"``; ``classes`` filters by id or name."""

@@ -53,8 +53,15 @@ MAX_PIXELS = 100_000_000
 
 # Importing a plugin registers it in ``Image.OPEN``; only these are ever asked to open anything, in this
 # order (their signatures do not overlap). HEIF is used when pillow-heif has registered it.
-_PLUGINS = (JpegImagePlugin, PngImagePlugin, WebPImagePlugin, GifImagePlugin, BmpImagePlugin, TiffImagePlugin,
-            PpmImagePlugin)  # fmt: skip
+_PLUGINS = (
+    JpegImagePlugin,
+    PngImagePlugin,
+    WebPImagePlugin,
+    GifImagePlugin,
+    BmpImagePlugin,
+    TiffImagePlugin,
+    PpmImagePlugin,
+)
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "HEIF")
 SUPPORTED_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF"
 _NAMES = {"WEBP": "WebP", "PPM": "PFM"}
@@ -180,8 +187,9 @@ def _identify(fp: IO[bytes], filename: str, source: object) -> Image.Image:
         ) from exc
     other = _other_format(prefix)
     if other is not None:
-        raise ImageReadError(f"not a readable image: {label} is in {other} format, which is not supported "
-                             f"({SUPPORTED_FORMATS})")  # fmt: skip
+        raise ImageReadError(
+            f"not a readable image: {label} is in {other} format, which is not supported ({SUPPORTED_FORMATS})"
+        )
     raise ImageReadError(f"not a readable image: {label} is not in a supported format ({SUPPORTED_FORMATS})")
 
 

@@ -32,8 +32,14 @@ from speedmap.web import vendor_manifest
 
 CHROMIUM = os.environ.get("SPEEDMAP_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SPEEDMAP_CHROMEDRIVER", "/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 INSTALL_HINT = "install them with `apt-get install chromium chromium-driver` (Debian/Ubuntu)"
 BACKENDS = ("wasm", "webgpu")
 # the page's per-inference stages, named as the recorder's phases
@@ -80,8 +86,9 @@ def chromium() -> Iterator[Any]:
     """Headless Chromium with a fresh profile, under chromedriver; always quit and cleaned up."""
     if not chromium_available():
         missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-        raise BrowserError(f"the browser benchmark needs Chromium and chromedriver ({', '.join(missing)} missing): "
-                           f"{INSTALL_HINT}")  # fmt: skip
+        raise BrowserError(
+            f"the browser benchmark needs Chromium and chromedriver ({', '.join(missing)} missing): {INSTALL_HINT}"
+        )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -134,8 +141,9 @@ class BrowserPage:
         except WebDriverException as exc:
             msg = (exc.msg or str(exc)).split("\n")[0]
             console = self.console_errors()
-            raise BrowserError(f"the page {self.url} failed: {msg}"
-                               + (f"; console: {' | '.join(console[-5:])}" if console else "")) from None  # fmt: skip
+            raise BrowserError(
+                f"the page {self.url} failed: {msg}" + (f"; console: {' | '.join(console[-5:])}" if console else "")
+            ) from None
 
     def info(self) -> dict[str, Any]:
         return self.call("return window.speedmap.info()")
@@ -153,8 +161,9 @@ class BrowserPage:
 
 
 @contextmanager
-def open_page(model: str | Path, models_dir: str | Path | None = None, backend: str = "wasm",
-              threads: int | None = None) -> Iterator[BrowserPage]:  # fmt: skip
+def open_page(
+    model: str | Path, models_dir: str | Path | None = None, backend: str = "wasm", threads: int | None = None
+) -> Iterator[BrowserPage]:
     """Serve the model's web bundle locally, open it in headless Chromium and wait until the model is
     ready; the browser and the server are stopped on exit."""
     if backend not in BACKENDS:
@@ -177,8 +186,10 @@ def open_url(url: str) -> Iterator[BrowserPage]:
         ok = page.call("return window.speedmap ? window.speedmap.ready.then(() => true) : false")
         if not ok:
             console = page.console_errors()
-            raise BrowserError(f"the page {url} did not start its script"
-                               + (f"; console: {' | '.join(console[-5:])}" if console else ""))  # fmt: skip
+            raise BrowserError(
+                f"the page {url} did not start its script"
+                + (f"; console: {' | '.join(console[-5:])}" if console else "")
+            )
         yield page
 
 
@@ -190,10 +201,17 @@ def _window_rates(completions_s: list[float], end_s: float, width: float) -> lis
     return [c / width for c in counts[: int(end_s / width)]]
 
 
-def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str | Path | None = None,
-                          requests: int = 100, warmup: int = 10, duration: float = 10.0, backend: str = "wasm",
-                          threads: int | None = None, progress: Callable[[str], None] | None = None,
-                          ) -> tuple[BenchReport, list[RunResult]]:  # fmt: skip
+def run_browser_benchmark(
+    model: str | Path,
+    images: list[Path],
+    models_dir: str | Path | None = None,
+    requests: int = 100,
+    warmup: int = 10,
+    duration: float = 10.0,
+    backend: str = "wasm",
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[BenchReport, list[RunResult]]:
     """Benchmark ``model`` in headless Chromium: the single-stream scenario (one inference after another,
     at least ``requests`` and ``duration`` seconds) after ``warmup`` inferences. Returns the same report
     and runs as :func:`speedmap.bench.run.benchmark`, with the browser's provenance. The page runs once:
@@ -207,12 +225,20 @@ def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str
     blobs = [Path(p).read_bytes() for p in images]
     meta = resolve(model, models_dir)
     manifest = vendor_manifest()
-    cfg = BenchConfig(scenario="single", concurrency=[1], duration=duration, requests=requests, warmup=warmup,
-                      retry_unstable=False)  # fmt: skip
+    cfg = BenchConfig(
+        scenario="single", concurrency=[1], duration=duration, requests=requests, warmup=warmup, retry_unstable=False
+    )
     d = meta.doc
-    info = {"model_id": meta.id, "path": str(meta.path), "size": d.get("size"), "precision": d.get("precision", "fp32"),
-            "imgsz": meta.imgsz, "batch": 1, "runtime": "onnxruntime-web",
-            "onnxruntime_web": manifest.get("onnxruntime-web")}  # fmt: skip
+    info = {
+        "model_id": meta.id,
+        "path": str(meta.path),
+        "size": d.get("size"),
+        "precision": d.get("precision", "fp32"),
+        "imgsz": meta.imgsz,
+        "batch": 1,
+        "runtime": "onnxruntime-web",
+        "onnxruntime_web": manifest.get("onnxruntime-web"),
+    }
     prov = provenance("browser", info, blobs, cfg)
     timeout = 120 + 2 * duration + 5 * (requests + warmup)
     t0 = time.perf_counter()
@@ -234,16 +260,31 @@ def run_browser_benchmark(model: str | Path, images: list[Path], models_dir: str
     rates = _window_rates([t / 1e3 for t in res["completions_ms"]], duration_s, width)
     run = RunResult("single", 1, None, rec, duration_s, rates)
     run.attempts = [{"duration_s": duration_s, "min_duration_s": duration, "valid": run.valid}]
-    prov.update({
-        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "browser": browser,
-        "user_agent": res["user_agent"], "browser_flags": CHROMIUM_FLAGS, "backend": res["backend"],
-        "requested_backend": res["requested_backend"], "backend_note": res["note"] or None, "threads": res["threads"],
-        "hardware_concurrency": res["hardware_concurrency"], "cross_origin_isolated": res["cross_origin_isolated"],
-        "timer": "performance.now() in the page", "timer_resolution_ms": res["timer_resolution_ms"],
-        "onnxruntime_web": res["onnxruntime_web"] or manifest.get("onnxruntime-web"), "page_errors": console,
-    })  # fmt: skip
+    prov.update(
+        {
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "browser": browser,
+            "user_agent": res["user_agent"],
+            "browser_flags": CHROMIUM_FLAGS,
+            "backend": res["backend"],
+            "requested_backend": res["requested_backend"],
+            "backend_note": res["note"] or None,
+            "threads": res["threads"],
+            "hardware_concurrency": res["hardware_concurrency"],
+            "cross_origin_isolated": res["cross_origin_isolated"],
+            "timer": "performance.now() in the page",
+            "timer_resolution_ms": res["timer_resolution_ms"],
+            "onnxruntime_web": res["onnxruntime_web"] or manifest.get("onnxruntime-web"),
+            "page_errors": console,
+        }
+    )
     warm_ms = res["warmup_ms"]
-    warm = {"page_load_ms": res["page_load_ms"], "model_fetch_ms": res["model_fetch_ms"],
-            "session_create_ms": res["session_create_ms"], "cold_first_request_ms": warm_ms[0],
-            "requests": len(warm_ms), "seconds": res["warmup_seconds"]}  # fmt: skip
+    warm = {
+        "page_load_ms": res["page_load_ms"],
+        "model_fetch_ms": res["model_fetch_ms"],
+        "session_create_ms": res["session_create_ms"],
+        "cold_first_request_ms": warm_ms[0],
+        "requests": len(warm_ms),
+        "seconds": res["warmup_seconds"],
+    }
     return BenchReport("browser", meta.id, prov, warm, [run.summary()]), [run]

@@ -47,15 +47,29 @@ def ratios(runs: list[tuple[str, int, RunResult]], a: str, b: str) -> list[dict[
             p90.append(lb["p90"] / la["p90"])  # type: ignore[operator]
             tput.append((rb.recorder.count / rb.duration_s) / (ra.recorder.count / ra.duration_s))
         if p50:
-            out.append({"scenario": scenario, "concurrency": concurrency, "target_rate": rate,
-                        "p50_latency_ratio": spread(p50), "p90_latency_ratio": spread(p90),
-                        "throughput_ratio": spread(tput)})  # fmt: skip
+            out.append(
+                {
+                    "scenario": scenario,
+                    "concurrency": concurrency,
+                    "target_rate": rate,
+                    "p50_latency_ratio": spread(p50),
+                    "p90_latency_ratio": spread(p90),
+                    "throughput_ratio": spread(tput),
+                }
+            )
     return out
 
 
-def compare(targets: dict[str, Target], cfg: BenchConfig, infos: dict[str, dict[str, Any] | None],
-            images: list[bytes], repeats: int = 3, progress: Any = None, live: Live | None = None,
-            note: Note | None = None) -> tuple[BenchReport, list[tuple[str, int, RunResult]]]:  # fmt: skip
+def compare(
+    targets: dict[str, Target],
+    cfg: BenchConfig,
+    infos: dict[str, dict[str, Any] | None],
+    images: list[bytes],
+    repeats: int = 3,
+    progress: Any = None,
+    live: Live | None = None,
+    note: Note | None = None,
+) -> tuple[BenchReport, list[tuple[str, int, RunResult]]]:
     """``targets``: model id -> target (two of them, A first). Returns the report and the runs as
     ``(model, repeat, run)``. Each run is tried again on its own while UNSTABLE (``cfg.retry_unstable``)."""
     (a, ta), (b, tb) = targets.items()
@@ -63,8 +77,10 @@ def compare(targets: dict[str, Target], cfg: BenchConfig, infos: dict[str, dict[
     async def main() -> tuple[dict[str, Any], list[tuple[str, int, RunResult]]]:
         runner = Runner(cfg, live, note)
         try:
-            warm = {a: await warm_up(ta, cfg.warmup, cfg.warmup_seconds),
-                    b: await warm_up(tb, cfg.warmup, cfg.warmup_seconds)}  # fmt: skip
+            warm = {
+                a: await warm_up(ta, cfg.warmup, cfg.warmup_seconds),
+                b: await warm_up(tb, cfg.warmup, cfg.warmup_seconds),
+            }
             runs = []
             for kind, value in plan(cfg):
                 for rep in range(repeats):

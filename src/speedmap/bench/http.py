@@ -105,8 +105,9 @@ class HttpClient:
         self.slots = asyncio.Semaphore(max(1, max_connections))
         self.open: set[_Connection] = set()
 
-    def build(self, path: str, body: bytes = b"", content_type: str = "application/json",
-              method: str = "POST") -> bytes:  # fmt: skip
+    def build(
+        self, path: str, body: bytes = b"", content_type: str = "application/json", method: str = "POST"
+    ) -> bytes:
         """The bytes of one request (what a client encodes per request)."""
         head = (
             f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {self.host_header.decode()}\r\n"

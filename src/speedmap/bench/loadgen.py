@@ -47,14 +47,22 @@ class RunResult:
     def summary(self) -> BenchRun:
         """The run's figures, as the JSON document holds them."""
         return BenchRun(
-            scenario=self.scenario, concurrency=self.concurrency, target_rate=self.target_rate,
-            requests=self.requests, errors=dict(self.recorder.errors), duration_s=self.duration_s,
+            scenario=self.scenario,
+            concurrency=self.concurrency,
+            target_rate=self.target_rate,
+            requests=self.requests,
+            errors=dict(self.recorder.errors),
+            duration_s=self.duration_s,
             throughput_rps=self.recorder.count / self.duration_s if self.duration_s else 0.0,
-            latency_ms=self.recorder.latency_ms(), valid=self.valid, window_rps=list(self.window_rates),
-            late_sends=self.late_sends, breakdown_ms=self.recorder.breakdown_ms(),
+            latency_ms=self.recorder.latency_ms(),
+            valid=self.valid,
+            window_rps=list(self.window_rates),
+            late_sends=self.late_sends,
+            breakdown_ms=self.recorder.breakdown_ms(),
             client={"processes": len(self.client_cpu) or 1, "cpu_per_process": [round(c, 3) for c in self.client_cpu]},
-            warnings=list(self.warnings), attempts=[dict(a) for a in self.attempts],
-        )  # fmt: skip
+            warnings=list(self.warnings),
+            attempts=[dict(a) for a in self.attempts],
+        )
 
 
 def error_kind(exc: BaseException) -> str:
@@ -100,9 +108,15 @@ async def _start_at(wall: float | None) -> float:
     return time.perf_counter()
 
 
-async def closed_loop(send: Send, concurrency: int, min_duration: float, min_requests: int,
-                      window_s: float = 1.0, start_at: float | None = None,
-                      rec: Recorder | None = None) -> RunResult:  # fmt: skip
+async def closed_loop(
+    send: Send,
+    concurrency: int,
+    min_duration: float,
+    min_requests: int,
+    window_s: float = 1.0,
+    start_at: float | None = None,
+    rec: Recorder | None = None,
+) -> RunResult:
     """``concurrency`` workers, each sending the next request when its previous one returns. ``rec``:
     record into this recorder (so progress can be read while the run goes)."""
     rec, counter = rec if rec is not None else Recorder(), iter(range(1 << 62))
@@ -118,13 +132,23 @@ async def closed_loop(send: Send, concurrency: int, min_duration: float, min_req
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     end = time.perf_counter()
-    return RunResult("concurrency" if concurrency > 1 else "single", concurrency, None, rec, end - start,
-                     windows.rates(end))  # fmt: skip
+    return RunResult(
+        "concurrency" if concurrency > 1 else "single", concurrency, None, rec, end - start, windows.rates(end)
+    )
 
 
-async def open_loop(send: Send, rate: float, min_duration: float, min_requests: int, arrivals: str = "poisson",
-                    seed: int = 0, window_s: float = 1.0, start_at: float | None = None,
-                    offset_s: float = 0.0, rec: Recorder | None = None) -> RunResult:  # fmt: skip
+async def open_loop(
+    send: Send,
+    rate: float,
+    min_duration: float,
+    min_requests: int,
+    arrivals: str = "poisson",
+    seed: int = 0,
+    window_s: float = 1.0,
+    start_at: float | None = None,
+    offset_s: float = 0.0,
+    rec: Recorder | None = None,
+) -> RunResult:
     """Requests at ``rate`` per second whatever the server does; each latency runs from its intended
     send time, so queueing behind a stall is counted."""
     if arrivals not in ("poisson", "constant"):

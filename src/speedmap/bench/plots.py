@@ -11,8 +11,26 @@ from speedmap.bench.loadgen import RunResult
 from speedmap.bench.results import BenchReport
 from speedmap.plotting import pyplot, save
 
-CSV_KEYS = ["scenario", "concurrency", "target_rate", "requests", "errors", "duration_s", "throughput_rps",
-            "p50", "p90", "p95", "p99", "p999", "min", "max", "mean", "std", "valid", "tries"]  # fmt: skip
+CSV_KEYS = [
+    "scenario",
+    "concurrency",
+    "target_rate",
+    "requests",
+    "errors",
+    "duration_s",
+    "throughput_rps",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p999",
+    "min",
+    "max",
+    "mean",
+    "std",
+    "valid",
+    "tries",
+]
 
 
 def write_csv(report: BenchReport, path: Path) -> Path:
@@ -24,9 +42,18 @@ def write_csv(report: BenchReport, path: Path) -> Path:
         w.writeheader()
         for r in report.runs:
             row: dict[str, Any] = {"model": r.model, "repeat": r.repeat} if extra else {}
-            row.update(scenario=r.scenario, concurrency=r.concurrency, target_rate=r.target_rate, requests=r.requests,
-                       errors=r.error_count, duration_s=r.duration_s, throughput_rps=r.throughput_rps,
-                       **r.latency_ms, valid=r.valid, tries=r.tries)  # fmt: skip
+            row.update(
+                scenario=r.scenario,
+                concurrency=r.concurrency,
+                target_rate=r.target_rate,
+                requests=r.requests,
+                errors=r.error_count,
+                duration_s=r.duration_s,
+                throughput_rps=r.throughput_rps,
+                **r.latency_ms,
+                valid=r.valid,
+                tries=r.tries,
+            )
             row.update({f"{p}_p50": v["p50"] for p, v in r.breakdown_ms.items()})
             w.writerow(row)
     return path
@@ -47,13 +74,16 @@ def plot_compare(report: BenchReport, folder: Path) -> Path:
         xs = [i + (k - 0.5) * width for i in range(len(rows))]
         ax.bar(xs, med, width, yerr=[lo, hi], capsize=4, label=f"{name} ({report.compare} / {report.model})")
         for x, s in zip(xs, spreads, strict=True):
-            ax.annotate(f"{s.median:.2f}x", (x, s.max), textcoords="offset points", xytext=(0, 4), ha="center",
-                        fontsize=8)  # fmt: skip
+            ax.annotate(
+                f"{s.median:.2f}x", (x, s.max), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8
+            )
     ax.axhline(1.0, color="grey", lw=1)
     ax.set_xticks(range(len(rows)), labels)
     reps = report.provenance.get("repeats")
-    ax.set(ylabel="ratio (median, bars: min-max)", title=f"{report.compare} vs {report.model} on "
-           f"{report.target}\n{reps} interleaved repeats")  # fmt: skip
+    ax.set(
+        ylabel="ratio (median, bars: min-max)",
+        title=f"{report.compare} vs {report.model} on {report.target}\n{reps} interleaved repeats",
+    )
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     return save(fig, folder / "compare.png")
@@ -82,8 +112,12 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "")
     if len(sweep) > 1:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([r.concurrency for r in sweep], [r.recorder.count / r.duration_s for r in sweep], marker="o")
-        ax.set(xscale="log", xlabel="requests in flight", ylabel="throughput (req/s)",
-               title=f"{title}: throughput vs concurrency")  # fmt: skip
+        ax.set(
+            xscale="log",
+            xlabel="requests in flight",
+            ylabel="throughput (req/s)",
+            title=f"{title}: throughput vs concurrency",
+        )
         ax.grid(True, alpha=0.3)
         out.append(save(fig, folder / f"throughput_vs_concurrency{suffix}.png"))
     return out

@@ -38,8 +38,11 @@ class Recorder:
 
     def encode(self) -> dict[str, Any]:
         """A picklable, JSON-able form for sending from client processes."""
-        return {"hist": self.hist.encode().decode(), "errors": dict(self.errors),
-                "phases": {k: h.encode().decode() for k, h in self.phases.items()}}  # fmt: skip
+        return {
+            "hist": self.hist.encode().decode(),
+            "errors": dict(self.errors),
+            "phases": {k: h.encode().decode() for k, h in self.phases.items()},
+        }
 
     def merge(self, other: Recorder | dict[str, Any]) -> None:
         """Add another recorder's counts (or its :meth:`encode` form): exact, bucket by bucket."""
@@ -60,8 +63,10 @@ class Recorder:
 
     def breakdown_ms(self) -> dict[str, dict[str, float | None]]:
         """Per phase: p50, p90, p99 and mean in milliseconds."""
-        return {k: {s: v for s, v in _summary(h).items() if s in ("p50", "p90", "p99", "mean")}
-                for k, h in self.phases.items()}  # fmt: skip
+        return {
+            k: {s: v for s, v in _summary(h).items() if s in ("p50", "p90", "p99", "mean")}
+            for k, h in self.phases.items()
+        }
 
 
 def _histogram() -> HdrHistogram:
@@ -75,10 +80,17 @@ def _us(seconds: float) -> int:
 def _summary(h: HdrHistogram) -> dict[str, float | None]:
     if h.get_total_count() == 0:
         return dict.fromkeys(("p50", "p90", "p95", "p99", "p999", "min", "max", "mean", "std"))
-    pct = {f"p{k}": h.get_value_at_percentile(v) / 1e3 for k, v in
-           (("50", 50), ("90", 90), ("95", 95), ("99", 99), ("999", 99.9))}  # fmt: skip
-    return {**pct, "min": h.get_min_value() / 1e3, "max": h.get_max_value() / 1e3,
-            "mean": h.get_mean_value() / 1e3, "std": h.get_stddev() / 1e3}  # fmt: skip
+    pct = {
+        f"p{k}": h.get_value_at_percentile(v) / 1e3
+        for k, v in (("50", 50), ("90", 90), ("95", 95), ("99", 99), ("999", 99.9))
+    }
+    return {
+        **pct,
+        "min": h.get_min_value() / 1e3,
+        "max": h.get_max_value() / 1e3,
+        "mean": h.get_mean_value() / 1e3,
+        "std": h.get_stddev() / 1e3,
+    }
 
 
 def stable(window_rates: list[float], tolerance: float = 0.10, needed: int = 3) -> bool:

@@ -106,12 +106,21 @@ class BenchRun:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "scenario": self.scenario, "concurrency": self.concurrency, "target_rate": self.target_rate,
-            "requests": self.requests, "errors": dict(self.errors), "duration_s": self.duration_s,
-            "throughput_rps": self.throughput_rps, "latency_ms": dict(self.latency_ms), "valid": self.valid,
-            "window_rps": list(self.window_rps), "late_sends": self.late_sends, "breakdown_ms": self.breakdown_ms,
-            "client": self.client, "warnings": list(self.warnings),
-        }  # fmt: skip
+            "scenario": self.scenario,
+            "concurrency": self.concurrency,
+            "target_rate": self.target_rate,
+            "requests": self.requests,
+            "errors": dict(self.errors),
+            "duration_s": self.duration_s,
+            "throughput_rps": self.throughput_rps,
+            "latency_ms": dict(self.latency_ms),
+            "valid": self.valid,
+            "window_rps": list(self.window_rps),
+            "late_sends": self.late_sends,
+            "breakdown_ms": self.breakdown_ms,
+            "client": self.client,
+            "warnings": list(self.warnings),
+        }
         if self.model is not None or self.repeat is not None:
             doc["model"], doc["repeat"] = self.model, self.repeat
         doc["attempts"] = [dict(a) for a in self.attempts]
@@ -120,15 +129,24 @@ class BenchRun:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BenchRun:
         return cls(
-            scenario=doc["scenario"], concurrency=doc.get("concurrency"), target_rate=doc.get("target_rate"),
-            requests=doc["requests"], errors=dict(doc.get("errors") or {}), duration_s=doc["duration_s"],
-            throughput_rps=doc["throughput_rps"], latency_ms=dict(doc["latency_ms"]), valid=doc["valid"],
-            window_rps=list(doc.get("window_rps") or []), late_sends=doc.get("late_sends", 0),
+            scenario=doc["scenario"],
+            concurrency=doc.get("concurrency"),
+            target_rate=doc.get("target_rate"),
+            requests=doc["requests"],
+            errors=dict(doc.get("errors") or {}),
+            duration_s=doc["duration_s"],
+            throughput_rps=doc["throughput_rps"],
+            latency_ms=dict(doc["latency_ms"]),
+            valid=doc["valid"],
+            window_rps=list(doc.get("window_rps") or []),
+            late_sends=doc.get("late_sends", 0),
             breakdown_ms=dict(doc.get("breakdown_ms") or {}),
             client=dict(doc.get("client") or {"processes": 1, "cpu_per_process": []}),
-            warnings=list(doc.get("warnings") or []), model=doc.get("model"), repeat=doc.get("repeat"),
+            warnings=list(doc.get("warnings") or []),
+            model=doc.get("model"),
+            repeat=doc.get("repeat"),
             attempts=[dict(a) for a in doc.get("attempts") or []],
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -166,8 +184,11 @@ class BenchReport:
         if not runs:
             return None
         first = runs[0]
-        same = [r for r in runs if (r.scenario, r.concurrency, r.target_rate) ==
-                (first.scenario, first.concurrency, first.target_rate)]  # fmt: skip
+        same = [
+            r
+            for r in runs
+            if (r.scenario, r.concurrency, r.target_rate) == (first.scenario, first.concurrency, first.target_rate)
+        ]
         return same[-1]
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +202,12 @@ class BenchReport:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BenchReport:
-        return cls(target=doc["target"], model=doc.get("model"), provenance=dict(doc.get("provenance") or {}),
-                   warmup=dict(doc.get("warmup") or {}), runs=[BenchRun.from_json(r) for r in doc["runs"]],
-                   compare=doc.get("compare"), ratios=list(doc.get("ratios") or []))  # fmt: skip
+        return cls(
+            target=doc["target"],
+            model=doc.get("model"),
+            provenance=dict(doc.get("provenance") or {}),
+            warmup=dict(doc.get("warmup") or {}),
+            runs=[BenchRun.from_json(r) for r in doc["runs"]],
+            compare=doc.get("compare"),
+            ratios=list(doc.get("ratios") or []),
+        )

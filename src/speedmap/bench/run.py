@@ -57,8 +57,13 @@ def gpu_models() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -72,24 +77,35 @@ def machine() -> dict[str, Any]:
     from speedmap.runtime import available_cpus
 
     return {
-        "speedmap": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-        "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu_model(),
-        "gpus": gpu_models(), "available_providers": onnxruntime.get_available_providers(),
-        "cpus": os.cpu_count(), "usable_cpus": available_cpus(),
-    }  # fmt: skip
+        "speedmap": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "gpus": gpu_models(),
+        "available_providers": onnxruntime.get_available_providers(),
+        "cpus": os.cpu_count(),
+        "usable_cpus": available_cpus(),
+    }
 
 
-def provenance(target_name: str, model_info: dict[str, Any] | None, images: list[bytes],
-               cfg: BenchConfig) -> dict[str, Any]:  # fmt: skip
+def provenance(
+    target_name: str, model_info: dict[str, Any] | None, images: list[bytes], cfg: BenchConfig
+) -> dict[str, Any]:
     """What was measured where: :func:`machine`, the target, the model, the image set, the config."""
     digest = hashlib.sha256()
     for b in images:
         digest.update(hashlib.sha256(b).digest())
     return {
-        **machine(), "target": target_name, "model": model_info, "images": len(images),
-        "image_set_sha256": digest.hexdigest()[:16], "config": asdict(cfg),
+        **machine(),
+        "target": target_name,
+        "model": model_info,
+        "images": len(images),
+        "image_set_sha256": digest.hexdigest()[:16],
+        "config": asdict(cfg),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
 
 
 async def warm_up(target: Target, n: int, seconds: float = 0.0) -> dict[str, Any]:
@@ -174,13 +190,16 @@ class Runner:
                 break
             if self.note is not None:
                 nxt = factors[n + 1]
-                self.note(f"{kind} {value:g}: UNSTABLE after {res.duration_s:.1f} s; trying again for at least "
-                          f"{cfg.duration * nxt:g} s and {cfg.requests * nxt} requests")  # fmt: skip
+                self.note(
+                    f"{kind} {value:g}: UNSTABLE after {res.duration_s:.1f} s; trying again for at least "
+                    f"{cfg.duration * nxt:g} s and {cfg.requests * nxt} requests"
+                )
         res.attempts = attempts
         return res
 
-    async def _once(self, target: Target, kind: str, value: float, duration: float, requests: int, n: int,
-                    tries: int) -> RunResult:  # fmt: skip
+    async def _once(
+        self, target: Target, kind: str, value: float, duration: float, requests: int, n: int, tries: int
+    ) -> RunResult:
         cfg = self.cfg
         remote = cfg.clients > 1 and target.spec is not None
         rec = Recorder()
@@ -192,8 +211,9 @@ class Runner:
             assert target.spec is not None
             if self.pool is None:
                 self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
-            res = await asyncio.to_thread(self.pool.run, target.spec, kind, value, duration, requests,
-                                          cfg.arrivals, self.window(duration))  # fmt: skip
+            res = await asyncio.to_thread(
+                self.pool.run, target.spec, kind, value, duration, requests, cfg.arrivals, self.window(duration)
+            )
         else:
             res = await run_here(target, kind, value, duration, requests, cfg.arrivals, self.window(duration), rec)
         res.warnings = client_warnings(res, remote=target.spec is not None)
@@ -204,8 +224,9 @@ class Runner:
             self.pool.close()
 
 
-async def run_scenarios(target: Target, cfg: BenchConfig, progress: Any = None, live: Live | None = None,
-                        note: Note | None = None) -> tuple[dict[str, Any], list[RunResult]]:  # fmt: skip
+async def run_scenarios(
+    target: Target, cfg: BenchConfig, progress: Any = None, live: Live | None = None, note: Note | None = None
+) -> tuple[dict[str, Any], list[RunResult]]:
     warm = await warm_up(target, cfg.warmup, cfg.warmup_seconds)
     runner = Runner(cfg, live, note)
     runs = []
@@ -219,9 +240,15 @@ async def run_scenarios(target: Target, cfg: BenchConfig, progress: Any = None, 
     return warm, runs
 
 
-def benchmark(target: Target, cfg: BenchConfig, model_info: dict[str, Any] | None, images: list[bytes],
-              progress: Any = None, live: Live | None = None,
-              note: Note | None = None) -> tuple[BenchReport, list[RunResult]]:  # fmt: skip
+def benchmark(
+    target: Target,
+    cfg: BenchConfig,
+    model_info: dict[str, Any] | None,
+    images: list[bytes],
+    progress: Any = None,
+    live: Live | None = None,
+    note: Note | None = None,
+) -> tuple[BenchReport, list[RunResult]]:
     """One benchmark: its report, and its runs (with their histograms, for plots). ``progress(kind,
     value)`` before each run, ``note(text)`` when a run is tried again; the target is closed at the end."""
 

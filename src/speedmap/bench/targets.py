@@ -25,8 +25,9 @@ class LocalTarget:
 
     spec: dict[str, Any] | None = None  # runs in this process only: --clients does not apply
 
-    def __init__(self, model: Any, images: list[bytes], concurrency: int = 1, load_ms: float | None = None,
-                 name: str = "local") -> None:  # fmt: skip
+    def __init__(
+        self, model: Any, images: list[bytes], concurrency: int = 1, load_ms: float | None = None, name: str = "local"
+    ) -> None:
         self.model, self.images, self.load_ms, self.name = model, images, load_ms, name
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
@@ -60,14 +61,28 @@ class HttpTarget:
 
     load_ms: float | None = None  # the server loads the model; its load time is not known here
 
-    def __init__(self, url: str, model_id: str, images: list[bytes], legacy: bool = False,
-                 api_key: str | None = None, concurrency: int = 1, timeout: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        model_id: str,
+        images: list[bytes],
+        legacy: bool = False,
+        api_key: str | None = None,
+        concurrency: int = 1,
+        timeout: float = 60.0,
+    ) -> None:
         self.name = url
         self.url, self.model_id, self.legacy, self.api_key = url.rstrip("/"), model_id, legacy, api_key
         self.images, self.timeout = images, timeout
         self.client = HttpClient(self.url, concurrency, timeout)
-        self.spec: dict[str, Any] | None = {"url": url, "model_id": model_id, "images": images, "legacy": legacy,
-                                            "api_key": api_key, "timeout": timeout}  # fmt: skip
+        self.spec: dict[str, Any] | None = {
+            "url": url,
+            "model_id": model_id,
+            "images": images,
+            "legacy": legacy,
+            "api_key": api_key,
+            "timeout": timeout,
+        }
 
     async def resize(self, concurrency: int) -> None:
         """A fresh keep-alive pool sized to the next run's in-flight count."""
@@ -105,9 +120,16 @@ class HttpTarget:
         await self.client.aclose()
 
 
-def make_target(kind: str, model_id: str, blobs: list[bytes], *, models_dir: str | Path | None = None,
-                legacy: bool = False, api_key: str | None = None,
-                providers: str | None = None) -> tuple[Target, dict[str, Any]]:  # fmt: skip
+def make_target(
+    kind: str,
+    model_id: str,
+    blobs: list[bytes],
+    *,
+    models_dir: str | Path | None = None,
+    legacy: bool = False,
+    api_key: str | None = None,
+    providers: str | None = None,
+) -> tuple[Target, dict[str, Any]]:
     """The target of ``kind`` for ``model_id`` sending ``blobs``, and the model's info for provenance.
 
     ``local``: the engine loaded here from ``models_dir`` on ``providers`` (load time measured; info:

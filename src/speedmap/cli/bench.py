@@ -18,9 +18,20 @@ from speedmap.bench.results import BenchReport, BenchRun, Target
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
 
-PHASE_ORDER = ["client_encode", "network_queue", "server", "client_decode",  # http
-               "queue", "decode_preprocess", "inference", "postprocess",  # local
-               "decode", "letterbox", "model", "nms"]  # browser  # fmt: skip
+PHASE_ORDER = [
+    "client_encode",
+    "network_queue",
+    "server",
+    "client_decode",  # http
+    "queue",
+    "decode_preprocess",
+    "inference",
+    "postprocess",  # local
+    "decode",
+    "letterbox",
+    "model",
+    "nms",
+]  # browser
 
 
 def _fmt(v: float | None) -> str:
@@ -34,37 +45,74 @@ def _valid(r: BenchRun) -> str:
 
 def _print_runs(report: BenchReport, title: str) -> None:
     compare = report.compare is not None
-    cols = (["model", "rep"] if compare else []) + ["scenario", "in flight / rate", "requests", "errors", "req/s",
-                                                     "p50 ms", "p90 ms", "p99 ms", "max ms", "valid"]  # fmt: skip
+    cols = (["model", "rep"] if compare else []) + [
+        "scenario",
+        "in flight / rate",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "valid",
+    ]
     t = Table(*cols, title=title)
     for r in report.runs:
         lat = r.latency_ms
         row = [escape(r.model or ""), str((r.repeat or 0) + 1)] if compare else []
-        t.add_row(*row, r.scenario, f"{r.concurrency or r.target_rate}", str(r.requests), str(r.error_count),
-                  f"{r.throughput_rps:.1f}", _fmt(lat["p50"]), _fmt(lat["p90"]), _fmt(lat["p99"]), _fmt(lat["max"]),
-                  _valid(r))  # fmt: skip
+        t.add_row(
+            *row,
+            r.scenario,
+            f"{r.concurrency or r.target_rate}",
+            str(r.requests),
+            str(r.error_count),
+            f"{r.throughput_rps:.1f}",
+            _fmt(lat["p50"]),
+            _fmt(lat["p90"]),
+            _fmt(lat["p99"]),
+            _fmt(lat["max"]),
+            _valid(r),
+        )
     out.print(t)
     phases = [p for p in PHASE_ORDER if any(p in r.breakdown_ms for r in report.runs)]
     if phases and not compare:
-        b = Table("scenario", "in flight / rate", *(f"{p} p50" for p in phases), "client CPU",
-                  title="where the time goes (ms, p50 per phase)")  # fmt: skip
+        b = Table(
+            "scenario",
+            "in flight / rate",
+            *(f"{p} p50" for p in phases),
+            "client CPU",
+            title="where the time goes (ms, p50 per phase)",
+        )
         for r in report.runs:
             cpus = r.client.get("cpu_per_process") or []
             cpu = f"{max(cpus):.0%}" if cpus else "-"
-            b.add_row(r.scenario, f"{r.concurrency or r.target_rate}",
-                      *(_fmt(r.breakdown_ms.get(p, {}).get("p50")) for p in phases), cpu)  # fmt: skip
+            b.add_row(
+                r.scenario,
+                f"{r.concurrency or r.target_rate}",
+                *(_fmt(r.breakdown_ms.get(p, {}).get("p50")) for p in phases),
+                cpu,
+            )
         out.print(b)
     if compare:
         from speedmap.bench.compare import Spread
 
-        c = Table("scenario", "in flight / rate", "p50 latency ratio", "throughput ratio",
-                  title=f"{escape(report.compare or '')} / {escape(report.model or '')}: median \\[min-max] over "
-                        f"{report.provenance.get('repeats')} interleaved repeats")  # fmt: skip
+        c = Table(
+            "scenario",
+            "in flight / rate",
+            "p50 latency ratio",
+            "throughput ratio",
+            title=f"{escape(report.compare or '')} / {escape(report.model or '')}: median \\[min-max] over "
+            f"{report.provenance.get('repeats')} interleaved repeats",
+        )
         for x in report.ratios:
             lr, tr = Spread.from_json(x["p50_latency_ratio"]), Spread.from_json(x["throughput_ratio"])
-            c.add_row(x["scenario"], f"{x['concurrency'] or x['target_rate']}",
-                      f"{lr.median:.2f}x [{lr.min:.2f}-{lr.max:.2f}]",
-                      f"{tr.median:.2f}x [{tr.min:.2f}-{tr.max:.2f}]")  # fmt: skip
+            c.add_row(
+                x["scenario"],
+                f"{x['concurrency'] or x['target_rate']}",
+                f"{lr.median:.2f}x [{lr.min:.2f}-{lr.max:.2f}]",
+                f"{tr.median:.2f}x [{tr.min:.2f}-{tr.max:.2f}]",
+            )
         out.print(c)
     for r in report.runs:
         for w in r.warnings:
@@ -157,14 +205,25 @@ def bench_command(
         raise SpeedmapError(f"--concurrency must be a comma-separated list of integers, got {concurrency!r}") from None
     if not levels or min(levels) < 1:
         raise SpeedmapError("--concurrency needs in-flight counts of at least 1")
-    cfg = BenchConfig(scenario, levels, rate, arrivals, duration, requests, warmup, clients, warmup_seconds,
-                      retry_unstable=not no_retry)  # fmt: skip
+    cfg = BenchConfig(
+        scenario,
+        levels,
+        rate,
+        arrivals,
+        duration,
+        requests,
+        warmup,
+        clients,
+        warmup_seconds,
+        retry_unstable=not no_retry,
+    )
     steps = plan(cfg)
 
     def progress(kind: str, value: float, rep: int = 1, reps: int = 1) -> None:
         tail = f" [repeat {rep}/{reps}]" if reps > 1 else ""
-        err.print(f"running {escape(kind)} {value:g} (at least {duration:g} s and {requests} requests){tail}",
-                  highlight=False)  # fmt: skip
+        err.print(
+            f"running {escape(kind)} {value:g} (at least {duration:g} s and {requests} requests){tail}", highlight=False
+        )
 
     runs_per = len(steps) * (2 * repeats if compare_id else 1)
     if target == "browser":
@@ -173,22 +232,32 @@ def bench_command(
         runs_per = 1
     retries = target != "browser" and not no_retry
     retry = " (an UNSTABLE run is tried again at 2x, then 4x the duration)" if retries else ""
-    err.print(f"{runs_per} run{'s' if runs_per > 1 else ''}, at least {runs_per * duration:g} s{retry}",
-              highlight=False)  # fmt: skip
+    err.print(
+        f"{runs_per} run{'s' if runs_per > 1 else ''}, at least {runs_per * duration:g} s{retry}", highlight=False
+    )
 
     def note(text: str) -> None:
         err.print(escape(text), highlight=False)
 
     def make(model_id: str) -> tuple[Target, dict[str, Any]]:
-        return make_target(target, model_id, blobs, models_dir=models_dir, legacy=legacy, api_key=api_key,
-                           providers=providers)  # fmt: skip
+        return make_target(
+            target, model_id, blobs, models_dir=models_dir, legacy=legacy, api_key=api_key, providers=providers
+        )
 
     if target == "browser":
         from speedmap.bench.browser import run_browser_benchmark
 
-        report, runs = run_browser_benchmark(model, paths, models_dir, requests=requests, warmup=warmup,
-                                             duration=duration, backend=backend, threads=threads,
-                                             progress=lambda m: err.print(escape(m), highlight=False))  # fmt: skip
+        report, runs = run_browser_benchmark(
+            model,
+            paths,
+            models_dir,
+            requests=requests,
+            warmup=warmup,
+            duration=duration,
+            backend=backend,
+            threads=threads,
+            progress=lambda m: err.print(escape(m), highlight=False),
+        )
         title = f"{escape(model)} in the browser ({report.provenance.get('backend')})"
     elif compare_id:
         from speedmap.bench.compare import compare
@@ -196,8 +265,16 @@ def bench_command(
         tgt, info = make(model)
         tgt_b, info_b = make(compare_id)
         with LiveStatus(duration) as live:
-            report, pairs = compare({model: tgt, compare_id: tgt_b}, cfg, {model: info, compare_id: info_b}, blobs,
-                                    repeats, progress, live.state, note)  # fmt: skip
+            report, pairs = compare(
+                {model: tgt, compare_id: tgt_b},
+                cfg,
+                {model: info, compare_id: info_b},
+                blobs,
+                repeats,
+                progress,
+                live.state,
+                note,
+            )
         title = f"{escape(model)} vs {escape(compare_id)} on {escape(target)}"
     else:
         tgt, info = make(model)
@@ -207,8 +284,11 @@ def bench_command(
     _print_runs(report, title)
     warm = report.warmup
     for name, w in warm.items() if compare_id else [(model, warm)]:
-        extra = "".join(f", {k.removesuffix('_ms').replace('_', ' ')} {w[k]:.0f} ms"
-                        for k in ("model_load_ms", "page_load_ms", "session_create_ms") if k in w)  # fmt: skip
+        extra = "".join(
+            f", {k.removesuffix('_ms').replace('_', ' ')} {w[k]:.0f} ms"
+            for k in ("model_load_ms", "page_load_ms", "session_create_ms")
+            if k in w
+        )
         err.print(f"{escape(name)}: cold first request {w['cold_first_request_ms']:.1f} ms{extra}", highlight=False)
     if json_out is not None:
         from speedmap.bench.plots import plot_compare, plot_runs, write_csv

@@ -81,11 +81,24 @@ def compare_command(
     task_list = None if tasks == "all" else _csv(tasks)
     if data and imgsz is None and not quick:
         imgsz = 640
-    cfg = preset(quick, data=[str(d) for d in data or []], tasks=task_list if not data else None,
-                 sizes=_csv(sizes), epochs=epochs, patience=patience, seed=seed, bench_repeats=bench_repeats,
-                 imgsz=imgsz, images=images, batch=batch, targets=_csv(targets),
-                 min_fps=min_fps, max_latency_ms=max_latency_ms, min_map=min_map,
-                 bench_seconds=bench_seconds)  # fmt: skip
+    cfg = preset(
+        quick,
+        data=[str(d) for d in data or []],
+        tasks=task_list if not data else None,
+        sizes=_csv(sizes),
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        bench_repeats=bench_repeats,
+        imgsz=imgsz,
+        images=images,
+        batch=batch,
+        targets=_csv(targets),
+        min_fps=min_fps,
+        max_latency_ms=max_latency_ms,
+        min_map=min_map,
+        bench_seconds=bench_seconds,
+    )
     cfg.check()
     for d in cfg.data:
         if not Path(d).exists():
@@ -95,13 +108,17 @@ def compare_command(
     expected, at_most = expected_seconds(cfg, train_images)
     steps = n_sets * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
     what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
-    err.print(f"speedmap compare{' --quick' if quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
-              f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
-              f"{', '.join(cfg.targets)}; seed {cfg.seed}",
-              highlight=False)  # fmt: skip
-    err.print(f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
-              f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
-              highlight=False)  # fmt: skip
+    err.print(
+        f"speedmap compare{' --quick' if quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
+        f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
+        f"{', '.join(cfg.targets)}; seed {cfg.seed}",
+        highlight=False,
+    )
+    err.print(
+        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
+        f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
+        highlight=False,
+    )
     ui = StudyUI(steps, expected)
     try:
         results = Study(cfg, out_dir, ui, command=_command(cfg, out_dir)).run()
@@ -109,8 +126,10 @@ def compare_command(
         ui.bars.close()
     paths = write_report(results, out_dir)
     _summary(results)
-    err.print("wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"],
-                                                             out_dir / "results.json")), highlight=False)  # fmt: skip
+    err.print(
+        "wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"], out_dir / "results.json")),
+        highlight=False,
+    )
 
 
 def _command(cfg: Any, out_dir: Path) -> list[str]:
@@ -118,10 +137,28 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
     cmd = ["speedmap", "compare", *cfg.data]
     if not cfg.data:
         cmd += ["--tasks", ",".join(cfg.tasks)]
-    cmd += ["--sizes", ",".join(cfg.sizes), "--epochs", str(cfg.epochs), "--patience", str(cfg.patience),
-            "--seed", str(cfg.seed), "--bench-repeats", str(cfg.bench_repeats), "--imgsz", str(cfg.imgsz),
-            "--batch", str(cfg.batch), "--targets", ",".join(cfg.targets), "--bench-seconds", f"{cfg.bench_seconds:g}",
-            "--out", str(out_dir)]  # fmt: skip
+    cmd += [
+        "--sizes",
+        ",".join(cfg.sizes),
+        "--epochs",
+        str(cfg.epochs),
+        "--patience",
+        str(cfg.patience),
+        "--seed",
+        str(cfg.seed),
+        "--bench-repeats",
+        str(cfg.bench_repeats),
+        "--imgsz",
+        str(cfg.imgsz),
+        "--batch",
+        str(cfg.batch),
+        "--targets",
+        ",".join(cfg.targets),
+        "--bench-seconds",
+        f"{cfg.bench_seconds:g}",
+        "--out",
+        str(out_dir),
+    ]
     if not cfg.data:
         cmd += ["--images", str(cfg.images)]
     if cfg.quick:
@@ -143,10 +180,12 @@ def _summary(results: Any) -> None:
 
     from speedmap.study.report import accuracy_table, relative_speed_rows, sureness_rows, training_rows
 
-    for title, rows in (("Accuracy (test split)", accuracy_table(results)),
-                        ("Fast vs Accurate speed", relative_speed_rows(results)),
-                        ("Training", training_rows(results)),
-                        ("How sure is this?", sureness_rows(results))):  # fmt: skip
+    for title, rows in (
+        ("Accuracy (test split)", accuracy_table(results)),
+        ("Fast vs Accurate speed", relative_speed_rows(results)),
+        ("Training", training_rows(results)),
+        ("How sure is this?", sureness_rows(results)),
+    ):
         if len(rows) > 1:
             t = Table(*rows[0], title=title)
             for r in rows[1:]:
@@ -155,5 +194,7 @@ def _summary(results: Any) -> None:
     rec = results.recommendation
     for c in rec.choices if rec else []:
         strength = f" [dim](evidence: {c.evidence.strength})[/]" if c.evidence else ""
-        out.print(f"[bold]{escape(c.task)}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}[/]"
-                  f" on {rec.destination}{strength}. " + escape(" ".join(c.reasons)))  # fmt: skip
+        out.print(
+            f"[bold]{escape(c.task)}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}[/]"
+            f" on {rec.destination}{strength}. " + escape(" ".join(c.reasons))
+        )

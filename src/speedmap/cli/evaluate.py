@@ -52,8 +52,11 @@ def write_plots(m: Metrics, cm: ConfusionMatrix, folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "confusion_matrix.json").write_text(json.dumps(cm.to_json(), indent=1) + "\n", encoding="utf-8")
-    return [plot_pr_curves(m, folder / "pr_curves.png"), plot_confusion(cm, folder / "confusion_matrix.png"),
-            folder / "confusion_matrix.json"]  # fmt: skip
+    return [
+        plot_pr_curves(m, folder / "pr_curves.png"),
+        plot_confusion(cm, folder / "confusion_matrix.png"),
+        folder / "confusion_matrix.json",
+    ]
 
 
 @clean_errors
@@ -95,17 +98,21 @@ def eval_command(
             err.print(f"wrote {escape(str(p))}", soft_wrap=True)
 
 
-def _evaluate_model(model_ref: str, data: Path, split: str, models_dir: Path | None, providers: str | None,
-                    quiet: bool) -> FileEvaluation:  # fmt: skip
+def _evaluate_model(
+    model_ref: str, data: Path, split: str, models_dir: Path | None, providers: str | None, quiet: bool
+) -> FileEvaluation:
     from speedmap.data import load_dataset
     from speedmap.engine import Model
     from speedmap.eval.model import evaluate_model_detailed
 
     model = Model.load(model_ref, providers=providers, models_dir=models_dir)
     view = load_dataset(data).view(split)
-    err.print(f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
-              f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",
-              highlight=False, soft_wrap=True)  # fmt: skip
+    err.print(
+        f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
+        f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",
+        highlight=False,
+        soft_wrap=True,
+    )
     with progress_bar("evaluating", enabled=not quiet) as update:
         done = 0
 

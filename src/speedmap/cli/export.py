@@ -37,8 +37,11 @@ def export_command(
         from speedmap.export.web import export_web
 
         meta, folder = export_web(str(source), out_dir, models_dir)
-        err.print(f"[green]wrote[/] the web bundle of [bold]{escape(meta.id)}[/] to {escape(str(folder))}: serve the "
-                  "folder over HTTP (index.html); COOP/COEP headers enable threads", highlight=False)  # fmt: skip
+        err.print(
+            f"[green]wrote[/] the web bundle of [bold]{escape(meta.id)}[/] to {escape(str(folder))}: serve the "
+            "folder over HTTP (index.html); COOP/COEP headers enable threads",
+            highlight=False,
+        )
         return
     if fmt != "onnx":
         raise SpeedmapError(f"unknown --format {fmt!r}: onnx or web")
@@ -47,8 +50,16 @@ def export_command(
     except ImportError as exc:
         err.print(f"[bold red]error:[/] export needs the training extra (torch): pip install 'speedmap[train]' ({exc})")
         raise typer.Exit(2) from None
-    meta = export_model(source, out_dir, imgsz=imgsz, batch=batch, int8=int8, half=half, evaluate=not no_eval,
-                        log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))  # fmt: skip
+    meta = export_model(
+        source,
+        out_dir,
+        imgsz=imgsz,
+        batch=batch,
+        int8=int8,
+        half=half,
+        evaluate=not no_eval,
+        log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True),
+    )
     d = meta.doc
     size_mb = meta.onnx.stat().st_size / 1e6
     err.print(
@@ -70,17 +81,37 @@ def models_list_command(
     store = models_dir or default_models_dir()
     found = list_models(store)
     if not found:
-        err.print(f"no models in {escape(str(store))}: export one with `speedmap export RUN --out "
-                  f"{escape(str(store))}/PROJECT/VERSION`", highlight=False)  # fmt: skip
+        err.print(
+            f"no models in {escape(str(store))}: export one with `speedmap export RUN --out "
+            f"{escape(str(store))}/PROJECT/VERSION`",
+            highlight=False,
+        )
         return
-    t = Table("id", "size", "precision", "imgsz", "classes", "params", "test mAP50", "test mAP50-95",
-              title=f"models in {store}")  # fmt: skip
+    t = Table(
+        "id",
+        "size",
+        "precision",
+        "imgsz",
+        "classes",
+        "params",
+        "test mAP50",
+        "test mAP50-95",
+        title=f"models in {store}",
+    )
     for m in found:
         d = m.doc
         met = d.get("metrics") or {}
         params = f"{d['params'] / 1e6:.2f} M" if d.get("params") else "?"
         m50 = f"{met['map50']:.3f}" if "map50" in met else "-"
         m5095 = f"{met['map']:.3f}" if "map" in met else "-"
-        t.add_row(escape(m.id), str(d.get("size", "?")), str(d.get("precision", "fp32")), str(m.imgsz),
-                  escape(", ".join(m.classes)), params, m50, m5095)  # fmt: skip
+        t.add_row(
+            escape(m.id),
+            str(d.get("size", "?")),
+            str(d.get("precision", "fp32")),
+            str(m.imgsz),
+            escape(", ".join(m.classes)),
+            params,
+            m50,
+            m5095,
+        )
     out.print(t)

@@ -102,15 +102,13 @@ def predict_command(
         for k, path in enumerate(files):
             try:
                 if path.suffix.lower() in VIDEO_EXTS:
-                    n_boxes += _video(engine, path, _unique(out, path.stem + ".mp4", used), save_json,
-                                      no_images, kw)  # fmt: skip
+                    n_boxes += _video(engine, path, _unique(out, path.stem + ".mp4", used), save_json, no_images, kw)
                 else:
                     prepared = engine.prepare(path)
                     det = engine.finish(engine.forward([prepared.square])[0], prepared, **kw)
                     n_boxes += len(det)
                     if not no_images:
-                        annotate(prepared.image, det).save(
-                            _unique(out, path.stem + ".jpg", used), quality=90)  # fmt: skip
+                        annotate(prepared.image, det).save(_unique(out, path.stem + ".jpg", used), quality=90)
                     if save_json:
                         doc = {"file": str(path), **det.to_roboflow()}
                         _unique(out, path.stem + ".json", used).write_text(json.dumps(doc) + "\n")

@@ -19,11 +19,16 @@ class EpochBars:
 
     def __init__(self) -> None:
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("box {task.fields[box]:.3f} cls {task.fields[cls]:.3f} dfl {task.fields[dfl]:.3f}"),
-            TextColumn("{task.fields[ips]:.1f} img/s"), TextColumn("eta"), TimeRemainingColumn(),
-            console=err, transient=True,
-        )  # fmt: skip
+            TextColumn("{task.fields[ips]:.1f} img/s"),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
         self.task: Any = None
         self.epoch = -1
 
@@ -35,15 +40,19 @@ class EpochBars:
                 self.task = None
             val = f"mAP50 {e.map50:.3f}  mAP50-95 {e.map:.3f}" if e.map is not None else "no validation split"
             star = " [green]best[/]" if ev.get("best") else ""
-            err.print(f"epoch {e.epoch:>3}  loss box {e.box_loss:.3f} cls {e.cls_loss:.3f} dfl {e.dfl_loss:.3f}  "
-                      f"{val}  {e.seconds:.1f}s ({e.images_per_second:.1f} img/s){star}", highlight=False)  # fmt: skip
+            err.print(
+                f"epoch {e.epoch:>3}  loss box {e.box_loss:.3f} cls {e.cls_loss:.3f} dfl {e.dfl_loss:.3f}  "
+                f"{val}  {e.seconds:.1f}s ({e.images_per_second:.1f} img/s){star}",
+                highlight=False,
+            )
             return
         if ev["epoch"] != self.epoch or self.task is None:
             self.epoch = ev["epoch"]
             if not self.bar.live.is_started:
                 self.bar.start()
-            self.task = self.bar.add_task(f"epoch {ev['epoch'] + 1}/{ev['epochs']}", total=ev["batches"],
-                                          box=0.0, cls=0.0, dfl=0.0, ips=0.0)  # fmt: skip
+            self.task = self.bar.add_task(
+                f"epoch {ev['epoch'] + 1}/{ev['epochs']}", total=ev["batches"], box=0.0, cls=0.0, dfl=0.0, ips=0.0
+            )
         self.bar.update(self.task, completed=ev["batch"], box=ev["box"], cls=ev["cls"], dfl=ev["dfl"], ips=ev["ips"])
 
     def close(self) -> None:
@@ -82,19 +91,33 @@ def train_command(
         err.print(f"[bold red]error:[/] unknown size {size!r}; choose one of {', '.join(SIZES)}")
         raise typer.Exit(2)
     cfg = TrainConfig(
-        data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=batch, weights=str(weights) if weights else None,
-        out=str(out) if out else None, device=device, workers=workers, seed=seed, patience=patience, resume=resume,
-        close_mosaic=close_mosaic, optimizer=optimizer, cos_lr=cos_lr,
-    )  # fmt: skip
+        data=str(data),
+        size=size,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        weights=str(weights) if weights else None,
+        out=str(out) if out else None,
+        device=device,
+        workers=workers,
+        seed=seed,
+        patience=patience,
+        resume=resume,
+        close_mosaic=close_mosaic,
+        optimizer=optimizer,
+        cos_lr=cos_lr,
+    )
     bars = EpochBars()
     try:
         record = train(cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     finally:
         bars.close()
     if record:
-        err.print(f"[green]done[/]: best epoch {record['best_epoch']} mAP50 {record['best_map50'] or 0:.3f} "
-                  f"mAP50-95 {record['best_map'] or 0:.3f}; {record['total_seconds']:.0f}s training "
-                  f"({record['train_images_per_second']:.1f} img/s); run folder {escape(record['run'])}")  # fmt: skip
+        err.print(
+            f"[green]done[/]: best epoch {record['best_epoch']} mAP50 {record['best_map50'] or 0:.3f} "
+            f"mAP50-95 {record['best_map'] or 0:.3f}; {record['total_seconds']:.0f}s training "
+            f"({record['train_images_per_second']:.1f} img/s); run folder {escape(record['run'])}"
+        )
         print_outcome(record)
 
 
@@ -104,5 +127,8 @@ def print_outcome(record: dict[str, Any]) -> None:
     state = "[green]converged[/]" if record.get("converged") else "[yellow]not converged[/]"
     err.print(f"{state} ({record.get('epochs_run')} epochs): {escape(conv.get('reason', ''))}", highlight=False)
     if record.get("contended"):
-        err.print(f"[yellow]warning:[/] other processes took {record['other_cpu_share']:.0%} of the CPU during "
-                  "training: wall-clock times are not comparable", highlight=False)  # fmt: skip
+        err.print(
+            f"[yellow]warning:[/] other processes took {record['other_cpu_share']:.0%} of the CPU during "
+            "training: wall-clock times are not comparable",
+            highlight=False,
+        )

@@ -86,8 +86,12 @@ class PairedBootstrap:
         return max(self.images + 1, math.ceil(self.images * (half / abs(delta)) ** 2))
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"images": self.images, "resamples": self.resamples, "seed": self.seed,
-                               "level": self.level}  # fmt: skip
+        doc: dict[str, Any] = {
+            "images": self.images,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "level": self.level,
+        }
         doc.update({k: getattr(self, k).to_json() for k in METRICS})
         doc["point"] = dict(self.point)
         doc["images_needed"] = {m: self.images_needed(m) for m in ("map", "map50")}
@@ -308,8 +312,9 @@ def replicate_metrics(gt: dict, preds: list[dict], image_ids: Sequence) -> tuple
     return float(m[0]), float(m50[0])
 
 
-def paired_bootstrap(gt: dict, preds_a: list[dict], preds_b: list[dict], resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> PairedBootstrap:  # fmt: skip
+def paired_bootstrap(
+    gt: dict, preds_a: list[dict], preds_b: list[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> PairedBootstrap:
     """Percentile bootstrap of A's and B's mAP and mAP50 and of B minus A on the same test set.
 
     Each resample draws N image ids with replacement (N = the test images, a seeded
@@ -328,10 +333,22 @@ def paired_bootstrap(gt: dict, preds_a: list[dict], preds_b: list[dict], resampl
     full = np.ones((1, n), dtype=np.int64)
     (a_m, a_m50), (b_m, b_m50) = _batched(prep_a, weights), _batched(prep_b, weights)
     (pa, pa50), (pb, pb50) = _metrics(prep_a, full), _metrics(prep_b, full)
-    reps = {"a_map": a_m, "a_map50": a_m50, "b_map": b_m, "b_map50": b_m50,
-            "delta_map": b_m - a_m, "delta_map50": b_m50 - a_m50}  # fmt: skip
-    point = {"a_map": pa[0], "a_map50": pa50[0], "b_map": pb[0], "b_map50": pb50[0],
-             "delta_map": pb[0] - pa[0], "delta_map50": pb50[0] - pa50[0]}  # fmt: skip
+    reps = {
+        "a_map": a_m,
+        "a_map50": a_m50,
+        "b_map": b_m,
+        "b_map50": b_m50,
+        "delta_map": b_m - a_m,
+        "delta_map50": b_m50 - a_m50,
+    }
+    point = {
+        "a_map": pa[0],
+        "a_map50": pa50[0],
+        "b_map": pb[0],
+        "b_map50": pb50[0],
+        "delta_map": pb[0] - pa[0],
+        "delta_map50": pb50[0] - pa50[0],
+    }
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     intervals = {k: Interval(*(float(x) for x in np.percentile(v, tails))) for k, v in reps.items()}
     return PairedBootstrap(n, resamples, seed, level, **intervals, point={k: float(v) for k, v in point.items()})

@@ -95,10 +95,19 @@ def evaluate_split(split: DatasetSplit, predictions: Sequence[Detections]) -> Fi
     for i, (rec, det) in enumerate(zip(split.records, predictions, strict=True)):
         images.append({"id": i, "width": rec.width, "height": rec.height, "file_name": rec.path.name})
         wh = rec.boxes[:, 2:] - rec.boxes[:, :2]
-        for box, size, c, crowd in zip(rec.boxes.tolist(), wh.tolist(), rec.class_ids.tolist(), rec.iscrowd.tolist(),
-                                       strict=True):  # fmt: skip
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": c + 1, "bbox": [*box[:2], *size],
-                         "area": size[0] * size[1], "iscrowd": int(crowd)})  # fmt: skip
+        for box, size, c, crowd in zip(
+            rec.boxes.tolist(), wh.tolist(), rec.class_ids.tolist(), rec.iscrowd.tolist(), strict=True
+        ):
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": c + 1,
+                    "bbox": [*box[:2], *size],
+                    "area": size[0] * size[1],
+                    "iscrowd": int(crowd),
+                }
+            )
         if len(det) and (det.class_id.min() < 0 or det.class_id.max() >= nc):
             raise EvalError(
                 f"image {rec.path.name}: class ids {sorted(set(det.class_id.tolist()))} outside 0..{nc - 1}"
@@ -139,8 +148,10 @@ def check_gt(doc: Any, path: Path) -> dict[str, Any]:
 def check_predictions(preds: Any, path: Path, image_ids: set[Any], cat_ids: set[int]) -> list[dict[str, Any]]:
     """Validate results-format predictions; unknown image or category ids are an error naming them."""
     if isinstance(preds, dict) and "annotations" in preds:
-        raise EvalError(f"{path}: this looks like an annotation file; predictions are a JSON list of "
-                        "{image_id, category_id, bbox: [x, y, w, h], score}")  # fmt: skip
+        raise EvalError(
+            f"{path}: this looks like an annotation file; predictions are a JSON list of "
+            "{image_id, category_id, bbox: [x, y, w, h], score}"
+        )
     if not isinstance(preds, list):
         raise EvalError(f"{path}: predictions must be a JSON list of {{image_id, category_id, bbox, score}}")
     try:  # one pass per field; the slow per-item search runs only to word an error
@@ -158,12 +169,15 @@ def check_predictions(preds: Any, path: Path, image_ids: set[Any], cat_ids: set[
         raise EvalError(f"{path}: every bbox must be 4 finite numbers [x, y, w, h] and every score finite")
     bad_img = sorted(image_ids_seen - image_ids, key=str)
     if bad_img:
-        raise EvalError(f"{path}: predictions for {len(bad_img)} image id(s) not in the ground truth: "
-                        f"{', '.join(map(str, bad_img[:10]))}{' ...' if len(bad_img) > 10 else ''}")  # fmt: skip
+        raise EvalError(
+            f"{path}: predictions for {len(bad_img)} image id(s) not in the ground truth: "
+            f"{', '.join(map(str, bad_img[:10]))}{' ...' if len(bad_img) > 10 else ''}"
+        )
     bad_cat = sorted(cat_ids_seen - cat_ids, key=str)
     if bad_cat:
-        raise EvalError(f"{path}: predictions use category id(s) not in the ground truth: "
-                        f"{', '.join(map(str, bad_cat[:10]))}")  # fmt: skip
+        raise EvalError(
+            f"{path}: predictions use category id(s) not in the ground truth: {', '.join(map(str, bad_cat[:10]))}"
+        )
     return preds
 
 

@@ -30,8 +30,9 @@ def class_mapping(model_names: tuple[str, ...], data_classes: list[str]) -> np.n
     return mapping
 
 
-def predict_records(model: Model, split: DatasetSplit, batch: int = 8,
-                    advance: Callable[[int], None] | None = None) -> list[Detections]:  # fmt: skip
+def predict_records(
+    model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
+) -> list[Detections]:
     """Detections for every record of ``split`` at evaluation thresholds, class ids in the dataset's
     numbering (predictions of classes the dataset lacks are dropped)."""
     mapping = class_mapping(model.names, split.classes)
@@ -50,14 +51,16 @@ def predict_records(model: Model, split: DatasetSplit, batch: int = 8,
     return out
 
 
-def evaluate_model(model: Model, split: DatasetSplit, batch: int = 8,
-                   advance: Callable[[int], None] | None = None) -> Metrics:  # fmt: skip
+def evaluate_model(
+    model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
+) -> Metrics:
     """COCO metrics of ``model`` on ``split`` through the engine."""
     return evaluate_model_detailed(model, split, batch, advance).metrics
 
 
-def evaluate_model_detailed(model: Model, split: DatasetSplit, batch: int = 8,
-                            advance: Callable[[int], None] | None = None) -> FileEvaluation:  # fmt: skip
+def evaluate_model_detailed(
+    model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
+) -> FileEvaluation:
     """:func:`evaluate_model` keeping the COCO documents (for the confusion matrix)."""
     if not split.records:
         raise EvalError(f"the dataset has no images in its {split.name!r} split")

@@ -57,12 +57,18 @@ def plot_confusion(cm: ConfusionMatrix, path: str | Path) -> Path:
         for i in range(n):
             for j in range(n):
                 if cm.matrix[i, j]:
-                    ax.text(j, i, str(cm.matrix[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if share[i, j] > 0.5 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        str(cm.matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true",
-           title=f"Confusion matrix (confidence >= {cm.conf:g}, IoU >= {cm.iou:g})")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (confidence >= {cm.conf:g}, IoU >= {cm.iou:g})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
     fig.tight_layout()
     path = Path(path)

@@ -71,8 +71,15 @@ def best_confidence(
     for rec, det in zip(records, predictions, strict=True):
         det_cls = _dataset_ids(det, classes)
         keep = det_cls >= 0
-        tp, counted = match_image(rec.boxes, rec.class_ids, rec.iscrowd, det.xyxy[keep].astype(np.float64),
-                                  det.confidence[keep], det_cls[keep], iou)  # fmt: skip
+        tp, counted = match_image(
+            rec.boxes,
+            rec.class_ids,
+            rec.iscrowd,
+            det.xyxy[keep].astype(np.float64),
+            det.confidence[keep],
+            det_cls[keep],
+            iou,
+        )
         scores.append(det.confidence[keep][counted].astype(np.float64))
         tps.append(tp[counted])
         n_gt += int((~rec.iscrowd).sum())

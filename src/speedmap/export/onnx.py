@@ -66,9 +66,17 @@ def _batch_arg(batch: int | str) -> int | None:
     return b
 
 
-def export_model(source: str | Path, out: str | Path, imgsz: int | None = None, batch: int | str = "dynamic",
-                 int8: str | Path | None = None, half: bool = False, evaluate: bool = True,
-                 calib_images: int = 128, log: Callable[[str], None] = print) -> ModelMeta:  # fmt: skip
+def export_model(
+    source: str | Path,
+    out: str | Path,
+    imgsz: int | None = None,
+    batch: int | str = "dynamic",
+    int8: str | Path | None = None,
+    half: bool = False,
+    evaluate: bool = True,
+    calib_images: int = 128,
+    log: Callable[[str], None] = print,
+) -> ModelMeta:
     """Write ``out/model.onnx`` and ``out/model.json`` from a run folder or checkpoint.
 
     ``int8``: a dataset to calibrate static int8 quantization (QDQ) on; ``half``: fp16 weights (GPUs).
@@ -99,15 +107,23 @@ def export_model(source: str | Path, out: str | Path, imgsz: int | None = None, 
     if half:
         model = model.half()
     x = torch.zeros(fixed_batch or 1, 3, imgsz, imgsz, dtype=dtype)
-    log(f"exporting {ckpt['size']} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) "
-        f"from {ckpt_path}")  # fmt: skip
+    log(
+        f"exporting {ckpt['size']} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) "
+        f"from {ckpt_path}"
+    )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(
-            model, (x,), str(tmp), dynamo=False, opset_version=OPSET, input_names=["images"],
-            output_names=["output"], do_constant_folding=True,
+            model,
+            (x,),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["output"],
+            do_constant_folding=True,
             dynamic_axes=None if fixed_batch else {"images": {0: "batch"}, "output": {0: "batch"}},
-        )  # fmt: skip
+        )
     precision = "fp16" if half else "fp32"
     if int8 is not None:
         from speedmap.export.quantize import quantize_int8
@@ -198,10 +214,21 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
     best = best_confidence(predictions, view, iou=0.5)
     log(f"{split} split through the exported model: mAP50 {m.map50:.3f}  mAP50-95 {m.map:.3f}")
     log(f"best confidence {best.confidence:.2f} (F1 {best.f1:.2f} on the {split} split)")
-    return {"split": split, "images": len(ds.split(split)), "map50": m.map50, "map": m.map,
-            "dataset_fingerprint": ds.fingerprint(),
-            "best_confidence": {"confidence": best.confidence, "f1": best.f1, "precision": best.precision,
-                                "recall": best.recall, "split": split, "iou": 0.5}}  # fmt: skip
+    return {
+        "split": split,
+        "images": len(ds.split(split)),
+        "map50": m.map50,
+        "map": m.map,
+        "dataset_fingerprint": ds.fingerprint(),
+        "best_confidence": {
+            "confidence": best.confidence,
+            "f1": best.f1,
+            "precision": best.precision,
+            "recall": best.recall,
+            "split": split,
+            "iou": 0.5,
+        },
+    }
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -41,8 +41,9 @@ def calibration_paths(data: str | Path, n: int) -> list[Path]:
     return [recs[i].path for i in sorted(set(idx.tolist()))]
 
 
-def quantize_int8(src: Path, dst: Path, data: str | Path, imgsz: int, n: int = 128,
-                  log: Callable[[str], None] = print) -> None:  # fmt: skip
+def quantize_int8(
+    src: Path, dst: Path, data: str | Path, imgsz: int, n: int = 128, log: Callable[[str], None] = print
+) -> None:
     """Quantize convolutions to int8 (per-channel weights, uint8 activations, QDQ format). The decode
     at the end of the graph (softmax over box bins, sigmoid) stays in float."""
     import onnx
@@ -56,11 +57,17 @@ def quantize_int8(src: Path, dst: Path, data: str | Path, imgsz: int, n: int = 1
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
         quantize_static(
-            str(pre), str(dst), _Images(paths, imgsz, "images"), quant_format=QuantFormat.QDQ,
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(dst),
+            _Images(paths, imgsz, "images"),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             op_types_to_quantize=["Conv", "Add", "Mul", "Concat", "MaxPool", "Resize"],
-            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=decode_nodes(graph),
-        )  # fmt: skip
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=decode_nodes(graph),
+        )
 
 
 def decode_nodes(graph: object) -> list[str]:

@@ -13,8 +13,9 @@ from speedmap.models.blocks import Conv, separable
 STRIDES = (8, 16, 32)
 
 
-def make_anchors(shapes: list[tuple[int, int]], strides: tuple[int, ...], device: torch.device,
-                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def make_anchors(
+    shapes: list[tuple[int, int]], strides: tuple[int, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres in grid units ``(N, 2)`` and each cell's stride ``(N, 1)`` for all levels."""
     points, stride_list = [], []
     for (h, w), s in zip(shapes, strides, strict=True):

@@ -10,12 +10,19 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("speedmap_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=self.registry)  # fmt: skip
-        self.latency = Histogram("speedmap_request_seconds", "Server-side request latency by route", ["route"],
-                                 buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
-        self.batch_size = Histogram("speedmap_batch_size", "Images per forward pass",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)  # fmt: skip
+        self.requests = Counter(
+            "speedmap_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "speedmap_request_seconds",
+            "Server-side request latency by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "speedmap_batch_size", "Images per forward pass", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
+        )
         self.queue_depth = Gauge("speedmap_queue_depth", "Requests waiting for inference", registry=self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:

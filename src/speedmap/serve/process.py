@@ -35,8 +35,19 @@ class ServerProcess:
         self._output = ""
 
     def start(self) -> str:
-        cmd = [sys.executable, "-m", "speedmap", "serve", "--models", str(self.models_dir), "--port", str(self.port),
-               "--log-level", "warning", *self.args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "speedmap",
+            "serve",
+            "--models",
+            str(self.models_dir),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *self.args,
+        ]
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (a pipe nobody reads could block the server)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + self.startup_s

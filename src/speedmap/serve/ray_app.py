@@ -22,8 +22,11 @@ def build(cfg: ServeConfig, replicas: int, cpus_per_replica: float) -> Any:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica},
-                      max_ongoing_requests=max(8, cfg.queue_size))  # fmt: skip
+    @serve.deployment(
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": cpus_per_replica},
+        max_ongoing_requests=max(8, cfg.queue_size),
+    )
     class Speedmap:
         def __init__(self, config_json: str) -> None:
             import httpx
@@ -32,13 +35,19 @@ def build(cfg: ServeConfig, replicas: int, cpus_per_replica: float) -> Any:
             from speedmap.serve.app import create_app
 
             self.app = create_app(ServeConfig(**orjson.loads(config_json)))
-            self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://replica",
-                                            timeout=None)  # fmt: skip
+            self.client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.app), base_url="http://replica", timeout=None
+            )
 
         async def __call__(self, request: Request) -> Response:
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
-            r = await self.client.request(request.method, request.url.path, params=request.query_params.multi_items(),
-                                          headers=headers, content=await request.body())  # fmt: skip
+            r = await self.client.request(
+                request.method,
+                request.url.path,
+                params=request.query_params.multi_items(),
+                headers=headers,
+                content=await request.body(),
+            )
             out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP_HEADERS}
             return Response(r.content, status_code=r.status_code, headers=out)
 
@@ -54,8 +63,9 @@ def run(cfg: ServeConfig, replicas: int, host: str, port: int) -> None:
 
     cpus = max(1.0, available_cpus() / replicas) if not os.environ.get("RAY_ADDRESS") else 1.0
     cfg.threads = cfg.threads or max(1, int(cpus))
-    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
-             include_dashboard=False)  # fmt: skip
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False, include_dashboard=False
+    )
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt

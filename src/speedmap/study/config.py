@@ -69,8 +69,10 @@ class StudyConfig:
         if self.epochs < 1 or self.batch < 1 or self.images < 3:
             raise SpeedmapError("--epochs and --batch must be at least 1, --images at least 3")
         if self.patience < 0 or self.bench_repeats < 1 or self.probe_steps < 1 or self.bootstrap_resamples < 100:
-            raise SpeedmapError("--patience must be at least 0, --bench-repeats at least 1, and the bootstrap needs "
-                                "at least 100 resamples")  # fmt: skip
+            raise SpeedmapError(
+                "--patience must be at least 0, --bench-repeats at least 1, and the bootstrap needs "
+                "at least 100 resamples"
+            )
         if self.min_fps is not None and self.max_latency_ms is not None:
             raise SpeedmapError("give one of --min-fps and --max-latency-ms")
         if self.min_map is not None and not 0 < self.min_map <= 1:
@@ -84,9 +86,19 @@ class StudyConfig:
 # batch 8, up to 40 epochs with early stopping. Measured first: two tasks at 128 px and 20 epochs took 9.5 min and
 # left Accurate still improving on both (every verdict provisional); one task at 128 px with patience 4 stopped
 # Accurate at epoch 13 on validation noise (45 images swing 5 points from epoch to epoch), so patience is 8.
-QUICK = {"tasks": ["crowd"], "epochs": 40, "patience": 8, "imgsz": 96, "images": 300, "batch": 8,
-         "bench_seconds": 1.0, "bench_requests": 10, "bench_repeats": 3, "http_concurrency": 16,
-         "probe_steps": 6}  # fmt: skip
+QUICK = {
+    "tasks": ["crowd"],
+    "epochs": 40,
+    "patience": 8,
+    "imgsz": 96,
+    "images": 300,
+    "batch": 8,
+    "bench_seconds": 1.0,
+    "bench_requests": 10,
+    "bench_repeats": 3,
+    "http_concurrency": 16,
+    "probe_steps": 6,
+}
 
 
 def preset(quick: bool, **given: Any) -> StudyConfig:

@@ -104,8 +104,10 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
             else "**no detectable difference**"
             + (f"; about {d.images_needed} test images would be needed to tell" if d.images_needed else "")
         )
-        lines.append(f"Accuracy: Accurate minus Fast = {_pct(d.map)} mAP50-95 points{_ci(d.map_ci95)} "
-                     f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}.")  # fmt: skip
+        lines.append(
+            f"Accuracy: Accurate minus Fast = {_pct(d.map)} mAP50-95 points{_ci(d.map_ci95)} "
+            f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}."
+        )
     unstable = []
     for s, e in zip(SIZES, pair, strict=True):
         sp = e.speed.get(dest)
@@ -119,17 +121,26 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
     valid = not unstable
     if ratio is not None:
         lat = ratio.latency
-        order = ("Fast is faster" if lat.min > 1 else "Accurate is faster" if lat.max < 1
-                 else "**the speed ranking is uncertain**")  # fmt: skip
+        order = (
+            "Fast is faster"
+            if lat.min > 1
+            else "Accurate is faster"
+            if lat.max < 1
+            else "**the speed ranking is uncertain**"
+        )
         how = f"{ratio.repeats} interleaved repeats" if ratio.interleaved else f"{ratio.repeats} alternating runs"
-        lines.append(f"Speed on {dest}: {'VALID' if valid else '**UNSTABLE** (' + ', '.join(unstable) + ')'}; "
-                     f"Accurate/Fast p50 latency {lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f} over {how}): "
-                     f"{order}.")  # fmt: skip
+        lines.append(
+            f"Speed on {dest}: {'VALID' if valid else '**UNSTABLE** (' + ', '.join(unstable) + ')'}; "
+            f"Accurate/Fast p50 latency {lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f} over {how}): "
+            f"{order}."
+        )
     contended = {s: e.train.other_cpu_share or 0.0 for s, e in zip(SIZES, pair, strict=True) if e.train.contended}
     if contended:
         who = ", ".join(f"{s.capitalize()}'s {100 * v:.0f}%" for s, v in contended.items())
-        lines.append(f"Training time: **contended** (other processes took {who} of the CPU): whole-run times are not "
-                     "comparable; the interleaved probe's ratio is used.")  # fmt: skip
+        lines.append(
+            f"Training time: **contended** (other processes took {who} of the CPU): whole-run times are not "
+            "comparable; the interleaved probe's ratio is used."
+        )
     else:
         lines.append("Training time: not contended (other processes took under 20% of the CPU).")
     if not all(conv.values()):
@@ -153,9 +164,20 @@ def task_numbers(task: TaskResult, dest: str) -> Numbers | None:
     lat = ratio.latency if ratio is not None else Spread.of([sa.single.p50_ms / sf.single.p50_ms])
     probe = task.train_speed_probe
     train_ratio = probe.ratio if probe is not None else a.train.total_seconds / max(f.train.total_seconds, 1e-9)
-    return Numbers(f.metrics.map, a.metrics.map, f.metrics.map50, a.metrics.map50, sf.single.p50_ms, sa.single.p50_ms,
-                   sf.single.fps, sa.single.fps, lat, train_ratio, task.accuracy_delta,
-                   evidence(task, dest))  # fmt: skip
+    return Numbers(
+        f.metrics.map,
+        a.metrics.map,
+        f.metrics.map50,
+        a.metrics.map50,
+        sf.single.p50_ms,
+        sa.single.p50_ms,
+        sf.single.fps,
+        sa.single.fps,
+        lat,
+        train_ratio,
+        task.accuracy_delta,
+        evidence(task, dest),
+    )
 
 
 def _meets_speed(fps: float, p50: float, cfg: StudyConfig) -> bool:
@@ -180,8 +202,10 @@ def _under_trained_note(n: Numbers) -> str:
     who = " and ".join(f"{s.capitalize()}" for s in ev.under_trained)
     runs = sorted({ev.epochs_run[s] for s in ev.under_trained})
     after = " and ".join(str(r) for r in runs)
-    return (f"Provisional: {who} had not converged after {after} epochs; the gap reflects the training budget, "
-            f"not the sizes; rerun with --epochs {max(2 * runs[-1], 10)}.")  # fmt: skip
+    return (
+        f"Provisional: {who} had not converged after {after} epochs; the gap reflects the training budget, "
+        f"not the sizes; rerun with --epochs {max(2 * runs[-1], 10)}."
+    )
 
 
 def choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
@@ -194,12 +218,16 @@ def choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
         c.reasons.insert(0, _under_trained_note(n))
     lat = n.latency_ratio
     if not lat.certain:
-        c.reasons.append(f"The speed ranking on {dest} is uncertain: Accurate/Fast p50 latency ranged "
-                         f"{lat.min:.2f}-{lat.max:.2f}x over {len(lat.values)} interleaved repeats.")  # fmt: skip
+        c.reasons.append(
+            f"The speed ranking on {dest} is uncertain: Accurate/Fast p50 latency ranged "
+            f"{lat.min:.2f}-{lat.max:.2f}x over {len(lat.values)} interleaved repeats."
+        )
     if n.evidence.unstable:
-        c.reasons.append(f"Speed runs that stayed UNSTABLE after retries ({', '.join(n.evidence.unstable)}): treat "
-                         "those speed numbers as indicative; rerun on a quieter machine or with --bench-seconds "
-                         "larger.")  # fmt: skip
+        c.reasons.append(
+            f"Speed runs that stayed UNSTABLE after retries ({', '.join(n.evidence.unstable)}): treat "
+            "those speed numbers as indicative; rerun on a quieter machine or with --bench-seconds "
+            "larger."
+        )
     return c
 
 
@@ -208,25 +236,47 @@ def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
     ok_map = {s: cfg.min_map is None or getattr(n, f"{s}_map50") >= cfg.min_map for s in SIZES}
     ok = [s for s in SIZES if ok_speed[s] and ok_map[s]]
     want = constraint_text(cfg)
-    speed = (f"Fast answers in {n.fast_p50_ms:.1f} ms ({n.fast_fps:.0f} FPS) on {dest}, Accurate in "
-             f"{n.accurate_p50_ms:.1f} ms ({n.accurate_fps:.0f} FPS): "
-             f"{n.latency_ratio.median:.1f}x slower")  # fmt: skip
+    speed = (
+        f"Fast answers in {n.fast_p50_ms:.1f} ms ({n.fast_fps:.0f} FPS) on {dest}, Accurate in "
+        f"{n.accurate_p50_ms:.1f} ms ({n.accurate_fps:.0f} FPS): "
+        f"{n.latency_ratio.median:.1f}x slower"
+    )
     ci = _ci(n.delta.map_ci95) if n.delta is not None else ""
-    acc = (f"mAP50-95 {n.fast_map:.3f} vs {n.accurate_map:.3f} ({_pct(n.gain_map)} points{ci}), "
-           f"mAP50 {n.fast_map50:.3f} vs {n.accurate_map50:.3f}")  # fmt: skip
+    acc = (
+        f"mAP50-95 {n.fast_map:.3f} vs {n.accurate_map:.3f} ({_pct(n.gain_map)} points{ci}), "
+        f"mAP50 {n.fast_map50:.3f} vs {n.accurate_map50:.3f}"
+    )
     if max(n.fast_map50, n.accurate_map50) < 0.05:
-        return Choice(name, dest, "fast", [
-            f"Neither size learned this task yet ({acc}): train longer (--epochs) or check the labels before "
-            f"choosing a size; until then Fast is the cheaper one to iterate with. {speed}."])  # fmt: skip
+        return Choice(
+            name,
+            dest,
+            "fast",
+            [
+                f"Neither size learned this task yet ({acc}): train longer (--epochs) or check the labels before "
+                f"choosing a size; until then Fast is the cheaper one to iterate with. {speed}."
+            ],
+        )
     if not ok:
         if not any(ok_speed.values()):
-            return Choice(name, dest, "fast", [
-                f"Neither size meets {want} on {dest}. {speed}. Fast is the closest; consider a smaller input "
-                "size (--imgsz), a faster destination or a GPU provider."])  # fmt: skip
+            return Choice(
+                name,
+                dest,
+                "fast",
+                [
+                    f"Neither size meets {want} on {dest}. {speed}. Fast is the closest; consider a smaller input "
+                    "size (--imgsz), a faster destination or a GPU provider."
+                ],
+            )
         best = max((s for s in SIZES if ok_speed[s]), key=lambda s: getattr(n, f"{s}_map50"))
-        return Choice(name, dest, best, [
-            f"No size reaches {want}: {acc}. {best.capitalize()} is the most accurate that meets the speed "
-            "constraint; more training data or epochs should come before a bigger model."])  # fmt: skip
+        return Choice(
+            name,
+            dest,
+            best,
+            [
+                f"No size reaches {want}: {acc}. {best.capitalize()} is the most accurate that meets the speed "
+                "constraint; more training data or epochs should come before a bigger model."
+            ],
+        )
     if ok == ["fast"]:
         why = "the speed constraint" if not ok_speed["accurate"] else "the accuracy constraint"
         return Choice(name, dest, "fast", [f"Only Fast meets {want} (Accurate fails {why}). {speed}. {acc}."])
@@ -253,11 +303,15 @@ def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
         head = "Accurate uses the task's accuracy headroom"
     reasons = [f"{head}: {acc}" + (f", and still meets {want}. " if want else ". ") + f"{speed}."]
     if n.saturated and n.gain_map50 < LITTLE_GAIN_MAP50:
-        reasons.append(f"If finding the objects is what matters (mAP50) rather than tight boxes, Fast does the "
-                       f"same job {n.latency_ratio.median:.1f}x faster.")  # fmt: skip
+        reasons.append(
+            f"If finding the objects is what matters (mAP50) rather than tight boxes, Fast does the "
+            f"same job {n.latency_ratio.median:.1f}x faster."
+        )
     if not want and n.accurate_fps < REALTIME_FPS <= n.fast_fps:
-        reasons.append(f"If you need real time ({REALTIME_FPS:g} FPS) on {dest}, deploy Fast instead: only Fast "
-                       "reaches that frame rate here (rerun with --min-fps to decide by it).")  # fmt: skip
+        reasons.append(
+            f"If you need real time ({REALTIME_FPS:g} FPS) on {dest}, deploy Fast instead: only Fast "
+            "reaches that frame rate here (rerun with --min-fps to decide by it)."
+        )
     return Choice(name, dest, "accurate", reasons)
 
 
@@ -273,9 +327,14 @@ def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, 
             wlo, whi = f"{min(whole_runs.values()):.1f}", f"{max(whole_runs.values()):.1f}"
             runs = f"; whole runs, which also differ in epochs run: {wlo if wlo == whi else wlo + '-' + whi}x"
         span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
-        rules.append(Rule("Prototype with Fast: it trains faster.", lo >= TRAINS_FASTER,
-                          f"Accurate takes {span}x Fast's time per optimizer step (interleaved probe: "
-                          f"same data and batch, one thread, CPU time){runs}."))  # fmt: skip
+        rules.append(
+            Rule(
+                "Prototype with Fast: it trains faster.",
+                lo >= TRAINS_FASTER,
+                f"Accurate takes {span}x Fast's time per optimizer step (interleaved probe: "
+                f"same data and batch, one thread, CPU time){runs}.",
+            )
+        )
     converged = {k: n for k, n in numbers.items() if not n.evidence.under_trained}
     left_out = [k for k in numbers if k not in converged]
     out_note = f" Left out as under-trained: {', '.join(left_out)}." if left_out else ""
@@ -283,34 +342,56 @@ def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, 
     sat_all = {k: n for k, n in numbers.items() if n.saturated}
     if sat_all:
         gains = ", ".join(f"{k} {_pct(n.gain_map50)} (mAP50-95 {_pct(n.gain_map)})" for k, n in sat.items()) or "none"
-        rules.append(Rule("Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
-                          all(n.gain_map50 < LITTLE_GAIN_MAP50 for n in sat.values()) if sat else None,
-                          f"mAP50 points gained by Accurate on converged saturated tasks: {gains}."
-                          + out_note))  # fmt: skip
+        rules.append(
+            Rule(
+                "Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
+                all(n.gain_map50 < LITTLE_GAIN_MAP50 for n in sat.values()) if sat else None,
+                f"mAP50 points gained by Accurate on converged saturated tasks: {gains}." + out_note,
+            )
+        )
     open_ = {k: n for k, n in converged.items() if not n.saturated}
     open_all = {k: n for k, n in numbers.items() if not n.saturated}
     if open_all:
         won = sum(n.real_gain for n in open_.values())
         gains = ", ".join(f"{k} {_pct(n.gain_map)}{_ci(n.delta.map_ci95) if n.delta else ''}" for k, n in open_.items())
-        text = (f"mAP50-95 points gained by Accurate where Fast is below 95% mAP50: {gains} (a real gain on {won} of "
-                f"{len(open_)})." if open_ else "no converged task with headroom.")  # fmt: skip
-        rules.append(Rule("Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget allows "
-                          "its latency).", all(n.real_gain for n in open_.values()) if open_ else None,
-                          text + out_note))  # fmt: skip
+        text = (
+            f"mAP50-95 points gained by Accurate where Fast is below 95% mAP50: {gains} (a real gain on {won} of "
+            f"{len(open_)})."
+            if open_
+            else "no converged task with headroom."
+        )
+        rules.append(
+            Rule(
+                "Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget allows "
+                "its latency).",
+                all(n.real_gain for n in open_.values()) if open_ else None,
+                text + out_note,
+            )
+        )
     if numbers:
         rt = [k for k, n in numbers.items() if n.fast_fps >= REALTIME_FPS > n.accurate_fps]
         both = [k for k, n in numbers.items() if n.accurate_fps >= REALTIME_FPS]
         fps = ", ".join(f"{k} {n.fast_fps:.0f} vs {n.accurate_fps:.0f}" for k, n in numbers.items())
         # doubtful speed evidence only matters where it could move a size across the threshold
-        near = {k for k, n in numbers.items()
-                if any(REALTIME_FPS / NEAR_THRESHOLD <= f <= REALTIME_FPS * NEAR_THRESHOLD
-                       for f in (n.fast_fps, n.accurate_fps))}  # fmt: skip
-        shaky = [k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid
-                                                                 or not n.latency_ratio.certain)]  # fmt: skip
+        near = {
+            k
+            for k, n in numbers.items()
+            if any(
+                REALTIME_FPS / NEAR_THRESHOLD <= f <= REALTIME_FPS * NEAR_THRESHOLD
+                for f in (n.fast_fps, n.accurate_fps)
+            )
+        }
+        shaky = [
+            k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid or not n.latency_ratio.certain)
+        ]
         note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
-        rules.append(Rule(f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
-                          None if shaky else bool(rt) and not both,
-                          f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}"))  # fmt: skip
+        rules.append(
+            Rule(
+                f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
+                None if shaky else bool(rt) and not both,
+                f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}",
+            )
+        )
     return rules
 
 
@@ -327,8 +408,11 @@ def recommend(results: StudyResults) -> Recommendation:
             numbers[name] = n
             out.choices.append(choose(name, n, dest, cfg))
     for d in results.destinations:
-        out.per_destination[d] = {name: choose(name, n, d, cfg).size for name, task in results.tasks.items()
-                                  if (n := task_numbers(task, d)) is not None}  # fmt: skip
+        out.per_destination[d] = {
+            name: choose(name, n, d, cfg).size
+            for name, task in results.tasks.items()
+            if (n := task_numbers(task, d)) is not None
+        }
     whole = {}
     for name, task in results.tasks.items():
         pair = task.pair()

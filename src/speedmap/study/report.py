@@ -16,8 +16,12 @@ from speedmap.study.config import SATURATED_MAP50
 from speedmap.study.recommend import SIZES
 from speedmap.study.results import Choice, Interval, Rule, StudyResults, TaskResult
 
-DEST_NAMES = {"local": "in-process (ONNX Runtime)", "local-cuda": "in-process, CUDA", "http": "HTTP server",
-              "browser": "web browser (onnxruntime-web)"}  # fmt: skip
+DEST_NAMES = {
+    "local": "in-process (ONNX Runtime)",
+    "local-cuda": "in-process, CUDA",
+    "http": "HTTP server",
+    "browser": "web browser (onnxruntime-web)",
+}
 
 
 @dataclass
@@ -50,23 +54,53 @@ def _minutes(seconds: float) -> str:
 
 
 def accuracy_table(results: StudyResults) -> list[list[str]]:
-    rows = [["task", "test images", "Fast mAP50", "Accurate mAP50", "Fast mAP50-95 [95% CI]",
-             "Accurate mAP50-95 [95% CI]", "Δ mAP50-95 points [95% CI]", "Δ mAP50 points [95% CI]",
-             "saturated"]]  # fmt: skip
+    rows = [
+        [
+            "task",
+            "test images",
+            "Fast mAP50",
+            "Accurate mAP50",
+            "Fast mAP50-95 [95% CI]",
+            "Accurate mAP50-95 [95% CI]",
+            "Δ mAP50-95 points [95% CI]",
+            "Δ mAP50 points [95% CI]",
+            "saturated",
+        ]
+    ]
     for name, t in _pairs(results):
         f, a = t.pair()  # type: ignore[misc]
         d = t.accuracy_delta
-        rows.append([name, str(f.test_images), _f(f.metrics.map50), _f(a.metrics.map50),
-                     f"{_f(f.metrics.map)} {_ci(f.metrics.map_ci95)}", f"{_f(a.metrics.map)} {_ci(a.metrics.map_ci95)}",
-                     f"{_pct_points(a.metrics.map - f.metrics.map)} {_ci(d.map_ci95 if d else None, True)}",
-                     f"{_pct_points(a.metrics.map50 - f.metrics.map50)} {_ci(d.map50_ci95 if d else None, True)}",
-                     "yes" if t.saturated() else "no"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                str(f.test_images),
+                _f(f.metrics.map50),
+                _f(a.metrics.map50),
+                f"{_f(f.metrics.map)} {_ci(f.metrics.map_ci95)}",
+                f"{_f(a.metrics.map)} {_ci(a.metrics.map_ci95)}",
+                f"{_pct_points(a.metrics.map - f.metrics.map)} {_ci(d.map_ci95 if d else None, True)}",
+                f"{_pct_points(a.metrics.map50 - f.metrics.map50)} {_ci(d.map50_ci95 if d else None, True)}",
+                "yes" if t.saturated() else "no",
+            ]
+        )
     return rows
 
 
 def speed_table(results: StudyResults, dest: str) -> list[list[str]]:
-    rows = [["task", "size", "p50 ms", "p90 ms", "FPS (one at a time)", "in flight", "req/s (many in flight)",
-             "p50 ms (loaded)", "repeats", "valid"]]  # fmt: skip
+    rows = [
+        [
+            "task",
+            "size",
+            "p50 ms",
+            "p90 ms",
+            "FPS (one at a time)",
+            "in flight",
+            "req/s (many in flight)",
+            "p50 ms (loaded)",
+            "repeats",
+            "valid",
+        ]
+    ]
     for name, t in results.tasks.items():
         for size, e in t.sizes.items():
             s = e.speed.get(dest)
@@ -75,17 +109,35 @@ def speed_table(results: StudyResults, dest: str) -> list[list[str]]:
             one, many = s.single, s.loaded
             bad = [r for r in (one, many) if r is not None and not r.valid]
             valid = "VALID" if not bad else f"UNSTABLE ({sum(r.unstable_repeats for r in bad)} runs)"
-            rows.append([name, size, _f(one.p50_ms, 1), _f(one.p90_ms, 1), _f(one.fps, 1),
-                         str(many.concurrency) if many else "-", _f(many.throughput_rps, 1) if many else "-",
-                         _f(many.p50_ms, 1) if many else "-", str(one.repeats), valid])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    size,
+                    _f(one.p50_ms, 1),
+                    _f(one.p90_ms, 1),
+                    _f(one.fps, 1),
+                    str(many.concurrency) if many else "-",
+                    _f(many.throughput_rps, 1) if many else "-",
+                    _f(many.p50_ms, 1) if many else "-",
+                    str(one.repeats),
+                    valid,
+                ]
+            )
     return rows
 
 
 def relative_speed_rows(results: StudyResults) -> list[list[str]]:
     """Fast vs Accurate per destination: how many times faster Fast is, per task from interleaved repeats
     (median, min-max), and the median over tasks."""
-    rows = [["destination", "task", "Fast speed-up, one at a time (p50 latency ratio)",
-             "Fast speed-up, many in flight (throughput ratio)", "ranking"]]  # fmt: skip
+    rows = [
+        [
+            "destination",
+            "task",
+            "Fast speed-up, one at a time (p50 latency ratio)",
+            "Fast speed-up, many in flight (throughput ratio)",
+            "ranking",
+        ]
+    ]
     for dest in results.destinations:
         meds = []
         for name, t in results.tasks.items():
@@ -94,38 +146,79 @@ def relative_speed_rows(results: StudyResults) -> list[list[str]]:
                 continue
             lat, tp = r.latency, r.throughput
             meds.append(lat.median)
-            rows.append([DEST_NAMES.get(dest, dest), name, f"{lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f})",
-                         f"{tp.median:.2f}x ({tp.min:.2f}-{tp.max:.2f})" if tp else "-",
-                         "certain" if lat.certain else "uncertain"])  # fmt: skip
+            rows.append(
+                [
+                    DEST_NAMES.get(dest, dest),
+                    name,
+                    f"{lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f})",
+                    f"{tp.median:.2f}x ({tp.min:.2f}-{tp.max:.2f})" if tp else "-",
+                    "certain" if lat.certain else "uncertain",
+                ]
+            )
         if len(meds) > 1:
             rows.append([DEST_NAMES.get(dest, dest), "median over tasks", f"{statistics.median(meds):.2f}x", "", ""])
     return rows
 
 
 def training_rows(results: StudyResults) -> list[list[str]]:
-    rows = [["task", "size", "epochs run / max", "converged", "best epoch", "wall s", "CPU s", "time to 95% of best",
-             "other processes' CPU", "img/s"]]  # fmt: skip
+    rows = [
+        [
+            "task",
+            "size",
+            "epochs run / max",
+            "converged",
+            "best epoch",
+            "wall s",
+            "CPU s",
+            "time to 95% of best",
+            "other processes' CPU",
+            "img/s",
+        ]
+    ]
     for name, t in _pairs(results):
         for size, e in t.sizes.items():
             tr = e.train
             share = "-" if tr.other_cpu_share is None else f"{100 * tr.other_cpu_share:.0f}%"
-            rows.append([name, size, f"{tr.epochs_run} / {tr.epochs_max}", "yes" if tr.converged else "NO",
-                         str(tr.best_epoch), f"{tr.total_seconds:.0f}", _f(tr.cpu_seconds, 0),
-                         _minutes(tr.time_to_95_seconds) if tr.time_to_95_seconds is not None else "-",
-                         share + (" (contended)" if tr.contended else ""),
-                         _f(tr.train_images_per_second, 1)])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    size,
+                    f"{tr.epochs_run} / {tr.epochs_max}",
+                    "yes" if tr.converged else "NO",
+                    str(tr.best_epoch),
+                    f"{tr.total_seconds:.0f}",
+                    _f(tr.cpu_seconds, 0),
+                    _minutes(tr.time_to_95_seconds) if tr.time_to_95_seconds is not None else "-",
+                    share + (" (contended)" if tr.contended else ""),
+                    _f(tr.train_images_per_second, 1),
+                ]
+            )
     return rows
 
 
 def train_speed_rows(results: StudyResults) -> list[list[str]]:
-    rows = [["task", "probe: Fast s/step", "probe: Accurate s/step", "probe ratio (Accurate / Fast)",
-             "whole runs: Accurate / Fast wall time"]]  # fmt: skip
+    rows = [
+        [
+            "task",
+            "probe: Fast s/step",
+            "probe: Accurate s/step",
+            "probe ratio (Accurate / Fast)",
+            "whole runs: Accurate / Fast wall time",
+        ]
+    ]
     for name, t in _pairs(results):
         f, a = t.pair()  # type: ignore[misc]
         p = t.train_speed_probe
         whole = a.train.total_seconds / f.train.total_seconds if f.train.total_seconds else None
-        rows.append([name, _f(p.fast_step_s, 3) if p else "-", _f(p.accurate_step_s, 3) if p else "-",
-                     f"{p.ratio:.2f}x" if p else "-", f"{whole:.2f}x" if whole else "-"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                _f(p.fast_step_s, 3) if p else "-",
+                _f(p.accurate_step_s, 3) if p else "-",
+                f"{p.ratio:.2f}x" if p else "-",
+                f"{whole:.2f}x" if whole else "-",
+            ]
+        )
     return rows
 
 
@@ -139,16 +232,27 @@ def equal_time_lines(results: StudyResults) -> list[str]:
         parts = []
         for s in (budget / 2, budget):
             mf, ma = f.train.map_at(s), a.train.map_at(s)
-            parts.append(f"given {_minutes(s)} of training, Fast reaches validation mAP50-95 {_f(mf)}, "
-                         f"Accurate {_f(ma)}")  # fmt: skip
+            parts.append(
+                f"given {_minutes(s)} of training, Fast reaches validation mAP50-95 {_f(mf)}, Accurate {_f(ma)}"
+            )
         lines.append(f"{name}: " + "; ".join(parts) + ".")
     return lines
 
 
 def sureness_rows(results: StudyResults) -> list[list[str]]:
     rec = results.recommendation
-    rows = [["task", "evidence", "Fast trained", "Accurate trained", "Δ mAP50-95 [95% CI]", "speed runs",
-             "speed ranking", "training CPU"]]  # fmt: skip
+    rows = [
+        [
+            "task",
+            "evidence",
+            "Fast trained",
+            "Accurate trained",
+            "Δ mAP50-95 [95% CI]",
+            "speed runs",
+            "speed ranking",
+            "training CPU",
+        ]
+    ]
     for c in rec.choices if rec else []:
         ev = c.evidence
         if ev is None:
@@ -156,11 +260,17 @@ def sureness_rows(results: StudyResults) -> list[list[str]]:
         t = results.tasks[c.task]
         d = t.accuracy_delta
         trained = [f"{'converged' if ev.converged[s] else 'NOT converged'} ({ev.epochs_run[s]} epochs)" for s in SIZES]
-        rows.append([c.task, ev.strength, *trained,
-                     f"{_pct_points(d.map)} {_ci(d.map_ci95, True)} ({ev.accuracy})" if d else "-",
-                     "VALID" if ev.speed_valid else "UNSTABLE: " + ", ".join(ev.unstable),
-                     "certain" if ev.speed_certain else "uncertain",
-                     "contended" if ev.contended else "quiet"])  # fmt: skip
+        rows.append(
+            [
+                c.task,
+                ev.strength,
+                *trained,
+                f"{_pct_points(d.map)} {_ci(d.map_ci95, True)} ({ev.accuracy})" if d else "-",
+                "VALID" if ev.speed_valid else "UNSTABLE: " + ", ".join(ev.unstable),
+                "certain" if ev.speed_certain else "uncertain",
+                "contended" if ev.contended else "quiet",
+            ]
+        )
     return rows
 
 
@@ -175,8 +285,11 @@ def plot_pareto(results: StudyResults, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(dests), figsize=(5.2 * len(dests), 4.4), squeeze=False)
     for ax, dest in zip(axes[0], dests, strict=True):
         for k, (name, t) in enumerate(results.tasks.items()):
-            pts = [(e.speed[dest].single.p50_ms, e.metrics.map, e.metrics.map_ci95, size)
-                   for size, e in t.sizes.items() if dest in e.speed]  # fmt: skip
+            pts = [
+                (e.speed[dest].single.p50_ms, e.metrics.map, e.metrics.map_ci95, size)
+                for size, e in t.sizes.items()
+                if dest in e.speed
+            ]
             if not pts:
                 continue
             color = f"C{k}"
@@ -185,8 +298,7 @@ def plot_pareto(results: StudyResults, path: Path) -> Path | None:
                 yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
                 ax.errorbar(x, y, yerr=yerr, fmt="o" if size == "fast" else "s", color=color, ms=8, capsize=3)
                 ax.annotate(f"{name} {size}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
-        ax.set(xlabel="p50 latency, one frame at a time (ms)", ylabel="test mAP50-95",
-               title=DEST_NAMES.get(dest, dest))  # fmt: skip
+        ax.set(xlabel="p50 latency, one frame at a time (ms)", ylabel="test mAP50-95", title=DEST_NAMES.get(dest, dest))
         ax.grid(True, alpha=0.3)
     fig.suptitle("Accuracy vs latency (circles: Fast, squares: Accurate; bars: 95% CI; up and left is better)")
     return save(fig, path)
@@ -227,10 +339,13 @@ def plot_accuracy(results: StudyResults, path: Path) -> Path | None:
     xs = range(len(pairs))
     for k, size in enumerate(SIZES):
         ms = [t.sizes[size].metrics for _, t in pairs]
-        err = [[m.map - m.map_ci95[0] if m.map_ci95 else 0 for m in ms],
-               [m.map_ci95[1] - m.map if m.map_ci95 else 0 for m in ms]]  # fmt: skip
-        ax.bar([x + (k - 0.5) * 0.38 for x in xs], [m.map for m in ms], 0.38, yerr=err, capsize=3,
-               label=size.capitalize())  # fmt: skip
+        err = [
+            [m.map - m.map_ci95[0] if m.map_ci95 else 0 for m in ms],
+            [m.map_ci95[1] - m.map if m.map_ci95 else 0 for m in ms],
+        ]
+        ax.bar(
+            [x + (k - 0.5) * 0.38 for x in xs], [m.map for m in ms], 0.38, yerr=err, capsize=3, label=size.capitalize()
+        )
     ax.set_xticks(list(xs), [n for n, _ in pairs])
     ax.set(ylabel="test mAP50-95 (bars: 95% CI)", title="Accuracy per task")
     ax.legend()
@@ -253,25 +368,51 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
     rec, cfg, prov = results.recommendation, results.config, results.provenance
     b = [Block("h1", "speedmap study: Fast or Accurate?")]
     if not results.complete:
-        b.append(Block("p", "**This study is incomplete** (interrupted or still running): rerun the same command "
-                            "to continue; finished steps are reused."))  # fmt: skip
+        b.append(
+            Block(
+                "p",
+                "**This study is incomplete** (interrupted or still running): rerun the same command "
+                "to continue; finished steps are reused.",
+            )
+        )
     b.append(Block("h2", "Recommendation"))
     if rec is not None and rec.destination:
         dest = rec.destination
-        want = [f"{k.replace('_', ' ')} {v:g}" for k, v in (("min_fps", cfg.min_fps),
-                ("max_latency_ms", cfg.max_latency_ms), ("min_map", cfg.min_map)) if v]  # fmt: skip
-        b.append(Block("p", f"For deployment on the **{DEST_NAMES.get(dest, dest)}**"
-                            + (f" with {', '.join(want)}" if want else " (no constraints given: --min-fps, "
-                               "--max-latency-ms, --min-map)") + ":"))  # fmt: skip
+        want = [
+            f"{k.replace('_', ' ')} {v:g}"
+            for k, v in (("min_fps", cfg.min_fps), ("max_latency_ms", cfg.max_latency_ms), ("min_map", cfg.min_map))
+            if v
+        ]
+        b.append(
+            Block(
+                "p",
+                f"For deployment on the **{DEST_NAMES.get(dest, dest)}**"
+                + (
+                    f" with {', '.join(want)}"
+                    if want
+                    else " (no constraints given: --min-fps, --max-latency-ms, --min-map)"
+                )
+                + ":",
+            )
+        )
         b.append(Block("list", [_choice_line(c) for c in rec.choices]))
         others = {d: v for d, v in rec.per_destination.items() if d != dest}
         if others:
-            b.append(Block("list", [f"On the {DEST_NAMES.get(d, d)}: " + ", ".join(f"{t} → {s.capitalize()}"
-                                    for t, s in v.items()) for d, v in others.items()]))  # fmt: skip
+            b.append(
+                Block(
+                    "list",
+                    [
+                        f"On the {DEST_NAMES.get(d, d)}: " + ", ".join(f"{t} → {s.capitalize()}" for t, s in v.items())
+                        for d, v in others.items()
+                    ],
+                )
+            )
         undecided = "Rules this study cannot decide (under-trained models or unstable speed):"
-        for title, want_flag in (("The general rules these measurements support:", True),
-                                 ("Rules of thumb these measurements do **not** support on this data:", False),
-                                 (undecided, None)):  # fmt: skip
+        for title, want_flag in (
+            ("The general rules these measurements support:", True),
+            ("Rules of thumb these measurements do **not** support on this data:", False),
+            (undecided, None),
+        ):
             rules = [r for r in rec.rules if r.supported is want_flag]
             if rules:
                 b.append(Block("p", title))
@@ -279,11 +420,16 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
     else:
         b.append(Block("p", "The recommendation is written when the study completes."))
     b.append(Block("h2", "How sure is this?"))
-    b.append(Block("p", "Each verdict is only as good as its evidence. **strong**: both models converged, the speed "
-                        "runs were VALID and ranked the sizes the same way in every interleaved repeat, training was "
-                        "not contended, and the accuracy difference has a bootstrap interval. **weak**: a model had "
-                        "not converged, so the comparison reflects the training budget. **moderate**: anything "
-                        "between."))  # fmt: skip
+    b.append(
+        Block(
+            "p",
+            "Each verdict is only as good as its evidence. **strong**: both models converged, the speed "
+            "runs were VALID and ranked the sizes the same way in every interleaved repeat, training was "
+            "not contended, and the accuracy difference has a bootstrap interval. **weak**: a model had "
+            "not converged, so the comparison reflects the training budget. **moderate**: anything "
+            "between.",
+        )
+    )
     if len(rows := sureness_rows(results)) > 1:
         b.append(Block("table", rows))
     for c in rec.choices if rec else []:
@@ -292,43 +438,66 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
             b.append(Block("list", list(c.evidence.lines)))
     b.append(Block("h2", "1. Accuracy (test split, scored through the exported ONNX model)"))
     b.append(Block("table", accuracy_table(results)))
-    b.append(Block("p", f"Saturated: Fast reaches mAP50 {SATURATED_MAP50:.0%} or more. Intervals are 95% paired "
-                        "bootstrap intervals over test images (each resample scored by the COCO evaluator); a "
-                        "difference is real when its interval excludes zero."))  # fmt: skip
+    b.append(
+        Block(
+            "p",
+            f"Saturated: Fast reaches mAP50 {SATURATED_MAP50:.0%} or more. Intervals are 95% paired "
+            "bootstrap intervals over test images (each resample scored by the COCO evaluator); a "
+            "difference is real when its interval excludes zero.",
+        )
+    )
     if plots.get("accuracy"):
         b.append(Block("image", plots["accuracy"], "Accuracy per task"))
     b.append(Block("h2", "2. Inference speed per destination"))
-    b.append(Block("table", relative_speed_rows(results), "Fast vs Accurate: median (min-max) over interleaved "
-                                                          "repeats"))  # fmt: skip
+    b.append(
+        Block("table", relative_speed_rows(results), "Fast vs Accurate: median (min-max) over interleaved repeats")
+    )
     for d in results.destinations:
         b.append(Block("p", f"**{DEST_NAMES.get(d, d)}**"))
         b.append(Block("table", speed_table(results, d)))
-    b.append(Block("p", "Latency is end to end for the destination: for HTTP, posting a base64 image and "
-                        "getting JSON back over loopback; in-process, decode to detections; in the browser, "
-                        "the page's own timing from encoded image to detections. 'many in flight' is a closed "
-                        "loop with that many requests outstanding. Numbers are medians over the interleaved repeats "
-                        "(Fast, Accurate, then Accurate, Fast, ...); an UNSTABLE run was retried at twice and four "
-                        "times the duration before it was reported as such."))  # fmt: skip
+    b.append(
+        Block(
+            "p",
+            "Latency is end to end for the destination: for HTTP, posting a base64 image and "
+            "getting JSON back over loopback; in-process, decode to detections; in the browser, "
+            "the page's own timing from encoded image to detections. 'many in flight' is a closed "
+            "loop with that many requests outstanding. Numbers are medians over the interleaved repeats "
+            "(Fast, Accurate, then Accurate, Fast, ...); an UNSTABLE run was retried at twice and four "
+            "times the duration before it was reported as such.",
+        )
+    )
     b.append(Block("h2", "3. Training time"))
     b.append(Block("table", training_rows(results)))
-    b.append(Block("p", "Training speed, measured side by side: the same optimizer steps on the same batches, "
-                        "interleaved Fast, Accurate, Accurate, Fast, on one thread and timed in CPU seconds per "
-                        "step, which a competing process barely moves (wall time under contention does). Whole "
-                        "runs use all cores and also differ in how many epochs early stopping ran."))  # fmt: skip
+    b.append(
+        Block(
+            "p",
+            "Training speed, measured side by side: the same optimizer steps on the same batches, "
+            "interleaved Fast, Accurate, Accurate, Fast, on one thread and timed in CPU seconds per "
+            "step, which a competing process barely moves (wall time under contention does). Whole "
+            "runs use all cores and also differ in how many epochs early stopping ran.",
+        )
+    )
     b.append(Block("table", train_speed_rows(results)))
     if lines := equal_time_lines(results):
-        b.append(Block("p", "Accuracy at equal training time (read from the validation curves against wall-clock "
-                            "time):"))  # fmt: skip
+        b.append(
+            Block("p", "Accuracy at equal training time (read from the validation curves against wall-clock time):")
+        )
         b.append(Block("list", lines))
     b.append(Block("h2", "4. Accuracy against latency, and training curves"))
-    for key, cap in (("pareto", "mAP50-95 against single-frame latency per destination"),
-                     ("training", "Validation mAP50-95 during training")):  # fmt: skip
+    for key, cap in (
+        ("pareto", "mAP50-95 against single-frame latency per destination"),
+        ("training", "Validation mAP50-95 during training"),
+    ):
         if plots.get(key):
             b.append(Block("image", plots[key], cap))
     b.append(Block("h2", "5. Provenance"))
-    names = {"wall_seconds": "this invocation's wall time (s)", "steps_seconds": "time of all steps, cached ones "
-             "included (s)", "usable_cpus": "usable cpus", "available_providers": "ONNX Runtime providers",
-             "code": "source hash"}  # fmt: skip
+    names = {
+        "wall_seconds": "this invocation's wall time (s)",
+        "steps_seconds": "time of all steps, cached ones included (s)",
+        "usable_cpus": "usable cpus",
+        "available_providers": "ONNX Runtime providers",
+        "code": "source hash",
+    }
     b.append(Block("list", [f"{names.get(k, k)}: {v}" for k, v in prov.items() if k != "command"]))
     b.append(Block("p", "Configuration:"))
     b.append(Block("code", "\n".join(f"{k} = {v}" for k, v in cfg.to_json().items())))
@@ -382,29 +551,41 @@ def to_html(blocks_: list[Block]) -> str:
         elif b.kind == "table":
             head, *rows = b.content
             cap = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
-            body.append(f"<table>{cap}<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-                        + "</table>")  # fmt: skip
+            body.append(
+                f"<table>{cap}<tr>"
+                + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                + "</table>"
+            )
         elif b.kind == "image":
             data = base64.b64encode(Path(b.content).read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")  # fmt: skip
+            body.append(
+                f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(b.caption)}</figcaption></figure>"
+            )
         elif b.kind == "code":
             body.append(f"<pre>{html.escape(b.content)}</pre>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}caption{font-style:italic;padding:.3em}"
-             "img{max-width:100%}pre{background:#f4f4f4;padding:.8em;overflow-x:auto}"
-             "figcaption{color:#555}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>speedmap study</title><style>{style}</style>"
-            f"</head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;"
+        "text-align:right}td:first-child,th:first-child{text-align:left}caption{font-style:italic;padding:.3em}"
+        "img{max-width:100%}pre{background:#f4f4f4;padding:.8em;overflow-x:auto}"
+        "figcaption{color:#555}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>speedmap study</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def write_report(results: StudyResults, folder: Path) -> dict[str, Path]:
     """``report.md``, ``report.html`` and the PNG plots in ``folder``; returns their paths."""
-    plots = {"accuracy": plot_accuracy(results, folder / "accuracy.png"),
-             "pareto": plot_pareto(results, folder / "pareto.png"),
-             "training": plot_training(results, folder / "training_curves.png")}  # fmt: skip
+    plots = {
+        "accuracy": plot_accuracy(results, folder / "accuracy.png"),
+        "pareto": plot_pareto(results, folder / "pareto.png"),
+        "training": plot_training(results, folder / "training_curves.png"),
+    }
     bl = blocks(results, plots)
     md, page = folder / "report.md", folder / "report.html"
     md.write_text(to_markdown(bl, folder), encoding="utf-8")

@@ -42,8 +42,17 @@ from speedmap.study.results import (
 STEPS_FILE, RESULTS_FILE = "steps.json", "results.json"
 PACKAGE = Path(__file__).resolve().parents[1]
 # The source each kind of step depends on (subpackages and modules of speedmap), for its key.
-COMMON = ("data", "detections.py", "errors.py", "imageio.py", "preprocess.py", "postprocess.py", "runtime.py",
-          "boxes.py", "jsonfile.py")  # fmt: skip
+COMMON = (
+    "data",
+    "detections.py",
+    "errors.py",
+    "imageio.py",
+    "preprocess.py",
+    "postprocess.py",
+    "runtime.py",
+    "boxes.py",
+    "jsonfile.py",
+)
 DEPENDS = {
     "train": (*COMMON, "models", "train", "eval"),
     "probe": (*COMMON, "models", "train"),
@@ -60,8 +69,11 @@ def code_hash(parts: tuple[str, ...]) -> str:
         h = hashlib.sha256()
         for part in sorted(parts):
             root = PACKAGE / part
-            files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".js", ".html") and "vendor" not in
-                           p.parts) if root.is_dir() else [root]  # fmt: skip
+            files = (
+                sorted(p for p in root.rglob("*") if p.suffix in (".py", ".js", ".html") and "vendor" not in p.parts)
+                if root.is_dir()
+                else [root]
+            )
             for f in files:
                 if f.is_file():
                     h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -100,9 +112,13 @@ class Steps:
         return k, None, why
 
     def put(self, name: str, k: str, result: Any, *inputs: Any) -> Any:
-        self.done[name] = {"key": k, "inputs": key(name, *inputs, __version__), "result": result,
-                           "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                           "seconds": round(time.perf_counter() - self.started, 1)}  # fmt: skip
+        self.done[name] = {
+            "key": k,
+            "inputs": key(name, *inputs, __version__),
+            "result": result,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - self.started, 1),
+        }
         write_json_atomic(self.path, self.done)
         return result
 
@@ -134,8 +150,14 @@ class Study:
         out = []
         for t in self.cfg.tasks:
             self.ui.stage(f"{t}: generating {self.cfg.images} images at {self.cfg.imgsz} px")
-            out.append((t, make_task(t, self.out / "data" / t, seed=self.cfg.seed, images=self.cfg.images,
-                                     imgsz=self.cfg.imgsz)))  # fmt: skip
+            out.append(
+                (
+                    t,
+                    make_task(
+                        t, self.out / "data" / t, seed=self.cfg.seed, images=self.cfg.images, imgsz=self.cfg.imgsz
+                    ),
+                )
+            )
         return out
 
     # ---- training speed, training, export, test-split score
@@ -147,8 +169,10 @@ class Study:
         if cached is None:
             from speedmap.train.probe import probe_train_speed
 
-            self.ui.stage(f"{name}: timing Fast and Accurate side by side ({c.probe_steps} optimizer steps each, "
-                          f"Fast, Accurate, Accurate, Fast){why}")  # fmt: skip
+            self.ui.stage(
+                f"{name}: timing Fast and Accurate side by side ({c.probe_steps} optimizer steps each, "
+                f"Fast, Accurate, Accurate, Fast){why}"
+            )
             res = probe_train_speed(data, imgsz=c.imgsz, batch=c.batch, steps=c.probe_steps, seed=c.seed)
             cached = self.steps.put(step, k, res.to_json(), *inputs)
             self.ui.note(f"Accurate takes {res.ratio:.2f}x Fast's time per optimizer step")
@@ -164,10 +188,21 @@ class Study:
 
             run = self.out / "runs" / f"{name}-{size}-{k}"
             resume = (run / "last.pt").is_file()
-            self.ui.stage(f"{name}: {'resuming' if resume else 'training'} {size} (at most {c.epochs} epochs, "
-                          f"patience {c.patience}, at {c.imgsz} px){why}")  # fmt: skip
-            tc = TrainConfig(data=str(data), size=size, epochs=c.epochs, imgsz=c.imgsz, batch=c.batch, out=str(run),
-                             seed=c.seed, patience=c.patience, resume=resume)  # fmt: skip
+            self.ui.stage(
+                f"{name}: {'resuming' if resume else 'training'} {size} (at most {c.epochs} epochs, "
+                f"patience {c.patience}, at {c.imgsz} px){why}"
+            )
+            tc = TrainConfig(
+                data=str(data),
+                size=size,
+                epochs=c.epochs,
+                imgsz=c.imgsz,
+                batch=c.batch,
+                out=str(run),
+                seed=c.seed,
+                patience=c.patience,
+                resume=resume,
+            )
             record = train(tc, progress=self.ui.training, log=self.ui.note)
             cached = self.steps.put(step, k, train_result(record, run), *inputs)
         return k, from_plain(TrainResult, cached)
@@ -198,10 +233,14 @@ class Study:
 
         ds = load_dataset(data)
         split = "test" if ds.split("test") else "valid"
-        self.ui.stage(f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
-                      f"bootstrap resamples{why}")  # fmt: skip
-        ev = {s: evaluate_model_detailed(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.view(split))
-              for s in export_keys}  # fmt: skip
+        self.ui.stage(
+            f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
+            f"bootstrap resamples{why}"
+        )
+        ev = {
+            s: evaluate_model_detailed(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.view(split))
+            for s in export_keys
+        }
         out: dict[str, Any] = {"split": split, "images": len(ds.split(split)), "sizes": {}}
         for s, e in ev.items():
             out["sizes"][s] = {"map": e.metrics.map, "map50": e.metrics.map50}
@@ -210,10 +249,15 @@ class Study:
             bs = paired_bootstrap(f.gt, f.predictions, a.predictions, resamples=c.bootstrap_resamples, seed=c.seed)
             out["sizes"]["fast"].update(map_ci95=bs.a_map.to_json(), map50_ci95=bs.a_map50.to_json())
             out["sizes"]["accurate"].update(map_ci95=bs.b_map.to_json(), map50_ci95=bs.b_map50.to_json())
-            out["delta"] = {"map": a.metrics.map - f.metrics.map, "map50": a.metrics.map50 - f.metrics.map50,
-                            "map_ci95": bs.delta_map.to_json(), "map50_ci95": bs.delta_map50.to_json(),
-                            "images": bs.images, "resamples": bs.resamples,
-                            "images_needed": bs.images_needed("map")}  # fmt: skip
+            out["delta"] = {
+                "map": a.metrics.map - f.metrics.map,
+                "map50": a.metrics.map50 - f.metrics.map50,
+                "map_ci95": bs.delta_map.to_json(),
+                "map50_ci95": bs.delta_map50.to_json(),
+                "images": bs.images,
+                "resamples": bs.resamples,
+                "images_needed": bs.images_needed("map"),
+            }
         return dict(self.steps.put(step, k, out, *inputs))
 
     # ---- benchmarks
@@ -232,8 +276,10 @@ class Study:
             if built and chromium_available():
                 dests.append("browser")
             elif built:
-                self.ui.note("browser destination skipped: Chromium and chromedriver are not installed "
-                             "(apt-get install chromium chromium-driver)")  # fmt: skip
+                self.ui.note(
+                    "browser destination skipped: Chromium and chromedriver are not installed "
+                    "(apt-get install chromium chromium-driver)"
+                )
         import onnxruntime
 
         if "local" in self.cfg.targets and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
@@ -244,13 +290,22 @@ class Study:
         """Every size on ``dest``, interleaved (Fast, Accurate, then Accurate, Fast, ...)."""
         c = self.cfg
         step = f"bench/{dest}/{name}"
-        inputs = (export_keys, dest, c.bench_seconds, c.bench_requests, c.bench_repeats, c.http_concurrency,
-                  c.local_concurrency, [p.name for p in images])  # fmt: skip
+        inputs = (
+            export_keys,
+            dest,
+            c.bench_seconds,
+            c.bench_requests,
+            c.bench_repeats,
+            c.http_concurrency,
+            c.local_concurrency,
+            [p.name for p in images],
+        )
         k, cached, why = self.steps.lookup(step, "bench", *inputs)
         if cached is not None:
             return dict(cached)
-        self.ui.stage(f"{name}: benchmarking {' and '.join(export_keys)} on {dest}, {c.bench_repeats} interleaved "
-                      f"repeats{why}")  # fmt: skip
+        self.ui.stage(
+            f"{name}: benchmarking {' and '.join(export_keys)} on {dest}, {c.bench_repeats} interleaved repeats{why}"
+        )
         doc_path = self.out / "bench" / f"{dest}-{name}.json"
         doc_path.parent.mkdir(parents=True, exist_ok=True)
         ids = {s: f"{name}/{s}" for s in export_keys}
@@ -291,14 +346,20 @@ class Study:
             single = [r for r in runs if r.scenario == "single"]
             loaded = [r for r in runs if r.scenario != "single"]
             warm = report.warmup.get(mid, {}) if isinstance(report.warmup, dict) else {}
-            out["sizes"][size] = dataclasses.asdict(Speed(_summary(single), _summary(loaded) if loaded else None, rel,
-                                                          warm))  # fmt: skip
+            out["sizes"][size] = dataclasses.asdict(
+                Speed(_summary(single), _summary(loaded) if loaded else None, rel, warm)
+            )
         if len(ids) == 2:
             single_ratio = next(r for r in report.ratios if r["scenario"] == "single")
             loaded_ratio = next((r for r in report.ratios if r["scenario"] != "single"), None)
             tp = [1.0 / v for v in loaded_ratio["throughput_ratio"]["values"] if v] if loaded_ratio else []
-            out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(single_ratio["p50_latency_ratio"]["values"]),
-                                                         Spread.of(tp) if tp else None, c.bench_repeats))  # fmt: skip
+            out["ratio"] = dataclasses.asdict(
+                SpeedRatio(
+                    Spread.of(single_ratio["p50_latency_ratio"]["values"]),
+                    Spread.of(tp) if tp else None,
+                    c.bench_repeats,
+                )
+            )
         return out
 
     def _bench_browser(self, ids: dict[str, str], images: list[Path], doc_path: Path) -> dict[str, Any]:
@@ -316,12 +377,18 @@ class Study:
             for size, mid in order if rep % 2 == 0 else order[::-1]:
                 attempts = []
                 for factor in RETRY_FACTORS:  # an UNSTABLE page run is tried again at 2x, then 4x the duration
-                    report, _ = run_browser_benchmark(mid, images, self.models_dir, warmup=5,
-                                                      requests=c.bench_requests * factor,
-                                                      duration=c.bench_seconds * factor)  # fmt: skip
+                    report, _ = run_browser_benchmark(
+                        mid,
+                        images,
+                        self.models_dir,
+                        warmup=5,
+                        requests=c.bench_requests * factor,
+                        duration=c.bench_seconds * factor,
+                    )
                     run = report.runs[0]
-                    attempts.append({"duration_s": run.duration_s, "min_duration_s": c.bench_seconds * factor,
-                                     "valid": run.valid})  # fmt: skip
+                    attempts.append(
+                        {"duration_s": run.duration_s, "min_duration_s": c.bench_seconds * factor, "valid": run.valid}
+                    )
                     if run.valid:
                         break
                 run.attempts = attempts
@@ -330,8 +397,9 @@ class Study:
                 docs.append({**report.to_json(), "repeat": rep})
         doc_path.write_text(json.dumps(docs, indent=1) + "\n")
         rel = str(doc_path.relative_to(self.out))
-        out: dict[str, Any] = {"sizes": {s: dataclasses.asdict(Speed(_summary(r), None, rel, warm[s]))
-                                         for s, r in runs.items()}}  # fmt: skip
+        out: dict[str, Any] = {
+            "sizes": {s: dataclasses.asdict(Speed(_summary(r), None, rel, warm[s])) for s, r in runs.items()}
+        }
         if "fast" in runs and "accurate" in runs:
             lat = [a.p50_ms / f.p50_ms for f, a in zip(runs["fast"], runs["accurate"], strict=True)]
             out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(lat), None, c.bench_repeats, interleaved=False))
@@ -414,25 +482,50 @@ def _summary(runs: list[Any]) -> dict[str, Any]:
     import statistics
 
     med = lambda vals: statistics.median(vals) if vals else None  # noqa: E731
-    return dataclasses.asdict(RunSummary(
-        p50_ms=med([r.p50_ms for r in runs if r.p50_ms is not None]) or 0.0,
-        p90_ms=med([r.p90_ms for r in runs if r.p90_ms is not None]),
-        throughput_rps=med([r.throughput_rps for r in runs]) or 0.0,
-        valid=all(r.valid for r in runs), errors=sum(r.error_count for r in runs),
-        concurrency=runs[0].concurrency or 1, repeats=len(runs),
-        unstable_repeats=sum(not r.valid for r in runs)))  # fmt: skip
+    return dataclasses.asdict(
+        RunSummary(
+            p50_ms=med([r.p50_ms for r in runs if r.p50_ms is not None]) or 0.0,
+            p90_ms=med([r.p90_ms for r in runs if r.p90_ms is not None]),
+            throughput_rps=med([r.throughput_rps for r in runs]) or 0.0,
+            valid=all(r.valid for r in runs),
+            errors=sum(r.error_count for r in runs),
+            concurrency=runs[0].concurrency or 1,
+            repeats=len(runs),
+            unstable_repeats=sum(not r.valid for r in runs),
+        )
+    )
 
 
-TRAIN_FIELDS = ("size", "params", "flops", "imgsz", "total_seconds", "cpu_seconds", "train_images_per_second",
-                "best_epoch", "best_map", "best_map50", "converged", "convergence", "contended", "other_cpu_share",
-                "time_to_95_seconds", "epoch_to_95")  # fmt: skip
+TRAIN_FIELDS = (
+    "size",
+    "params",
+    "flops",
+    "imgsz",
+    "total_seconds",
+    "cpu_seconds",
+    "train_images_per_second",
+    "best_epoch",
+    "best_map",
+    "best_map50",
+    "converged",
+    "convergence",
+    "contended",
+    "other_cpu_share",
+    "time_to_95_seconds",
+    "epoch_to_95",
+)
 
 
 def train_result(record: dict[str, Any], run: Path) -> dict[str, Any]:
     """A training run's record (``train.json``) and per-epoch log, as the study keeps them."""
     doc = {k: record.get(k) for k in TRAIN_FIELDS}
-    doc.update(epochs_run=record.get("epochs_run", record["epochs"]), epochs_max=record.get("epochs_planned"),
-               run=str(run), train_images=record["dataset"]["train_images"], history=_history(run))  # fmt: skip
+    doc.update(
+        epochs_run=record.get("epochs_run", record["epochs"]),
+        epochs_max=record.get("epochs_planned"),
+        run=str(run),
+        train_images=record["dataset"]["train_images"],
+        history=_history(run),
+    )
     doc["converged"] = bool(doc["converged"])
     doc["contended"] = bool(doc["contended"])
     doc["convergence"] = doc["convergence"] or {}
@@ -456,9 +549,12 @@ def provenance(command: list[str]) -> dict[str, Any]:
     """The benchmark's :func:`~speedmap.bench.run.machine`, the code's hash, the command, and torch."""
     from speedmap.bench.run import machine
 
-    prov: dict[str, Any] = {**machine(), "code": code_hash(("",)),
-                            "command": shlex.join(command) if command else None,
-                            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    prov: dict[str, Any] = {
+        **machine(),
+        "code": code_hash(("",)),
+        "command": shlex.join(command) if command else None,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     try:
         import torch
 

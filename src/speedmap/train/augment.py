@@ -41,8 +41,9 @@ def mosaic(samples: list[Sample], size: int, rng: np.random.Generator) -> Sample
     return canvas, np.concatenate(boxes), np.concatenate(classes)
 
 
-def random_affine(sample: Sample, size: int, rng: np.random.Generator, scale: float = 0.5,
-                  translate: float = 0.1) -> Sample:  # fmt: skip
+def random_affine(
+    sample: Sample, size: int, rng: np.random.Generator, scale: float = 0.5, translate: float = 0.1
+) -> Sample:
     """Scale about the centre and translate, into a ``size`` x ``size`` output; boxes follow, are
     clipped, and are dropped when too small or mostly cut away."""
     img, boxes, classes = sample

@@ -65,8 +65,14 @@ def convergence(history: list[dict[str, Any]], patience: int, epochs_planned: in
     per epoch over the last ``window`` epochs), window and a one-sentence reason."""
     run = len(history)
     maps = _maps(history)
-    info: dict[str, Any] = {"stopped_early": False, "best_epoch": run, "patience": patience, "slope": 0.0,
-                            "window": 0, "reason": ""}  # fmt: skip
+    info: dict[str, Any] = {
+        "stopped_early": False,
+        "best_epoch": run,
+        "patience": patience,
+        "slope": 0.0,
+        "window": 0,
+        "reason": "",
+    }
     if maps is None:
         info["reason"] = "no validation mAP: convergence cannot be judged"
         return False, info

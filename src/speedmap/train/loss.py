@@ -46,8 +46,9 @@ class DetectionLoss:
             loss_box = ((1.0 - ciou) * weight).sum() / score_sum
             pts = points.expand(b, -1, -1)[fg]
             t_ltrb = torch.cat((pts - t_grid[fg][:, :2], t_grid[fg][:, 2:] - pts), -1).clamp(0, self.reg_max - 1.01)
-            loss_dfl = (self._dfl(dist[fg].view(-1, self.reg_max), t_ltrb.view(-1)).view(-1, 4).mean(-1) * weight
-                        ).sum() / score_sum  # fmt: skip
+            loss_dfl = (
+                self._dfl(dist[fg].view(-1, self.reg_max), t_ltrb.view(-1)).view(-1, 4).mean(-1) * weight
+            ).sum() / score_sum
         parts = torch.stack((loss_box * self.w_box, loss_cls * self.w_cls, loss_dfl * self.w_dfl))
         return parts.sum() * b, parts.detach()
 

@@ -64,8 +64,16 @@ def _batches(data: str | Path, imgsz: int, batch: int, count: int, seed: int) ->
     return [collate([td[(k * batch + j) % n] for j in range(batch)]) for k in range(count)]
 
 
-def _segment(size: str, nc: int, imgsz: int, batch: int, batches: list[tuple[torch.Tensor, ...]], steps: int,
-             warmup: int, seed: int) -> dict[str, Any]:  # fmt: skip
+def _segment(
+    size: str,
+    nc: int,
+    imgsz: int,
+    batch: int,
+    batches: list[tuple[torch.Tensor, ...]],
+    steps: int,
+    warmup: int,
+    seed: int,
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = create_model(size, nc)
     model.head.init_bias(imgsz)
@@ -85,12 +93,18 @@ def _segment(size: str, nc: int, imgsz: int, batch: int, batches: list[tuple[tor
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     sample = meter.stop()
-    return {"size": size, "seconds_per_step": statistics.median(walls), "cpu_per_step": statistics.median(cpus),
-            "other_cpu_share": sample.other_share, "wall_s": sample.wall_s}  # fmt: skip
+    return {
+        "size": size,
+        "seconds_per_step": statistics.median(walls),
+        "cpu_per_step": statistics.median(cpus),
+        "other_cpu_share": sample.other_share,
+        "wall_s": sample.wall_s,
+    }
 
 
-def probe_train_speed(data: str | Path, imgsz: int, batch: int, steps: int = 8, warmup: int = 2, seed: int = 0,
-                      threads: int | None = 1) -> ProbeResult:  # fmt: skip
+def probe_train_speed(
+    data: str | Path, imgsz: int, batch: int, steps: int = 8, warmup: int = 2, seed: int = 0, threads: int | None = 1
+) -> ProbeResult:
     """Time ``steps`` training steps (after ``warmup`` untimed ones) of each size, twice, in ABBA order, on
     ``threads`` torch threads (None: leave the count as training has it)."""
     if steps < 1 or warmup < 0 or batch < 1:
@@ -108,5 +122,6 @@ def probe_train_speed(data: str | Path, imgsz: int, batch: int, steps: int = 8, 
     known = [(s, w) for s, w in known if s is not None]
     wall = sum(w for _, w in known)
     other = sum(s * w for s, w in known) / wall if known and wall > 0 else None
-    return ProbeResult(per["fast"], per["accurate"], per["accurate"] / per["fast"], steps, batch, imgsz, segs, other,
-                       threads or before)  # fmt: skip
+    return ProbeResult(
+        per["fast"], per["accurate"], per["accurate"] / per["fast"], steps, batch, imgsz, segs, other, threads or before
+    )

@@ -147,8 +147,11 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
                 no_decay.append(p)
             else:
                 decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
-            {"params": bias, "weight_decay": 0.0}]  # fmt: skip
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": bias, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, iterations: int, nc: int) -> torch.optim.Optimizer:
@@ -180,8 +183,15 @@ def lr_factor(epoch_progress: float, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def predict_split(model: nn.Module, val: ValData, device: torch.device, batch: int = 32, conf: float = EVAL_CONF,
-                  iou: float = EVAL_IOU, max_det: int = EVAL_MAX_DET) -> list[Detections]:  # fmt: skip
+def predict_split(
+    model: nn.Module,
+    val: ValData,
+    device: torch.device,
+    batch: int = 32,
+    conf: float = EVAL_CONF,
+    iou: float = EVAL_IOU,
+    max_det: int = EVAL_MAX_DET,
+) -> list[Detections]:
     """Detections for every validation image, through the shared preprocessing and postprocessing."""
     model.eval()
     out: list[Detections] = []
@@ -280,8 +290,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
             raise TrainError("--resume needs --out RUN, the run folder to continue")
         resume_ckpt = load_checkpoint(out / "last.pt")
         saved = resume_ckpt["config"]
-        cfg = TrainConfig(**{**saved, "resume": True, "out": str(out), "device": cfg.device,
-                             "workers": cfg.workers})  # fmt: skip
+        cfg = TrainConfig(**{**saved, "resume": True, "out": str(out), "device": cfg.device, "workers": cfg.workers})
 
     ds = load_dataset(cfg.data)
     if ds.problems and main:
@@ -349,8 +358,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
         out = _default_out(Path(cfg.data), cfg.size)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "args.yaml").write_text(yaml.safe_dump({**asdict(cfg), "imgsz": imgsz, "out": str(out)},
-                                                      sort_keys=False), encoding="utf-8")  # fmt: skip
+        (out / "args.yaml").write_text(
+            yaml.safe_dump({**asdict(cfg), "imgsz": imgsz, "out": str(out)}, sort_keys=False), encoding="utf-8"
+        )
     data = TrainData(train_split, imgsz, cfg.seed)
     val = ValData(val_split, imgsz) if (val_split is not None and cfg.val and main) else None
     workers = default_workers() if cfg.workers is None else cfg.workers
@@ -359,9 +369,11 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
     params = count_params(model)
     record: dict[str, Any] = {}
     if main:
-        log(f"training {cfg.size} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) on "
+        log(
+            f"training {cfg.size} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) on "
             f"{n_train} images, {nc} classes, {cfg.epochs} epochs, batch {cfg.batch}, device {device}"
-            f"{f', {world} processes' if ddp else ''}; run folder {out}")  # fmt: skip
+            f"{f', {world} processes' if ddp else ''}; run folder {out}"
+        )
 
     stop = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -370,9 +382,13 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(n_train, generator=gen).tolist()
         loader = torch.utils.data.DataLoader(
-            data, batch_size=per_rank_batch, sampler=order[rank::world], collate_fn=collate,
-            num_workers=workers, drop_last=False,
-        )  # fmt: skip
+            data,
+            batch_size=per_rank_batch,
+            sampler=order[rank::world],
+            collate_fn=collate,
+            num_workers=workers,
+            drop_last=False,
+        )
         net.train()
         sums = torch.zeros(3)
         seen = 0
@@ -395,8 +411,18 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
                 elapsed = meter.elapsed()
                 mean = (sums / (i + 1)).tolist()
                 ips = seen * world / max(elapsed, 1e-9)
-                progress({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(loader),
-                          "box": mean[0], "cls": mean[1], "dfl": mean[2], "ips": ips})  # fmt: skip
+                progress(
+                    {
+                        "epoch": epoch,
+                        "epochs": cfg.epochs,
+                        "batch": i + 1,
+                        "batches": len(loader),
+                        "box": mean[0],
+                        "cls": mean[1],
+                        "dfl": mean[2],
+                        "ips": ips,
+                    }
+                )
         cpu = meter.stop()
         seconds = cpu.wall_s
         epoch_seconds.append(seconds)
@@ -407,20 +433,51 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
             improved = fit > best_fit
             if improved:
                 best_fit, best_epoch = fit, epoch
-            entry = EpochLog(epoch + 1, *mean, optimizer.param_groups[0]["lr"], seconds, n_train / seconds,
-                             metrics.map50 if metrics else None, metrics.map if metrics else None,
-                             round(cpu.cpu_s, 3), _round(cpu.other_share, 4))  # fmt: skip
+            entry = EpochLog(
+                epoch + 1,
+                *mean,
+                optimizer.param_groups[0]["lr"],
+                seconds,
+                n_train / seconds,
+                metrics.map50 if metrics else None,
+                metrics.map if metrics else None,
+                round(cpu.cpu_s, 3),
+                _round(cpu.other_share, 4),
+            )
             history.append({k: v for k, v in asdict(entry).items() if k != "extra"})
-            meta = {"size": cfg.size, "num_classes": nc, "classes": ds.classes, "imgsz": imgsz,
-                    "spec": model.spec(), "dataset": ds.fingerprint(), "speedmap": __version__}  # fmt: skip
-            ckpt = {**meta, "model": ema.ema.state_dict(), "model_train": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "ema_updates": ema.updates, "epoch": epoch,
-                    "best_fitness": best_fit, "best_epoch": best_epoch, "history": history,
-                    "epoch_seconds": epoch_seconds, "config": asdict(cfg)}  # fmt: skip
+            meta = {
+                "size": cfg.size,
+                "num_classes": nc,
+                "classes": ds.classes,
+                "imgsz": imgsz,
+                "spec": model.spec(),
+                "dataset": ds.fingerprint(),
+                "speedmap": __version__,
+            }
+            ckpt = {
+                **meta,
+                "model": ema.ema.state_dict(),
+                "model_train": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema_updates": ema.updates,
+                "epoch": epoch,
+                "best_fitness": best_fit,
+                "best_epoch": best_epoch,
+                "history": history,
+                "epoch_seconds": epoch_seconds,
+                "config": asdict(cfg),
+            }
             save_atomic(ckpt, out / "last.pt")
             if improved:
-                save_atomic({**meta, "model": ema.ema.state_dict(), "epoch": epoch, "metrics":
-                             metrics.to_json() if metrics else None}, out / "best.pt")  # fmt: skip
+                save_atomic(
+                    {
+                        **meta,
+                        "model": ema.ema.state_dict(),
+                        "epoch": epoch,
+                        "metrics": metrics.to_json() if metrics else None,
+                    },
+                    out / "best.pt",
+                )
             _write_metrics_csv(history, out / "metrics.csv")
             plot_training(history, out / "results.png")
             record = _record(cfg, ds, out, imgsz, params, flops, history, epoch_seconds, best_epoch, world, device)
@@ -468,9 +525,19 @@ def _cpu_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _record(cfg: TrainConfig, ds: Dataset, out: Path, imgsz: int, params: int, flops: int,
-            history: list[dict[str, Any]], epoch_seconds: list[float], best_epoch: int, world: int,
-            device: torch.device) -> dict[str, Any]:  # fmt: skip
+def _record(
+    cfg: TrainConfig,
+    ds: Dataset,
+    out: Path,
+    imgsz: int,
+    params: int,
+    flops: int,
+    history: list[dict[str, Any]],
+    epoch_seconds: list[float],
+    best_epoch: int,
+    world: int,
+    device: torch.device,
+) -> dict[str, Any]:
     best = next((h for h in history if h["epoch"] == best_epoch + 1), history[-1])
     n_train = len(ds.split("train"))
     total = float(sum(epoch_seconds))
