@@ -165,7 +165,7 @@ def main() -> None:
     )
     folders = export_all(runs, args.data, args.out)
     models = {k: Model(read_meta(v), threads=args.threads) for k, v in folders.items()}
-    recs = load_dataset(args.data).view("test").records
+    recs = load_dataset(args.data).split("test").records
     blobs = [r.path.read_bytes() for r in recs]
     imgsz = next(iter(models.values())).imgsz
     result: dict[str, object] = {"threads": args.threads, "images": len(blobs), "jpeg_decoder": jpeg_decoder_name()}

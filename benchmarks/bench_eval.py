@@ -4,7 +4,7 @@
 
 Times, side by side in one run, on the same synthetic data (10 classes, ~7 ground-truth boxes per
 640x480 image, detections near the objects plus random ones, so matching does real work):
-  - `speedmap.eval.evaluate(split, detections)`: the in-process path training and compare use;
+  - `speedmap.eval.evaluate_predictions(split, detections)`: the in-process path training and compare use;
   - `speedmap eval --gt GT.json --pred PRED.json --json` in a fresh process: files, end to end;
   - pycocotools COCOeval on the same files (yardstick; its numbers must be identical).
 """
@@ -91,14 +91,14 @@ def main() -> None:
     ap.add_argument("--no-pycocotools", action="store_true")
     args = ap.parse_args()
 
-    from speedmap.eval import evaluate
+    from speedmap.eval import evaluate_predictions
 
     split, preds, gt, results = synth(args.images, args.dets)
     work = Path(tempfile.mkdtemp(prefix="speedmap-bench-eval-"))
     (work / "gt.json").write_text(json.dumps(gt))
     (work / "pred.json").write_text(json.dumps(results))
 
-    t_lib, m = median_time(lambda: evaluate(split, preds), args.repeats)
+    t_lib, m = median_time(lambda: evaluate_predictions(split, preds).metrics, args.repeats)
     cli = [
         sys.executable,
         "-m",
@@ -118,7 +118,7 @@ def main() -> None:
         f"data: {args.images} images, {len(gt['annotations'])} GT boxes, {len(results)} detections; "
         f"medians of {args.repeats}"
     )
-    print(f"  evaluate(split, detections), in process   {t_lib:7.2f} s   mAP50-95 {m.map:.6f}")  # type: ignore[union-attr]
+    print(f"  evaluate_predictions(split, detections)     {t_lib:7.2f} s   mAP50-95 {m.map:.6f}")  # type: ignore[union-attr]
     print(f"  `speedmap eval --gt --pred --json` CLI     {t_cli:7.2f} s   mAP50-95 {cli_stats['map']:.6f}")
     if not args.no_pycocotools:
         from pycocotools.coco import COCO

@@ -32,7 +32,7 @@ def main() -> None:
             t = time.perf_counter()
             make_task(name, work / name, images=args.images, imgsz=args.imgsz)
             dt = time.perf_counter() - t
-            boxes = sum(r.num_boxes for _, r in load_dataset(work / name).records())
+            boxes = sum(r.num_boxes for _, r in load_dataset(work / name).all_records())
             print(f"{name:<10}{dt:>9.2f}{args.images / dt:>10.0f}{boxes:>8}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

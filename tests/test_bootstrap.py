@@ -17,7 +17,7 @@ from speedmap.data import DatasetSplit, ImageRecord
 from speedmap.detections import Detections
 from speedmap.eval import EvalError
 from speedmap.eval.bootstrap import Interval, PairedBootstrap, paired_bootstrap, replicate_metrics
-from speedmap.eval.cocoeval import evaluate_split
+from speedmap.eval.cocoeval import evaluate_predictions
 
 CATS = (3, 17, 42)
 
@@ -149,7 +149,7 @@ def test_replicates_equal_pycocotools_on_the_materialised_resample(seed: int) ->
     assert len({replicate_metrics(gt, dets, d) for d in draws}) == len(draws)  # the resamples do differ
 
 
-def test_full_set_equals_evaluate_split() -> None:
+def test_full_set_equals_evaluate_predictions() -> None:
     rng = np.random.default_rng(7)
     records, preds = [], []
     for i in range(12):
@@ -163,7 +163,7 @@ def test_full_set_equals_evaluate_split() -> None:
         near = boxes[rng.integers(0, n, m)] + rng.normal(0, 5, (m, 4)) if n else rng.uniform(0, 400, (m, 4))
         near[:, 2:] = np.maximum(near[:, 2:], near[:, :2] + 1)
         preds.append(Detections(near, rng.random(m), rng.integers(0, 3, m)))
-    fe = evaluate_split(DatasetSplit("test", ["a", "b", "c"], records), preds)
+    fe = evaluate_predictions(DatasetSplit("test", ["a", "b", "c"], records), preds)
     all_ids = [im["id"] for im in fe.gt["images"]]
     got = replicate_metrics(fe.gt, fe.predictions, all_ids)
     assert got == pytest.approx((fe.metrics.map, fe.metrics.map50), abs=1e-9, rel=0)

@@ -52,7 +52,7 @@ def test_onnx_engine_matches_pytorch_model(tiny_run: Path, model: Model) -> None
     assert abs(engine_metrics["map"] - torch_metrics.map) <= 0.001
     assert abs(engine_metrics["map50"] - torch_metrics.map50) <= 0.001
 
-    split = load_dataset(data).view("test")
+    split = load_dataset(data).split("test")
     ckpt = load_checkpoint(tiny_run / "best.pt")
     torch_dets = predict_split(
         model_from_checkpoint(ckpt), ValData(split, ckpt["imgsz"]), torch.device("cpu"), conf=0.05, iou=0.45
@@ -231,7 +231,7 @@ def test_huge_and_broken_images_are_clear_errors(model: Model, tmp_path: Path) -
 
 def _images(model: Model) -> list[Path]:
     run = Path(model.meta.doc["training"]["checkpoint"]).parent
-    return [r.path for r in load_dataset(_dataset(run)).view("test").records]
+    return [r.path for r in load_dataset(_dataset(run)).split("test").records]
 
 
 def test_fp16_export_runs_and_agrees(tiny_run: Path, tmp_path: Path, model: Model) -> None:
@@ -249,6 +249,6 @@ def test_fp16_export_runs_and_agrees(tiny_run: Path, tmp_path: Path, model: Mode
 def test_letterbox_to_original_clips_to_the_image() -> None:
     from speedmap.preprocess import Letterbox
 
-    box = Letterbox(scale=0.5, pad=(0, 16), shape=(64, 128))
+    box = Letterbox(scale=0.5, pad=(0, 16), image_hw=(64, 128))
     out = box.to_original(np.array([[-4.0, 10.0, 70.0, 60.0]], dtype=np.float32))
     assert out.tolist() == [[0.0, 0.0, 128.0, 64.0]]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from speedmap.cli import app
 from speedmap.data import load_dataset
 from speedmap.detections import Detections
-from speedmap.eval import SUMMARY_KEYS, EvalError, evaluate, evaluate_files
+from speedmap.eval import SUMMARY_KEYS, EvalError, evaluate_files, evaluate_predictions
 from speedmap.eval.confusion import confusion_matrix
 from tests.conftest import write_image
 
@@ -226,7 +226,7 @@ def test_evaluate_on_a_dataset_split_equals_pycocotools(tmp_path: Path) -> None:
     for d in dets:
         d["bbox"] = [v / 10 for v in d["bbox"]]
     (root / "test" / "_annotations.coco.json").write_text(json.dumps(gt))
-    split = load_dataset(root, strict=True).view("test")
+    split = load_dataset(root, strict=True).split("test")
     by_image: dict[int, list[dict]] = {}
     for d in dets:
         by_image.setdefault(d["image_id"], []).append(d)
@@ -241,10 +241,10 @@ def test_evaluate_on_a_dataset_split_equals_pycocotools(tmp_path: Path) -> None:
                 [d["category_id"] - 1 for d in ds],
             )
         )
-    m = evaluate(split, preds)
+    m = evaluate_predictions(split, preds).metrics
     np.testing.assert_allclose(m.stats, pycoco(gt, dets).stats, atol=1e-5, rtol=0)  # float32 boxes
     with pytest.raises(EvalError, match="one per image"):
-        evaluate(split, preds[:-1])
+        evaluate_predictions(split, preds[:-1])
 
 
 def test_confusion_matrix_counts() -> None:

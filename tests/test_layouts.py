@@ -58,11 +58,11 @@ def test_roboflow_coco_drops_unused_supercategory_and_maps_sparse_ids(tmp_path: 
     assert detect_format(root) == "coco"
     ds = load_dataset(root, strict=True)
     assert ds.classes == ["cat", "dog", "zebra"]  # id 0 gone; unused real class 'zebra' kept
-    rec = ds.split("train")[0]
+    rec = ds.split_records("train")[0]
     np.testing.assert_allclose(rec.boxes, [[1, 2, 11, 22], [30.5, 10, 35.5, 15]])
     assert rec.class_ids.tolist() == [0, 1]
-    assert [len(ds.split(s)) for s in ("train", "valid", "test")] == [4, 2, 2]
-    assert sum(r.num_boxes == 0 for r in ds.split("train")) == 1  # negatives kept
+    assert [len(ds.split_records(s)) for s in ("train", "valid", "test")] == [4, 2, 2]
+    assert sum(r.num_boxes == 0 for r in ds.split_records("train")) == 1  # negatives kept
 
 
 def test_standard_coco_layout_and_single_file(tmp_path: Path) -> None:
@@ -76,13 +76,13 @@ def test_standard_coco_layout_and_single_file(tmp_path: Path) -> None:
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "instances_val2017.json").write_text(json.dumps(doc))
     ds = load_dataset(root, strict=True)
-    assert list(ds.splits) == ["valid"] and ds.split("valid")[0].iscrowd.tolist() == [True]
+    assert list(ds.splits) == ["valid"] and ds.split_records("valid")[0].iscrowd.tolist() == [True]
     # an annotation file on its own, images in images/ beside it
     single = tmp_path / "single"
     write_image(single / "images" / "000001.jpg", 40, 30)
     (single / "labels.json").write_text(json.dumps(doc))
     ds = load_dataset(single / "labels.json", strict=True)
-    assert ds.classes == ["person"] and ds.split("train")[0].width == 40
+    assert ds.classes == ["person"] and ds.split_records("train")[0].width == 40
 
 
 def test_roboflow_yolo_yaml_with_parent_relative_paths_and_dict_names(tmp_path: Path) -> None:
@@ -99,10 +99,10 @@ def test_roboflow_yolo_yaml_with_parent_relative_paths_and_dict_names(tmp_path: 
     assert detect_format(root) == "yolo"
     ds = load_dataset(root, strict=True)
     assert ds.classes == ["cat", "dog"]
-    rec = next(r for r in ds.split("valid") if r.num_boxes)
+    rec = next(r for r in ds.split_records("valid") if r.num_boxes)
     np.testing.assert_allclose(rec.boxes, [[40, 15, 60, 35], [5, 2.5, 15, 7.5]])
     assert rec.class_ids.tolist() == [1, 0]
-    assert all(len(ds.split(s)) == 2 for s in ("train", "valid", "test"))
+    assert all(len(ds.split_records(s)) == 2 for s in ("train", "valid", "test"))
 
 
 def test_ultralytics_yaml_with_path_key_and_list_names(tmp_path: Path) -> None:
@@ -113,8 +113,8 @@ def test_ultralytics_yaml_with_path_key_and_list_names(tmp_path: Path) -> None:
     (root / "cfg").mkdir()
     (root / "cfg" / "mine.yaml").write_text("path: ../data\ntrain: images/train\nval: images/train\nnames: [thing]\n")
     ds = load_dataset(root / "cfg" / "mine.yaml", strict=True)
-    assert ds.classes == ["thing"] and len(ds.split("train")) == 1 and len(ds.split("valid")) == 1
-    np.testing.assert_allclose(ds.split("train")[0].boxes, [[5, 5, 15, 15]])
+    assert ds.classes == ["thing"] and len(ds.split_records("train")) == 1 and len(ds.split_records("valid")) == 1
+    np.testing.assert_allclose(ds.split_records("train")[0].boxes, [[5, 5, 15, 15]])
 
 
 def test_yolo_polygon_lines_become_boxes(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_yolo_polygon_lines_become_boxes(tmp_path: Path) -> None:
     (root / "train" / "labels").mkdir(parents=True)
     (root / "train" / "labels" / "a.txt").write_text("0 0.1 0.2 0.5 0.2 0.3 0.6\n")
     (root / "data.yaml").write_text("train: train/images\nnames: [x]\n")
-    np.testing.assert_allclose(load_dataset(root, strict=True).split("train")[0].boxes, [[10, 20, 50, 60]])
+    np.testing.assert_allclose(load_dataset(root, strict=True).split_records("train")[0].boxes, [[10, 20, 50, 60]])
 
 
 def voc_xml(filename: str, w: int, h: int, objects: list[tuple[str, list[float], int]]) -> str:
@@ -148,7 +148,7 @@ def test_roboflow_voc_per_split_folders(tmp_path: Path) -> None:
     assert detect_format(root) == "voc"
     ds = load_dataset(root, strict=True)
     assert ds.classes == ["cat", "dog"]
-    rec = ds.split("test")[0]
+    rec = ds.split_records("test")[0]
     np.testing.assert_allclose(rec.boxes, [[1, 2, 30, 40], [5, 5, 9, 9]])
     assert rec.iscrowd.tolist() == [False, True]
 
@@ -165,7 +165,7 @@ def test_canonical_voc_devkit_with_image_sets(tmp_path: Path) -> None:
     (root / "ImageSets" / "Main" / "train.txt").write_text("2008_000001\n2008_000002\n")
     (root / "ImageSets" / "Main" / "val.txt").write_text("2008_000003\n")
     ds = load_dataset(tmp_path / "VOCdevkit", strict=True)
-    assert [len(ds.split(s)) for s in ("train", "valid", "test")] == [2, 1, 0]
+    assert [len(ds.split_records(s)) for s in ("train", "valid", "test")] == [2, 1, 0]
     assert ds.classes == ["person"]
 
 
@@ -179,7 +179,7 @@ def test_exif_rotated_image_sizes_come_from_the_oriented_header(tmp_path: Path) 
     }
     (root / "train" / "_annotations.coco.json").write_text(json.dumps(doc))
     ds = load_dataset(root)
-    rec = ds.split("train")[0]
+    rec = ds.split_records("train")[0]
     assert (rec.width, rec.height) == (40, 60)
     [p] = ds.problems.items
     assert p.kind == "size_mismatch" and "EXIF" in p.message
@@ -198,7 +198,7 @@ def test_roboflow_project_named_like_its_only_class(tmp_path: Path) -> None:
     }
     (root / "train" / "_annotations.coco.json").write_text(json.dumps(doc))
     ds = load_dataset(root, strict=True)
-    assert ds.classes == ["cells"] and ds.split("train")[0].class_ids.tolist() == [0]
+    assert ds.classes == ["cells"] and ds.split_records("train")[0].class_ids.tolist() == [0]
 
 
 def test_repeated_class_names_are_disambiguated_and_reported(tmp_path: Path) -> None:

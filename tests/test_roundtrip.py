@@ -14,8 +14,8 @@ from speedmap.data import FORMATS, SPLITS, Dataset, detect_format, load_dataset,
 def assert_same(a: Dataset, b: Dataset, crowd: bool = True) -> None:
     assert a.classes == b.classes
     for split in SPLITS:
-        ra = sorted(a.split(split), key=lambda r: r.path.stem)
-        rb = sorted(b.split(split), key=lambda r: r.path.stem)
+        ra = sorted(a.split_records(split), key=lambda r: r.path.stem)
+        rb = sorted(b.split_records(split), key=lambda r: r.path.stem)
         assert [r.path.stem for r in ra] == [r.path.stem for r in rb], split
         for x, y in zip(ra, rb, strict=True):
             assert (x.width, x.height) == (y.width, y.height)
@@ -40,7 +40,7 @@ def test_round_trip_every_pair(tmp_path: Path, sample: Dataset, fmt_a: str, fmt_
     assert b.format == fmt_b
     assert_same(a, b)
     # negatives survive every format
-    assert sum(r.num_boxes == 0 for _, r in b.records()) == sum(r.num_boxes == 0 for _, r in sample.records())
+    assert sum(r.num_boxes == 0 for _, r in b.all_records()) == sum(r.num_boxes == 0 for _, r in sample.all_records())
 
 
 @pytest.mark.parametrize("fmt", ["coco", "voc"])
@@ -83,4 +83,4 @@ def test_name_collisions_across_folders_get_unique_stems(tmp_path: Path) -> None
     for fmt in FORMATS:
         save_dataset(ds, tmp_path / fmt, fmt)
         back = load_dataset(tmp_path / fmt, strict=True)
-        assert sorted((r.width, r.num_boxes) for r in back.split("train")) == [(20, 1), (30, 0)]
+        assert sorted((r.width, r.num_boxes) for r in back.split_records("train")) == [(20, 1), (30, 0)]

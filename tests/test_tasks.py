@@ -28,7 +28,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path, task: str) -> None
     assert len(ann) == 3 and any(a[k] != c[k] for k in ann)
     ds = load_dataset(tmp_path / "a", strict=True)
     assert ds.classes == list(TASKS[task].classes)
-    assert [len(ds.split(s)) for s in ("train", "valid", "test")] == list(split_counts(10))
+    assert [len(ds.split_records(s)) for s in ("train", "valid", "test")] == list(split_counts(10))
 
 
 @pytest.mark.parametrize("fmt", ["yolo", "voc"])

@@ -173,6 +173,6 @@ def test_export_stores_the_best_confidence(model_store: Path, tiny_run: Path) ->
     assert meta.best_confidence == stored["confidence"]
     # the same number again from the engine's predictions on that split
     data = Path(json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"])
-    view = load_dataset(data).view(stored["split"])
+    view = load_dataset(data).split(stored["split"])
     again = best_confidence(predict_records(Model(meta), view), view)
     assert again.confidence == pytest.approx(stored["confidence"]) and again.f1 == pytest.approx(stored["f1"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from speedmap.data import load_dataset
-from speedmap.data.problems import CLIPPED_BOX, SKIPPED_BOX, SKIPPED_IMAGE, SKIPPED_SPLIT
+from speedmap.data.problems import Action
 from speedmap.data.verify import decode_all
 from speedmap.errors import DatasetError
 from tests.conftest import write_image
@@ -49,17 +49,17 @@ def test_yolo_problems_are_located_and_only_broken_items_skipped(broken_yolo: Pa
     ds = load_dataset(broken_yolo)
     labels = broken_yolo / "train" / "labels"
     [p] = by_kind(ds, "bad_fields")
-    assert (p.file, p.line, p.action) == (str(labels / "fields.txt"), 2, SKIPPED_IMAGE)
+    assert (p.file, p.line, p.action) == (str(labels / "fields.txt"), 2, Action.SKIPPED_IMAGE)
     [p] = by_kind(ds, "non_numeric")
     assert (p.file, p.line) == (str(labels / "nonnum.txt"), 1) and "'abc'" in p.message
     [p] = by_kind(ds, "class_out_of_range")
     assert (p.file, p.line) == (str(labels / "range.txt"), 3) and "0..1" in p.message
     [p] = by_kind(ds, "zero_area_box")
-    assert (p.file, p.line, p.action) == (str(labels / "zero.txt"), 1, SKIPPED_BOX)
+    assert (p.file, p.line, p.action) == (str(labels / "zero.txt"), 1, Action.SKIPPED_BOX)
     [p] = by_kind(ds, "inverted_box")
     assert p.file == str(labels / "inverted.txt")
     outside = by_kind(ds, "box_outside")
-    assert [(q.line, q.action) for q in outside] == [(1, CLIPPED_BOX), (2, SKIPPED_BOX)]
+    assert [(q.line, q.action) for q in outside] == [(1, Action.CLIPPED_BOX), (2, Action.SKIPPED_BOX)]
     [p] = by_kind(ds, "duplicate_box")
     assert (p.file, p.line) == (str(labels / "dup.txt"), 2)
     [p] = by_kind(ds, "corrupt_image")
@@ -67,7 +67,7 @@ def test_yolo_problems_are_located_and_only_broken_items_skipped(broken_yolo: Pa
     [p] = by_kind(ds, "missing_split")
     assert "valid/images" in p.message
 
-    kept = {r.path.stem: r for r in ds.split("train")}
+    kept = {r.path.stem: r for r in ds.split_records("train")}
     assert set(kept) == {"ok", "zero", "inverted", "outside", "dup", "float_noise", "negative"}
     assert kept["negative"].num_boxes == 0  # images without labels are valid negatives
     assert kept["zero"].class_ids.tolist() == [1]
@@ -113,7 +113,7 @@ def test_coco_problems(tmp_path: Path) -> None:
     assert kinds == ["bad_fields", "inverted_box", "missing_image", "non_numeric", "unknown_category", "unknown_image"]
     [p] = by_kind(ds, "unknown_category")
     assert "id 11" in p.message and "category_id 9" in p.message
-    [rec] = ds.split("train")  # images 0-3 had a broken annotation or no file
+    [rec] = ds.split_records("train")  # images 0-3 had a broken annotation or no file
     assert rec.path.name == "4.jpg" and rec.boxes.tolist() == [[2, 3, 6, 8]] and rec.class_ids.tolist() == [1]
 
 
@@ -129,8 +129,8 @@ def test_broken_json_is_reported_with_line(tmp_path: Path, text: str, needle: st
     (root / "valid" / "_annotations.coco.json").write_text(json.dumps(coco_doc([], images=1)))
     ds = load_dataset(root)  # the good split survives
     [p] = ds.problems.items
-    assert p.kind == "bad_annotation_file" and needle in p.message and p.action == SKIPPED_SPLIT
-    assert len(ds.split("valid")) == 1
+    assert p.kind == "bad_annotation_file" and needle in p.message and p.action == Action.SKIPPED_SPLIT
+    assert len(ds.split_records("valid")) == 1
     (root / "valid" / "_annotations.coco.json").write_text(text)
     with pytest.raises(DatasetError, match=needle):
         load_dataset(root)
@@ -161,7 +161,7 @@ def test_voc_problems(tmp_path: Path) -> None:
     assert kinds == ["bad_annotation_file", "inverted_box", "missing_image", "non_numeric"]
     [p] = by_kind(ds, "bad_annotation_file")
     assert p.line == 1 and "trunc.xml" in p.file
-    assert sorted(r.path.stem for r in ds.split("train")) == ["good", "inv"]
+    assert sorted(r.path.stem for r in ds.split_records("train")) == ["good", "inv"]
 
 
 def test_decode_check_finds_truncated_image_data(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_decode_check_finds_truncated_image_data(tmp_path: Path) -> None:
     big.write_bytes(big.read_bytes()[:1500])
     (root / "data.yaml").write_text("train: train/images\nnames: [a]\n")
     ds = load_dataset(root)
-    assert len(ds.split("train")) == 2  # headers are fine
+    assert len(ds.split_records("train")) == 2  # headers are fine
     assert decode_all(ds) == 1
-    assert [r.path.stem for r in ds.split("train")] == ["ok"]
+    assert [r.path.stem for r in ds.split_records("train")] == ["ok"]
     assert by_kind(ds, "corrupt_image")[0].file.endswith("cut.jpg")

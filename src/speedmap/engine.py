@@ -31,13 +31,13 @@ class Prepared:
     decoded RGB image itself (``None`` once dropped: a server keeps it only to draw on it)."""
 
     square: np.ndarray
-    box: Letterbox
-    size: tuple[int, int]
+    letterbox: Letterbox
+    image_wh: tuple[int, int]
     image: np.ndarray | None
 
     def without_image(self) -> Prepared:
         """The same, holding only the network's input (a 1 MP image is 3 MB; the square at 256 px 0.2 MB)."""
-        return Prepared(self.square, self.box, self.size, None)
+        return Prepared(self.square, self.letterbox, self.image_wh, None)
 
 
 class Model:
@@ -143,7 +143,9 @@ class Model:
         det = postprocess(
             pred, conf=conf, iou=iou, max_det=max_det, classes=self._class_ids(classes), agnostic=agnostic
         )
-        return Detections(prepared.box.to_original(det.xyxy), det.confidence, det.class_id, self.names, prepared.size)
+        return Detections(
+            prepared.letterbox.to_original(det.xyxy), det.confidence, det.class_id, self.names, prepared.image_wh
+        )
 
     def predict(
         self,

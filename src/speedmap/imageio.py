@@ -40,6 +40,8 @@ from PIL import (
     WebPImagePlugin,
 )
 
+from speedmap.errors import SpeedmapError
+
 # EXIF orientations 5-8 rotate by 90 or 270 degrees: width and height swap.
 _SWAPS_AXES = {5, 6, 7, 8}
 _ORIENTATION_TAG = 0x0112
@@ -70,7 +72,7 @@ _NAMES = {"WEBP": "WebP", "PPM": "PFM"}
 _CHUNK_PIXELS = 1 << 18
 
 
-class ImageReadError(ValueError):
+class ImageReadError(SpeedmapError):
     """An image file is missing, unreadable, corrupt, too large or in an unsupported format."""
 
 

@@ -20,14 +20,14 @@ class Letterbox:
 
     scale: float
     pad: tuple[int, int]
-    shape: tuple[int, int]  # original (height, width)
+    image_hw: tuple[int, int]  # the original image's (height, width)
 
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
         """Boxes from network input pixels to original image pixels, clipped to the image."""
         out = xyxy.astype(np.float32, copy=True)
         out[:, [0, 2]] = (out[:, [0, 2]] - self.pad[0]) / self.scale
         out[:, [1, 3]] = (out[:, [1, 3]] - self.pad[1]) / self.scale
-        h, w = self.shape
+        h, w = self.image_hw
         # (np.clip(..., out=out[:, [0, 2]]) would write into a copy: fancy indexing does not give a view)
         out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w)
         out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h)

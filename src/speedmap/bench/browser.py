@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchReport
-from speedmap.errors import SpeedmapError
+from speedmap.errors import MissingExtra, SpeedmapError
 from speedmap.modelstore import resolve
 from speedmap.web import vendor_manifest
 
@@ -93,7 +93,7 @@ def chromium() -> Iterator[Any]:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError as exc:
-        raise BrowserError(f"the browser benchmark needs selenium: pip install 'speedmap[browser]' ({exc})") from None
+        raise MissingExtra("the browser benchmark", "browser", exc) from None
     profile = tempfile.mkdtemp(prefix="speedmap-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -252,9 +252,8 @@ def run_browser_benchmark(
     rec = Recorder()
     for i, ms in enumerate(res["timings_ms"]):
         rec.record(ms / 1e3)
-        if hasattr(rec, "phase"):  # per-stage breakdown, where the recorder keeps phases
-            for key, name in PHASES.items():
-                rec.phase(name, res["stages_ms"][key][i] / 1e3)
+        for key, name in PHASES.items():  # the per-stage breakdown
+            rec.phase(name, res["stages_ms"][key][i] / 1e3)
     duration_s = res["duration_ms"] / 1e3
     width = max(0.25, min(1.0, duration / 5))
     rates = _window_rates([t / 1e3 for t in res["completions_ms"]], duration_s, width)

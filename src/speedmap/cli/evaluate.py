@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from speedmap.cli.common import clean_errors, err, out, progress_bar
-from speedmap.eval import SUMMARY_KEYS, FileEvaluation, Metrics, evaluate_files
+from speedmap.eval import SUMMARY_KEYS, Evaluation, Metrics, evaluate_files
 from speedmap.eval.confusion import ConfusionMatrix
 
 LABELS = {
@@ -100,13 +100,13 @@ def eval_command(
 
 def _evaluate_model(
     model_ref: str, data: Path, split: str, models_dir: Path | None, providers: str | None, quiet: bool
-) -> FileEvaluation:
+) -> Evaluation:
     from speedmap.data import load_dataset
     from speedmap.engine import Model
-    from speedmap.eval.model import evaluate_model_detailed
+    from speedmap.eval.model import evaluate_model
 
     model = Model.load(model_ref, providers=providers, models_dir=models_dir)
-    view = load_dataset(data).view(split)
+    view = load_dataset(data).split(split)
     err.print(
         f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
         f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",
@@ -121,4 +121,4 @@ def _evaluate_model(
             done += n
             update(done, len(view.records))
 
-        return evaluate_model_detailed(model, view, advance=advance)
+        return evaluate_model(model, view, advance=advance)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from speedmap.cli.common import clean_errors, err, out
-from speedmap.errors import SpeedmapError
+from speedmap.errors import MissingExtra, SpeedmapError
 
 
 @clean_errors
@@ -48,8 +48,7 @@ def export_command(
     try:
         from speedmap.export import export_model
     except ImportError as exc:
-        err.print(f"[bold red]error:[/] export needs the training extra (torch): pip install 'speedmap[train]' ({exc})")
-        raise typer.Exit(2) from None
+        raise MissingExtra("export", "train", exc) from None
     meta = export_model(
         source,
         out_dir,

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from speedmap.cli.common import clean_errors, err, progress_bar
-from speedmap.errors import SpeedmapError
+from speedmap.errors import MissingExtra, SpeedmapError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -53,7 +53,7 @@ def _frames(path: Path) -> Iterator[tuple[int, object, float]]:
     try:
         import cv2
     except ImportError as exc:
-        raise SpeedmapError("reading video needs OpenCV: pip install opencv-python-headless") from exc
+        raise MissingExtra("reading video (OpenCV)", "train", exc) from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SpeedmapError(f"{path}: not a readable video")

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from speedmap.cli.common import clean_errors, err
+from speedmap.errors import MissingExtra
 
 
 @clean_errors
@@ -127,8 +128,7 @@ def serve_command(
         try:
             from speedmap.serve.ray_app import run
         except ImportError as exc:
-            err.print(f"[bold red]error:[/] --ray needs Ray Serve: pip install 'speedmap[ray]' ({exc})")
-            raise typer.Exit(2) from None
+            raise MissingExtra("--ray (Ray Serve)", "ray", exc) from None
         run(cfg, replicas, host, port)
         return
     if workers > 1:

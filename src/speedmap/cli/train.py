@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from speedmap.cli.common import clean_errors, err
+from speedmap.errors import MissingExtra
 
 PATIENCE_HELP = "Stop after this many epochs without a gain in validation mAP50-95 (0: never); --epochs is the maximum."
 
@@ -85,8 +86,7 @@ def train_command(
         from speedmap.models import SIZES
         from speedmap.train.trainer import TrainConfig, train
     except ImportError as exc:
-        err.print(f"[bold red]error:[/] training needs PyTorch: pip install 'speedmap[train]' ({escape(str(exc))})")
-        raise typer.Exit(2) from None
+        raise MissingExtra("training", "train", exc) from None
     if size not in SIZES:
         err.print(f"[bold red]error:[/] unknown size {size!r}; choose one of {', '.join(SIZES)}")
         raise typer.Exit(2)

@@ -18,12 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from speedmap.data.dataset import ImageRecord
-from speedmap.data.problems import (
-    CLIPPED_BOX,
-    SKIPPED_BOX,
-    SKIPPED_IMAGE,
-    ProblemLog,
-)
+from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.imageio import ImageReadError, image_size
 
 # Coordinates within this many pixels outside the image are float noise, clipped silently.
@@ -41,7 +36,7 @@ def unique_class_names(names: list[str], source: object, log: ProblemLog) -> lis
         while new in out:
             new, n = f"{name}#{n}", n + 1
         if new != name:
-            log.add("class_list", source, f"class {k} repeats the name {name!r}; called {new!r} here", "kept")
+            log.add(Kind.CLASS_LIST, source, f"class {k} repeats the name {name!r}; called {new!r} here", Action.KEPT)
         out.append(new)
     return out
 
@@ -63,19 +58,19 @@ def probe_images(
             w, h = image_size(path)
         except ImageReadError as exc:
             if not path.exists():
-                log.add("missing_image", where, f"image file not found: {path}", SKIPPED_IMAGE)
+                log.add(Kind.MISSING_IMAGE, where, f"image file not found: {path}", Action.SKIPPED_IMAGE)
             else:
-                log.add("corrupt_image", path, str(exc), SKIPPED_IMAGE)
+                log.add(Kind.CORRUPT_IMAGE, path, str(exc), Action.SKIPPED_IMAGE)
             continue
         sizes[i] = (w, h)
         claim = stated[i] if stated is not None else None
         if claim is not None and tuple(claim) != (w, h):
             hint = " (the file is EXIF-rotated; boxes are taken as given)" if tuple(claim) == (h, w) else ""
             log.add(
-                "size_mismatch",
+                Kind.SIZE_MISMATCH,
                 where,
                 f"{path.name}: annotation says {claim[0]}x{claim[1]}, file is {w}x{h}{hint}",
-                "file size used",
+                Action.USED_FILE_SIZE,
             )
     return sizes
 
@@ -108,7 +103,7 @@ def build_records(
     keep = keep_image[image_index]
     x1, y1, x2, y2 = boxes.T
 
-    def report(mask: np.ndarray, kind: str, action: str, describe: Callable[[int], str]) -> None:
+    def report(mask: np.ndarray, kind: Kind, action: Action, describe: Callable[[int], str]) -> None:
         for k in np.flatnonzero(mask):
             file, line = locate(int(k))
             log.add(kind, file, describe(int(k)), action, line)
@@ -117,10 +112,10 @@ def build_records(
         return "[" + ", ".join(f"{v:.2f}" for v in boxes[k]) + "]"
 
     inverted = keep & ((x2 < x1) | (y2 < y1))
-    report(inverted, "inverted_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has max < min")
+    report(inverted, Kind.INVERTED_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has max < min")
     keep &= ~inverted
     zero = keep & ((x2 == x1) | (y2 == y1))
-    report(zero, "zero_area_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has zero area")
+    report(zero, Kind.ZERO_AREA_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has zero area")
     keep &= ~zero
 
     w = sizes[image_index, 0].astype(np.float64)
@@ -140,8 +135,8 @@ def build_records(
         o = ", ".join(f"{v:.2f}" for v in original[k])
         return f"box xyxy [{o}] crosses the {int(w[k])}x{int(h[k])} image"
 
-    report(clipped, "box_outside", CLIPPED_BOX, outside_msg)
-    report(nothing_left, "box_outside", SKIPPED_BOX, lambda k: outside_msg(k) + ", nothing inside")
+    report(clipped, Kind.BOX_OUTSIDE, Action.CLIPPED_BOX, outside_msg)
+    report(nothing_left, Kind.BOX_OUTSIDE, Action.SKIPPED_BOX, lambda k: outside_msg(k) + ", nothing inside")
     keep &= ~nothing_left
 
     # Duplicates: same image, class and corners (rounded); keep the first occurrence.
@@ -154,7 +149,7 @@ def build_records(
         dup[first] = False
         dup_mask = np.zeros(len(keep), dtype=bool)
         dup_mask[idx[dup]] = True
-        report(dup_mask, "duplicate_box", SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} repeats an earlier box")
+        report(dup_mask, Kind.DUPLICATE_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} repeats an earlier box")
         keep &= ~dup_mask
 
     sel = np.flatnonzero(keep)

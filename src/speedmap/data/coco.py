@@ -12,7 +12,7 @@ import numpy as np
 
 from speedmap.data.build import build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
-from speedmap.data.problems import SKIPPED_ANNOTATION, SKIPPED_IMAGE, SKIPPED_SPLIT, ProblemLog
+from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
 from speedmap.errors import DatasetError
 from speedmap.jsonfile import JsonFileError, read_json
@@ -72,7 +72,7 @@ def load_json(path: Path, log: ProblemLog) -> Any | None:
     try:
         return read_json(path)
     except JsonFileError as exc:
-        log.add("bad_annotation_file", path, str(exc), SKIPPED_SPLIT, exc.line)
+        log.add(Kind.BAD_ANNOTATION_FILE, path, str(exc), Action.SKIPPED_SPLIT, exc.line)
         return None
 
 
@@ -133,11 +133,16 @@ def real_categories(docs: list[tuple[Path, dict[str, Any]]]) -> tuple[list[int],
 def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[ImageRecord]:
     images = p.data.get("images")
     if not isinstance(images, list):
-        log.add("bad_annotation_file", p.path, "no 'images' list", SKIPPED_SPLIT)
+        log.add(Kind.BAD_ANNOTATION_FILE, p.path, "no 'images' list", Action.SKIPPED_SPLIT)
         return []
     anns = p.data.get("annotations", [])
     if not isinstance(anns, list):
-        log.add("bad_annotation_file", p.path, f"'annotations' must be a list, got {short_repr(anns)}", SKIPPED_SPLIT)
+        log.add(
+            Kind.BAD_ANNOTATION_FILE,
+            p.path,
+            f"'annotations' must be a list, got {short_repr(anns)}",
+            Action.SKIPPED_SPLIT,
+        )
         return []
     id_to_idx: dict[Any, int] = {}
     paths: list[Path] = []
@@ -147,10 +152,12 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
     for k, im in enumerate(images):
         if not isinstance(im, dict) or _key(im.get("id")) is None or not isinstance(im.get("file_name"), str):
             msg = f"images[{k}] needs an 'id' and a 'file_name', got {short_repr(im)}"
-            log.add("bad_annotation_file", p.path, msg, SKIPPED_IMAGE)
+            log.add(Kind.BAD_ANNOTATION_FILE, p.path, msg, Action.SKIPPED_IMAGE)
             continue
         if im["id"] in id_to_idx:
-            log.add("bad_annotation_file", p.path, f"images[{k}]: image id {im['id']} repeated", SKIPPED_IMAGE)
+            log.add(
+                Kind.BAD_ANNOTATION_FILE, p.path, f"images[{k}]: image id {im['id']} repeated", Action.SKIPPED_IMAGE
+            )
             continue
         id_to_idx[im["id"]] = len(paths)
         paths.append(folder / str(im["file_name"]))
@@ -167,26 +174,31 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
         ann = anns[k]
         label = f"annotations[{k}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
         if not isinstance(ann, dict):
-            log.add("bad_annotation_file", p.path, f"{label} is not an object", SKIPPED_ANNOTATION)
+            log.add(Kind.BAD_ANNOTATION_FILE, p.path, f"{label} is not an object", Action.SKIPPED_ANNOTATION)
             return None
         i = id_to_idx.get(_key(ann.get("image_id")))
         if i is None:
             msg = f"{label}: image_id {ann.get('image_id')!r} not in images"
-            log.add("unknown_image", p.path, msg, SKIPPED_ANNOTATION)
+            log.add(Kind.UNKNOWN_IMAGE, p.path, msg, Action.SKIPPED_ANNOTATION)
             return None
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            log.add("bad_fields", p.path, f"{label}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}", SKIPPED_IMAGE)
+            log.add(
+                Kind.BAD_FIELDS,
+                p.path,
+                f"{label}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}",
+                Action.SKIPPED_IMAGE,
+            )
             skip[i] = True
             return None
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in bbox):
-            log.add("non_numeric", p.path, f"{label}: bbox {bbox!r} has a non-numeric value", SKIPPED_IMAGE)
+            log.add(Kind.NON_NUMERIC, p.path, f"{label}: bbox {bbox!r} has a non-numeric value", Action.SKIPPED_IMAGE)
             skip[i] = True
             return None
         c = cat_index.get(_key(ann.get("category_id")))  # type: ignore[arg-type]
         if c is None:
             msg = f"{label}: category_id {ann.get('category_id')!r} is not a known category"
-            log.add("unknown_category", p.path, msg, SKIPPED_IMAGE)
+            log.add(Kind.UNKNOWN_CATEGORY, p.path, msg, Action.SKIPPED_IMAGE)
             skip[i] = True
             return None
         return i, bbox, c, bool(ann.get("iscrowd", 0))
@@ -251,11 +263,14 @@ def read_coco(path: Path) -> Dataset:
             continue
         if not isinstance(data, dict):
             log.add(
-                "bad_annotation_file", f, "top level must be an object with 'images' and 'annotations'", SKIPPED_SPLIT
+                Kind.BAD_ANNOTATION_FILE,
+                f,
+                "top level must be an object with 'images' and 'annotations'",
+                Action.SKIPPED_SPLIT,
             )
             continue
         if any(q.split == split for q in parsed):
-            log.add("bad_annotation_file", f, f"a second annotation file for split {split!r}", SKIPPED_SPLIT)
+            log.add(Kind.BAD_ANNOTATION_FILE, f, f"a second annotation file for split {split!r}", Action.SKIPPED_SPLIT)
             continue
         parsed.append(_Parsed(split, f, data))
     if not parsed:
@@ -301,7 +316,7 @@ def write_coco(ds: Dataset, dst: Path, transfer: Transfer = "copy") -> list[str]
     """Roboflow's layout: ``dst/{split}/_annotations.coco.json`` beside the split's images."""
     dst = prepare_output(dst)
     for split in SPLITS:
-        records = ds.split(split)
+        records = ds.split_records(split)
         if split not in ds.splits:
             continue
         folder = dst / split

@@ -77,16 +77,18 @@ class Dataset:
         if unknown:
             raise ValueError(f"unknown split name(s) {sorted(unknown)}; expected {SPLITS}")
 
-    def split(self, name: str) -> list[ImageRecord]:
+    def split_records(self, name: str) -> list[ImageRecord]:
+        """The records of split ``name`` (empty when the dataset has no such split)."""
         return self.splits.get(name, [])
 
-    def view(self, name: str) -> DatasetSplit:
+    def split(self, name: str) -> DatasetSplit:
         """The split ``name`` with the class names (empty when the dataset has no such split)."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
-        return DatasetSplit(name, list(self.classes), self.split(name))
+        return DatasetSplit(name, list(self.classes), self.split_records(name))
 
-    def records(self) -> Iterator[tuple[str, ImageRecord]]:
+    def all_records(self) -> Iterator[tuple[str, ImageRecord]]:
+        """``(split name, record)`` for every image, splits in ``SPLITS`` order."""
         for name in SPLITS:
             for rec in self.splits.get(name, []):
                 yield name, rec
@@ -98,7 +100,7 @@ class Dataset:
     def fingerprint(self) -> str:
         """A short hash of classes, image names, sizes and boxes: the dataset's identity in run records."""
         h = hashlib.sha256(json.dumps(self.classes).encode())
-        for split, rec in self.records():
+        for split, rec in self.all_records():
             h.update(f"{split}|{rec.path.name}|{rec.width}|{rec.height}|".encode())
             h.update(np.round(rec.boxes, 3).tobytes())
             h.update(rec.class_ids.tobytes())

@@ -4,41 +4,70 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-# kind -> human description (the summary prints these).
-KINDS: dict[str, str] = {
-    "bad_annotation_file": "annotation file empty, truncated or malformed",
-    "missing_image": "image file missing",
-    "corrupt_image": "image unreadable or corrupt",
-    "size_mismatch": "annotated image size differs from the file",
-    "bad_fields": "label line with the wrong number of fields",
-    "non_numeric": "label value not a number",
-    "class_out_of_range": "class id out of range",
-    "unknown_category": "annotation with an unknown category",
-    "unknown_image": "annotation for an image id that is not listed",
-    "zero_area_box": "zero-area box",
-    "inverted_box": "inverted box (max < min)",
-    "box_outside": "box outside the image",
-    "duplicate_box": "duplicate box",
-    "missing_split": "split listed but not found",
-    "class_list": "class list inconsistent",
+
+class Kind(StrEnum):
+    """What is wrong; the value is the stable name in ``problems.json``, :attr:`text` the summary's words."""
+
+    BAD_ANNOTATION_FILE = "bad_annotation_file"
+    MISSING_IMAGE = "missing_image"
+    CORRUPT_IMAGE = "corrupt_image"
+    SIZE_MISMATCH = "size_mismatch"
+    BAD_FIELDS = "bad_fields"
+    NON_NUMERIC = "non_numeric"
+    CLASS_OUT_OF_RANGE = "class_out_of_range"
+    UNKNOWN_CATEGORY = "unknown_category"
+    UNKNOWN_IMAGE = "unknown_image"
+    ZERO_AREA_BOX = "zero_area_box"
+    INVERTED_BOX = "inverted_box"
+    BOX_OUTSIDE = "box_outside"
+    DUPLICATE_BOX = "duplicate_box"
+    MISSING_SPLIT = "missing_split"
+    CLASS_LIST = "class_list"
+
+    @property
+    def text(self) -> str:
+        return _KIND_TEXT[self]
+
+
+_KIND_TEXT = {
+    Kind.BAD_ANNOTATION_FILE: "annotation file empty, truncated or malformed",
+    Kind.MISSING_IMAGE: "image file missing",
+    Kind.CORRUPT_IMAGE: "image unreadable or corrupt",
+    Kind.SIZE_MISMATCH: "annotated image size differs from the file",
+    Kind.BAD_FIELDS: "label line with the wrong number of fields",
+    Kind.NON_NUMERIC: "label value not a number",
+    Kind.CLASS_OUT_OF_RANGE: "class id out of range",
+    Kind.UNKNOWN_CATEGORY: "annotation with an unknown category",
+    Kind.UNKNOWN_IMAGE: "annotation for an image id that is not listed",
+    Kind.ZERO_AREA_BOX: "zero-area box",
+    Kind.INVERTED_BOX: "inverted box (max < min)",
+    Kind.BOX_OUTSIDE: "box outside the image",
+    Kind.DUPLICATE_BOX: "duplicate box",
+    Kind.MISSING_SPLIT: "split listed but not found",
+    Kind.CLASS_LIST: "class list inconsistent",
 }
 
-# What was done about a problem.
-SKIPPED_IMAGE = "image skipped"
-SKIPPED_BOX = "box skipped"
-CLIPPED_BOX = "box clipped to the image"
-SKIPPED_SPLIT = "split skipped"
-SKIPPED_ANNOTATION = "annotation skipped"
-KEPT = "kept"
+
+class Action(StrEnum):
+    """What was done about a problem."""
+
+    SKIPPED_IMAGE = "image skipped"
+    SKIPPED_BOX = "box skipped"
+    CLIPPED_BOX = "box clipped to the image"
+    SKIPPED_SPLIT = "split skipped"
+    SKIPPED_ANNOTATION = "annotation skipped"
+    USED_FILE_SIZE = "file size used"
+    KEPT = "kept"
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    kind: str
+    kind: Kind
     file: str
     message: str
-    action: str
+    action: Action
     line: int | None = None
 
     def __str__(self) -> str:
@@ -52,10 +81,8 @@ class ProblemLog:
 
     items: list[Problem] = field(default_factory=list)
 
-    def add(self, kind: str, file: object, message: str, action: str, line: int | None = None) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown problem kind {kind!r}")
-        self.items.append(Problem(kind, str(file), message, action, line))
+    def add(self, kind: Kind, file: object, message: str, action: Action, line: int | None = None) -> None:
+        self.items.append(Problem(Kind(kind), str(file), message, Action(action), line))
 
     def extend(self, other: ProblemLog) -> None:
         self.items.extend(other.items)
@@ -66,18 +93,18 @@ class ProblemLog:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def counts(self) -> Counter[tuple[str, str]]:
+    def counts(self) -> Counter[tuple[Kind, Action]]:
         """Counts by ``(kind, action)``."""
         return Counter((p.kind, p.action) for p in self.items)
 
     def summary_lines(self) -> list[str]:
         return [
-            f"{n:>7}  {KINDS[kind]} ({action})"
+            f"{n:>7}  {kind.text} ({action})"
             for (kind, action), n in sorted(self.counts().items(), key=lambda kv: (-kv[1], kv[0]))
         ]
 
     def to_json(self) -> list[dict[str, object]]:
         return [
-            {"kind": p.kind, "file": p.file, "line": p.line, "message": p.message, "action": p.action}
+            {"kind": p.kind.value, "file": p.file, "line": p.line, "message": p.message, "action": p.action.value}
             for p in self.items
         ]

@@ -36,5 +36,5 @@ def dataset_info(ds: Dataset) -> dict[str, Any]:
     return {
         "format": ds.format,
         "classes": list(ds.classes),
-        "splits": {s: split_stats(ds.split(s), ds.classes) for s in SPLITS},
+        "splits": {s: split_stats(ds.split_records(s), ds.classes) for s in SPLITS},
     }

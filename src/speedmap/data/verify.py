@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from speedmap.data.dataset import SPLITS, Dataset
-from speedmap.data.problems import SKIPPED_IMAGE
+from speedmap.data.problems import Action, Kind
 from speedmap.imageio import ImageReadError, read_image
 
 
@@ -14,12 +14,12 @@ def decode_all(ds: Dataset, progress: Callable[[int, int], None] | None = None) 
     total, done, bad = ds.num_images, 0, 0
     for split in SPLITS:
         kept = []
-        for rec in ds.split(split):
+        for rec in ds.split_records(split):
             try:
                 read_image(rec.path)
                 kept.append(rec)
             except ImageReadError as exc:
-                ds.problems.add("corrupt_image", rec.path, str(exc), SKIPPED_IMAGE)
+                ds.problems.add(Kind.CORRUPT_IMAGE, rec.path, str(exc), Action.SKIPPED_IMAGE)
                 bad += 1
             done += 1
             if progress is not None:

@@ -16,7 +16,7 @@ import numpy as np
 from speedmap.data.build import build_records, probe_images
 from speedmap.data.coco import SPLIT_ALIASES
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
-from speedmap.data.problems import SKIPPED_IMAGE, ProblemLog
+from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
 from speedmap.data.yolo import IMAGE_SUFFIXES
 from speedmap.errors import DatasetError
@@ -66,10 +66,10 @@ class _Objects:
             tree = ET.parse(xml)
         except ET.ParseError as exc:
             line = exc.position[0] if exc.position else None
-            log.add("bad_annotation_file", xml, f"malformed or truncated XML: {exc}", SKIPPED_IMAGE, line)
+            log.add(Kind.BAD_ANNOTATION_FILE, xml, f"malformed or truncated XML: {exc}", Action.SKIPPED_IMAGE, line)
             return None
         except OSError as exc:
-            log.add("bad_annotation_file", xml, f"cannot read: {exc}", SKIPPED_IMAGE)
+            log.add(Kind.BAD_ANNOTATION_FILE, xml, f"cannot read: {exc}", Action.SKIPPED_IMAGE)
             return None
         root = tree.getroot()
         filename = root.findtext("filename")
@@ -86,17 +86,25 @@ class _Objects:
             bnd = obj.find("bndbox")
             coords = [bnd.findtext(t) if bnd is not None else None for t in ("xmin", "ymin", "xmax", "ymax")]
             if not name or any(c is None for c in coords):
-                log.add("bad_fields", xml, f"object #{k} needs <name> and <bndbox> xmin/ymin/xmax/ymax", SKIPPED_IMAGE)
+                log.add(
+                    Kind.BAD_FIELDS,
+                    xml,
+                    f"object #{k} needs <name> and <bndbox> xmin/ymin/xmax/ymax",
+                    Action.SKIPPED_IMAGE,
+                )
                 return None
             try:
                 box = [float(c) for c in coords]  # type: ignore[arg-type]
             except ValueError:
                 log.add(
-                    "non_numeric", xml, f"object #{k} ({name}): bndbox {coords} has a non-numeric value", SKIPPED_IMAGE
+                    Kind.NON_NUMERIC,
+                    xml,
+                    f"object #{k} ({name}): bndbox {coords} has a non-numeric value",
+                    Action.SKIPPED_IMAGE,
                 )
                 return None
             if not all(np.isfinite(box)):
-                log.add("non_numeric", xml, f"object #{k} ({name}): non-finite coordinate", SKIPPED_IMAGE)
+                log.add(Kind.NON_NUMERIC, xml, f"object #{k} ({name}): non-finite coordinate", Action.SKIPPED_IMAGE)
                 return None
             difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
             objects.append((name, box, difficult))
@@ -145,10 +153,10 @@ def read_voc(path: Path) -> Dataset:
         for xml, folder in items:
             if not xml.is_file():
                 log.add(
-                    "bad_annotation_file",
+                    Kind.BAD_ANNOTATION_FILE,
                     xml,
                     f"annotation file listed in the image set is missing: {xml}",
-                    SKIPPED_IMAGE,
+                    Action.SKIPPED_IMAGE,
                 )
                 continue
             out.append((xml, folder, _Objects.parse(xml, log)))
@@ -182,7 +190,12 @@ def _read_split(
         rows = []
         for k, (name, box, difficult) in enumerate(p[2], 1):
             if name not in index:
-                log.add("unknown_category", xml, f"object #{k}: class {name!r} is not in the class list", SKIPPED_IMAGE)
+                log.add(
+                    Kind.UNKNOWN_CATEGORY,
+                    xml,
+                    f"object #{k}: class {name!r} is not in the class list",
+                    Action.SKIPPED_IMAGE,
+                )
                 skip[i] = True
                 break
             rows.append((i, box, index[name], difficult, (f"{xml} object #{k}", None)))
@@ -233,7 +246,7 @@ def write_voc(ds: Dataset, dst: Path, transfer: Transfer = "copy") -> list[str]:
     for split in SPLITS:
         if split not in ds.splits:
             continue
-        records = ds.split(split)
+        records = ds.split_records(split)
         names = unique_names(records, taken)
         for rec, name in zip(records, names, strict=True):
             place_image(rec.path, dst / "JPEGImages" / name, transfer)

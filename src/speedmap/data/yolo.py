@@ -11,7 +11,7 @@ import yaml
 
 from speedmap.data.build import build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
-from speedmap.data.problems import SKIPPED_IMAGE, ProblemLog
+from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.data.writing import Transfer, place_image, prepare_output, unique_names
 from speedmap.errors import DatasetError
 
@@ -73,7 +73,7 @@ def _names(data: dict[str, Any], path: Path, log: ProblemLog) -> list[str]:
     else:
         raise DatasetError(f"{path}: 'names' must be a list or a mapping of class names")
     if nc is not None and nc != len(out):
-        log.add("class_list", path, f"nc is {nc} but {len(out)} names are given; using the names", "kept")
+        log.add(Kind.CLASS_LIST, path, f"nc is {nc} but {len(out)} names are given; using the names", Action.KEPT)
     return unique_class_names(out, path, log)
 
 
@@ -104,7 +104,10 @@ def _split_images(root: Path, entries: Any, yaml_path: Path, split: str, log: Pr
             images.append(where)
         else:
             log.add(
-                "missing_split", yaml_path, f"{split}: path {entry!r} not found (looked at {where})", "split skipped"
+                Kind.MISSING_SPLIT,
+                yaml_path,
+                f"{split}: path {entry!r} not found (looked at {where})",
+                Action.SKIPPED_SPLIT,
             )
             return None
     return images
@@ -128,7 +131,7 @@ def _parse_labels(
     except FileNotFoundError:
         return [], []
     except (OSError, UnicodeDecodeError) as exc:
-        log.add("bad_annotation_file", path, f"cannot read label file: {exc}", SKIPPED_IMAGE)
+        log.add(Kind.BAD_ANNOTATION_FILE, path, f"cannot read label file: {exc}", Action.SKIPPED_IMAGE)
         return None
     rows, lines = [], []
     for n, line in enumerate(text.splitlines(), 1):
@@ -137,10 +140,10 @@ def _parse_labels(
             continue
         if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
             log.add(
-                "bad_fields",
+                Kind.BAD_FIELDS,
                 path,
                 f"expected 5 fields 'class cx cy w h' (or a polygon), got {len(fields)}: {line.strip()!r}",
-                SKIPPED_IMAGE,
+                Action.SKIPPED_IMAGE,
                 n,
             )
             return None
@@ -148,14 +151,14 @@ def _parse_labels(
             values = [float(v) for v in fields]
         except ValueError:
             bad = next(v for v in fields if not _is_float(v))
-            log.add("non_numeric", path, f"value {bad!r} is not a number", SKIPPED_IMAGE, n)
+            log.add(Kind.NON_NUMERIC, path, f"value {bad!r} is not a number", Action.SKIPPED_IMAGE, n)
             return None
         if not all(np.isfinite(values)):
-            log.add("non_numeric", path, f"non-finite value in {line.strip()!r}", SKIPPED_IMAGE, n)
+            log.add(Kind.NON_NUMERIC, path, f"non-finite value in {line.strip()!r}", Action.SKIPPED_IMAGE, n)
             return None
         c = values[0]
         if c != int(c) or not 0 <= c < nc:
-            log.add("class_out_of_range", path, f"class id {fields[0]} not in 0..{nc - 1}", SKIPPED_IMAGE, n)
+            log.add(Kind.CLASS_OUT_OF_RANGE, path, f"class id {fields[0]} not in 0..{nc - 1}", Action.SKIPPED_IMAGE, n)
             return None
         if len(values) == 5:
             _, cx, cy, w, h = values
@@ -241,7 +244,7 @@ def write_yolo(ds: Dataset, dst: Path, transfer: Transfer = "copy") -> list[str]
     for split in SPLITS:
         if split not in ds.splits:
             continue
-        records = ds.split(split)
+        records = ds.split_records(split)
         (dst / split / "images").mkdir(parents=True)
         (dst / split / "labels").mkdir(parents=True)
         for rec, name in zip(records, unique_names(records), strict=True):

@@ -2,18 +2,18 @@
 confidence intervals of mAP."""
 
 from speedmap.eval.bootstrap import Interval, PairedBootstrap, paired_bootstrap, replicate_metrics
-from speedmap.eval.cocoeval import EvalError, FileEvaluation, evaluate, evaluate_files
+from speedmap.eval.cocoeval import EvalError, Evaluation, evaluate_files, evaluate_predictions
 from speedmap.eval.metrics import SUMMARY_KEYS, Metrics
 
 __all__ = [
     "SUMMARY_KEYS",
     "EvalError",
-    "FileEvaluation",
+    "Evaluation",
     "Interval",
     "Metrics",
     "PairedBootstrap",
-    "evaluate",
     "evaluate_files",
+    "evaluate_predictions",
     "paired_bootstrap",
     "replicate_metrics",
 ]

@@ -1,6 +1,6 @@
 """COCO bbox evaluation through faster-coco-eval, whose numbers equal pycocotools' (tests prove it).
 
-Two entry points build the same COCO objects: :func:`evaluate` from a dataset split and
+Two entry points build the same COCO objects: :func:`evaluate_predictions` from a dataset split and
 :class:`~speedmap.detections.Detections`, :func:`evaluate_files` from a GT annotation file and a
 results file.
 """
@@ -81,13 +81,8 @@ def _with_result_fields(dets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return dets
 
 
-def evaluate(split: DatasetSplit, predictions: Sequence[Detections]) -> Metrics:
+def evaluate_predictions(split: DatasetSplit, predictions: Sequence[Detections]) -> Evaluation:
     """COCO metrics of ``predictions`` (one :class:`Detections` per record, same order) on ``split``."""
-    return evaluate_split(split, predictions).metrics
-
-
-def evaluate_split(split: DatasetSplit, predictions: Sequence[Detections]) -> FileEvaluation:
-    """:func:`evaluate` keeping the COCO documents (for the confusion matrix)."""
     if len(predictions) != len(split.records):
         raise EvalError(f"{len(predictions)} predictions for {len(split.records)} images: one per image is needed")
     nc = len(split.classes)
@@ -119,7 +114,7 @@ def evaluate_split(split: DatasetSplit, predictions: Sequence[Detections]) -> Fi
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(split.classes)]
     gt_doc = {"images": images, "annotations": anns, "categories": cats}
     ids = [k + 1 for k in range(nc)]
-    return FileEvaluation(_run(gt_doc, _with_result_fields(dets), ids, list(split.classes)), gt_doc, dets, ids)
+    return Evaluation(_run(gt_doc, _with_result_fields(dets), ids, list(split.classes)), gt_doc, dets, ids)
 
 
 def _load(path: Path, what: str) -> Any:
@@ -182,7 +177,7 @@ def check_predictions(preds: Any, path: Path, image_ids: set[Any], cat_ids: set[
 
 
 @dataclass
-class FileEvaluation:
+class Evaluation:
     """:func:`evaluate_files`' result: the metrics and what they were computed from."""
 
     metrics: Metrics
@@ -195,7 +190,7 @@ class FileEvaluation:
         return confusion_matrix(pairs, self.metrics.classes, conf, iou)
 
 
-def evaluate_files(gt_path: str | Path, pred_path: str | Path) -> FileEvaluation:
+def evaluate_files(gt_path: str | Path, pred_path: str | Path) -> Evaluation:
     """Evaluate a COCO results file against a COCO annotation file."""
     gt_path, pred_path = Path(gt_path), Path(pred_path)
     gt_doc = check_gt(_load(gt_path, "ground truth"), gt_path)
@@ -213,4 +208,4 @@ def evaluate_files(gt_path: str | Path, pred_path: str | Path) -> FileEvaluation
     for k, ann in enumerate(gt_doc["annotations"], 1):
         ann["id"] = k
     metrics = _run(gt_doc, _with_result_fields(preds), ids, names)
-    return FileEvaluation(metrics, gt_doc, preds, ids)
+    return Evaluation(metrics, gt_doc, preds, ids)

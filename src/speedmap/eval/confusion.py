@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from speedmap.boxes import box_intersection, box_iou, xywh_to_xyxy
-from speedmap.data.dataset import DatasetSplit
-from speedmap.detections import Detections
 
 
 @dataclass
@@ -70,11 +68,6 @@ def confusion_matrix(
             fp &= ~inside
         np.add.at(m, (nc, dt_cls[fp]), 1)
     return ConfusionMatrix(list(classes), conf, iou, m)
-
-
-def pairs_from_split(split: DatasetSplit, predictions: Sequence[Detections]) -> Iterator[tuple[ImageTruth, ImagePred]]:
-    for rec, det in zip(split.records, predictions, strict=True):
-        yield (rec.boxes, rec.class_ids, rec.iscrowd), (det.xyxy.astype(np.float64), det.confidence, det.class_id)
 
 
 def pairs_from_coco(

@@ -4,18 +4,19 @@ code path that serves predictions, so the mAP reported is the mAP served."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speedmap.data.dataset import DatasetSplit
 from speedmap.detections import Detections
-from speedmap.eval.cocoeval import EvalError, FileEvaluation, evaluate_split
-from speedmap.eval.metrics import Metrics
+from speedmap.eval.cocoeval import EvalError, Evaluation, evaluate_predictions
+from speedmap.imageio import ImageReadError
 from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
 
 if TYPE_CHECKING:
-    from speedmap.engine import Model
+    from speedmap.engine import Model, Prepared
 
 
 def class_mapping(model_names: tuple[str, ...], data_classes: list[str]) -> np.ndarray:
@@ -30,6 +31,13 @@ def class_mapping(model_names: tuple[str, ...], data_classes: list[str]) -> np.n
     return mapping
 
 
+def _prepare(model: Model, path: Path, split: str) -> Prepared:
+    try:
+        return model.prepare(path)
+    except ImageReadError as exc:  # name the image: a local file, never a server's message
+        raise ImageReadError(f"image {path.name} of the {split} split: {exc}") from None
+
+
 def predict_records(
     model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
 ) -> list[Detections]:
@@ -39,7 +47,7 @@ def predict_records(
     out: list[Detections] = []
     for i in range(0, len(split.records), batch):
         recs = split.records[i : i + batch]
-        prepared = [model.prepare(r.path) for r in recs]
+        prepared = [_prepare(model, r.path, split.name) for r in recs]
         for pred, pr in zip(model.forward([p.square for p in prepared]), prepared, strict=True):
             det = model.finish(pred, pr, conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET)
             ids = mapping[det.class_id]
@@ -53,15 +61,8 @@ def predict_records(
 
 def evaluate_model(
     model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
-) -> Metrics:
-    """COCO metrics of ``model`` on ``split`` through the engine."""
-    return evaluate_model_detailed(model, split, batch, advance).metrics
-
-
-def evaluate_model_detailed(
-    model: Model, split: DatasetSplit, batch: int = 8, advance: Callable[[int], None] | None = None
-) -> FileEvaluation:
-    """:func:`evaluate_model` keeping the COCO documents (for the confusion matrix)."""
+) -> Evaluation:
+    """COCO metrics of ``model`` on ``split`` through the engine, with the COCO documents."""
     if not split.records:
         raise EvalError(f"the dataset has no images in its {split.name!r} split")
-    return evaluate_split(split, predict_records(model, split, batch, advance))
+    return evaluate_predictions(split, predict_records(model, split, batch, advance))

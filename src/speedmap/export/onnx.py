@@ -170,12 +170,16 @@ def export_model(
         "speedmap": __version__,
         "torch": torch.__version__,
     }
-    _write_json(out / META_FILE, doc)
+    write_json_atomic(out / META_FILE, doc)
     meta = read_meta(out)
     data = _training_data(record, ckpt_path)
     if evaluate and data is not None:
-        doc["metrics"] = _test_metrics(meta, data, log)
-        _write_json(out / META_FILE, doc)
+        try:
+            doc["metrics"] = _test_metrics(meta, data, log)
+        except SpeedmapError as exc:  # the exported model stays; only its test score is missing
+            log(f"warning: the model is exported, but scoring it on the dataset failed: {exc}")
+            return meta
+        write_json_atomic(out / META_FILE, doc)
         meta = read_meta(out)
     return meta
 
@@ -200,23 +204,23 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
     the confidence threshold of best F1 there, from the same predictions (the model runs once)."""
     from speedmap.data import load_dataset
     from speedmap.engine import Model
-    from speedmap.eval.cocoeval import evaluate
+    from speedmap.eval.cocoeval import evaluate_predictions
     from speedmap.eval.model import predict_records
     from speedmap.eval.threshold import best_confidence
 
     ds = load_dataset(data)
-    split = "test" if ds.split("test") else "valid" if ds.split("valid") else None
+    split = "test" if ds.split_records("test") else "valid" if ds.split_records("valid") else None
     if split is None:
         return None
-    view = ds.view(split)
+    view = ds.split(split)
     predictions = predict_records(Model(meta), view)
-    m = evaluate(view, predictions)  # what evaluate_model does, keeping the predictions
+    m = evaluate_predictions(view, predictions).metrics  # what evaluate_model does, keeping the predictions
     best = best_confidence(predictions, view, iou=0.5)
     log(f"{split} split through the exported model: mAP50 {m.map50:.3f}  mAP50-95 {m.map:.3f}")
     log(f"best confidence {best.confidence:.2f} (F1 {best.f1:.2f} on the {split} split)")
     return {
         "split": split,
-        "images": len(ds.split(split)),
+        "images": len(ds.split_records(split)),
         "map50": m.map50,
         "map": m.map,
         "dataset_fingerprint": ds.fingerprint(),
@@ -229,7 +233,3 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
             "iou": 0.5,
         },
     }
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    write_json_atomic(path, doc)

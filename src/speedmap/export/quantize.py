@@ -34,7 +34,7 @@ def calibration_paths(data: str | Path, n: int) -> list[Path]:
     from speedmap.data import load_dataset
 
     ds = load_dataset(data)
-    recs = ds.split("train") or [r for _, r in ds.records()]
+    recs = ds.split_records("train") or [r for _, r in ds.all_records()]
     if not recs:
         raise SpeedmapError(f"{data} has no images to calibrate int8 quantization on")
     idx = np.linspace(0, len(recs) - 1, min(n, len(recs))).round().astype(int)

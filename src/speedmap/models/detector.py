@@ -95,7 +95,7 @@ def count_params(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, imgsz: int) -> int:
     """Floating-point operations (2 x multiply-adds) of one forward pass at ``imgsz`` x ``imgsz``,
-    counted over convolutions and linear layers with forward hooks."""
+    counted over the convolutions (the family has no linear layers) with forward hooks."""
     total = 0
 
     def conv_hook(m: nn.Conv2d, _: tuple, out: torch.Tensor) -> None:

@@ -229,19 +229,19 @@ class Study:
         from speedmap.data.io import load_dataset
         from speedmap.engine import Model
         from speedmap.eval.bootstrap import paired_bootstrap
-        from speedmap.eval.model import evaluate_model_detailed
+        from speedmap.eval.model import evaluate_model
 
         ds = load_dataset(data)
-        split = "test" if ds.split("test") else "valid"
+        split = "test" if ds.split_records("test") else "valid"
         self.ui.stage(
             f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
             f"bootstrap resamples{why}"
         )
         ev = {
-            s: evaluate_model_detailed(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.view(split))
+            s: evaluate_model(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.split(split))
             for s in export_keys
         }
-        out: dict[str, Any] = {"split": split, "images": len(ds.split(split)), "sizes": {}}
+        out: dict[str, Any] = {"split": split, "images": len(ds.split_records(split)), "sizes": {}}
         for s, e in ev.items():
             out["sizes"][s] = {"map": e.metrics.map, "map50": e.metrics.map50}
         if "fast" in ev and "accurate" in ev:
@@ -424,7 +424,7 @@ class Study:
             results.destinations = dests
             for name, path in self.datasets():
                 ds = load_dataset(path)
-                test = [r.path for r in ds.split("test")] or [r.path for r in ds.split("valid")]
+                test = [r.path for r in ds.split_records("test")] or [r.path for r in ds.split_records("valid")]
                 if not test:
                     raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")
                 task = TaskResult(str(path), list(ds.classes), ds.fingerprint())

@@ -97,11 +97,11 @@ class ValData:
     def __init__(self, split: DatasetSplit, imgsz: int) -> None:
         self.split, self.imgsz = split, imgsz
         self.images: list[np.ndarray] = []
-        self.boxes: list[Letterbox] = []
+        self.letterboxes: list[Letterbox] = []
         for rec in split.records:
             sq, lb = letterbox(read_image(rec.path), imgsz)
             self.images.append(sq)
-            self.boxes.append(lb)
+            self.letterboxes.append(lb)
 
     def __len__(self) -> int:
         return len(self.images)

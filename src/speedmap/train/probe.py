@@ -55,7 +55,7 @@ class ProbeResult:
 
 
 def _batches(data: str | Path, imgsz: int, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
-    split = load_dataset(data).view("train")
+    split = load_dataset(data).split("train")
     if len(split) == 0:
         raise TrainError(f"{data}: no usable training images")
     td = TrainData(split, imgsz, seed)

@@ -29,7 +29,7 @@ from speedmap.data import Dataset, load_dataset
 from speedmap.data.tasks.make import TASK_FILE
 from speedmap.detections import Detections
 from speedmap.errors import SpeedmapError
-from speedmap.eval import Metrics, evaluate
+from speedmap.eval import Metrics, evaluate_predictions
 from speedmap.models import Detector, count_flops, count_params, create_model
 from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
 from speedmap.preprocess import to_input
@@ -200,7 +200,7 @@ def predict_split(
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         pred = model(x).float().cpu().numpy()
-        for p, lb in zip(pred, val.boxes[i : i + batch], strict=True):
+        for p, lb in zip(pred, val.letterboxes[i : i + batch], strict=True):
             det = postprocess(p, conf=conf, iou=iou, max_det=max_det)
             det.xyxy = lb.to_original(det.xyxy)
             out.append(det)
@@ -208,13 +208,13 @@ def predict_split(
 
 
 def validate(model: nn.Module, val: ValData, device: torch.device) -> Metrics:
-    return evaluate(val.split, predict_split(model, val, device))
+    return evaluate_predictions(val.split, predict_split(model, val, device)).metrics
 
 
 def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test") -> Metrics:
     """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
     ckpt = load_checkpoint(path)
-    view = load_dataset(data).view(split)
+    view = load_dataset(data).split(split)
     return validate(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
@@ -297,10 +297,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str
         log(f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):")
         for line in ds.problems.summary_lines():
             log(line)
-    train_split = ds.view("train")
+    train_split = ds.split("train")
     if len(train_split) == 0:
         raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
-    val_split = next((ds.view(s) for s in ("valid", "test") if ds.split(s)), None)
+    val_split = next((ds.split(s) for s in ("valid", "test") if ds.split_records(s)), None)
     if main and val_split is not None and val_split.name == "test":
         log("no valid split: validating on the test split (its mAP then also picks best.pt)")
     imgsz = _resolve_imgsz(cfg, ds)
@@ -539,7 +539,7 @@ def _record(
     device: torch.device,
 ) -> dict[str, Any]:
     best = next((h for h in history if h["epoch"] == best_epoch + 1), history[-1])
-    n_train = len(ds.split("train"))
+    n_train = len(ds.split_records("train"))
     total = float(sum(epoch_seconds))
     converged, conv = convergence(history, cfg.patience, cfg.epochs)
     t95 = time_to_fraction(history)
@@ -569,7 +569,7 @@ def _record(
             "fingerprint": ds.fingerprint(),
             "classes": ds.classes,
             "train_images": n_train,
-            "valid_images": len(ds.split("valid")),
+            "valid_images": len(ds.split_records("valid")),
         },
         "device": str(device),
         "processes": world,
