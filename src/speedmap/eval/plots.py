@@ -8,7 +8,7 @@ import numpy as np
 
 from speedmap.eval.confusion import ConfusionMatrix
 from speedmap.eval.metrics import RECALL_POINTS, Metrics
-from speedmap.plotting import pyplot
+from speedmap.plotting import pyplot, save
 
 
 def plot_pr_curves(metrics: Metrics, path: str | Path) -> Path:
@@ -36,11 +36,7 @@ def plot_pr_curves(metrics: Metrics, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("precision")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(path))
 
 
 def plot_confusion(cm: ConfusionMatrix, path: str | Path) -> Path:
@@ -70,8 +66,4 @@ def plot_confusion(cm: ConfusionMatrix, path: str | Path) -> Path:
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (confidence >= {cm.conf:g}, IoU >= {cm.iou:g})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(path))

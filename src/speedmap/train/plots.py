@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from speedmap.plotting import pyplot, save
+
 
 def plot_training(history: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Loss components (left) and validation mAP50/mAP50-95 (right) per epoch."""
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("box_loss", "box (CIoU)"), ("cls_loss", "class (BCE)"), ("dfl_loss", "box (DFL)")):
@@ -26,7 +25,4 @@ def plot_training(history: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)
