@@ -54,6 +54,12 @@ class StudyConfig:
     min_map: float | None = None
 
     def check(self) -> None:
+        """Raise a SpeedmapError naming the first option that is out of range, in the order below."""
+        self._check_names()
+        self._check_schedule()
+        self._check_constraints()
+
+    def _check_names(self) -> None:
         for s in self.sizes:
             if s not in SIZES:
                 raise SpeedmapError(f"unknown size {s!r}: {', '.join(SIZES)}")
@@ -64,6 +70,8 @@ class StudyConfig:
             for t in self.tasks:
                 if t not in TASKS:
                     raise SpeedmapError(f"unknown task {t!r}; built-in tasks: {', '.join(TASKS)}")
+
+    def _check_schedule(self) -> None:
         if self.imgsz % 32 or not 64 <= self.imgsz <= 2048:
             raise SpeedmapError(f"--imgsz must be a multiple of 32 between 64 and 2048, got {self.imgsz}")
         if self.epochs < 1 or self.batch < 1 or self.images < 3:
@@ -73,6 +81,8 @@ class StudyConfig:
                 "--patience must be at least 0, --bench-repeats at least 1, and the bootstrap needs "
                 "at least 100 resamples"
             )
+
+    def _check_constraints(self) -> None:
         if self.min_fps is not None and self.max_latency_ms is not None:
             raise SpeedmapError("give one of --min-fps and --max-latency-ms")
         if self.min_map is not None and not 0 < self.min_map <= 1:

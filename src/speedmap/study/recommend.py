@@ -14,6 +14,8 @@ from speedmap.study.results import (
     Evidence,
     Recommendation,
     Rule,
+    SizeResult,
+    SpeedRatio,
     Spread,
     StudyResults,
     TaskResult,
@@ -83,31 +85,57 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
     """How sure a verdict on ``task`` for ``dest`` can be, in flags and in the words the report prints."""
     pair = task.pair()
     assert pair is not None
-    lines = []
     conv = {s: e.train.converged for s, e in zip(SIZES, pair, strict=True)}
     runs = {s: e.train.epochs_run for s, e in zip(SIZES, pair, strict=True)}
+    lines = [_training_line(pair)]
+    acc, accuracy_line = _accuracy_evidence(task.accuracy_delta)
+    lines.append(accuracy_line)
+    unstable = _unstable_runs(pair, dest)
+    ratio = task.speed_ratio.get(dest)
+    certain = ratio is not None and ratio.latency.certain
+    valid = not unstable
+    if ratio is not None:
+        lines.append(_speed_line(ratio, dest, unstable))
+    contended = {s: e.train.other_cpu_share or 0.0 for s, e in zip(SIZES, pair, strict=True) if e.train.contended}
+    lines.append(_contention_line(contended))
+    if not all(conv.values()):
+        strength = "weak"
+    elif valid and certain and acc != "no interval" and not contended:
+        strength = "strong"
+    else:
+        strength = "moderate"
+    return Evidence(conv, runs, acc, valid, certain, unstable, contended, strength, lines)
+
+
+def _training_line(pair: tuple[SizeResult, SizeResult]) -> str:
+    """Whether each size converged, and the trainer's reason."""
     parts = []
     for s, e in zip(SIZES, pair, strict=True):
         why = e.train.convergence.get("reason") or ""
         state = "converged" if e.train.converged else f"had **not converged** after {e.train.epochs_run} epochs"
         parts.append(f"{s.capitalize()} {state}" + (f" ({why})" if why else ""))
-    lines.append("Training: " + "; ".join(parts) + ".")
-    d = task.accuracy_delta
+    return "Training: " + "; ".join(parts) + "."
+
+
+def _accuracy_evidence(d: AccuracyDelta | None) -> tuple[str, str]:
+    """The accuracy verdict (``no interval``, ``detectable`` or ``not detectable``) and its line."""
     if d is None or d.map_ci95 is None:
-        acc = "no interval"
-        lines.append("Accuracy: no confidence interval (bootstrap not run).")
-    else:
-        acc = "detectable" if d.detectable else "not detectable"
-        tail = (
-            "a real difference"
-            if d.detectable
-            else "**no detectable difference**"
-            + (f"; about {d.images_needed} test images would be needed to tell" if d.images_needed else "")
-        )
-        lines.append(
-            f"Accuracy: Accurate minus Fast = {_pct(d.map)} mAP50-95 points{_ci(d.map_ci95)} "
-            f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}."
-        )
+        return "no interval", "Accuracy: no confidence interval (bootstrap not run)."
+    acc = "detectable" if d.detectable else "not detectable"
+    tail = (
+        "a real difference"
+        if d.detectable
+        else "**no detectable difference**"
+        + (f"; about {d.images_needed} test images would be needed to tell" if d.images_needed else "")
+    )
+    return acc, (
+        f"Accuracy: Accurate minus Fast = {_pct(d.map)} mAP50-95 points{_ci(d.map_ci95)} "
+        f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}."
+    )
+
+
+def _unstable_runs(pair: tuple[SizeResult, SizeResult], dest: str) -> list[str]:
+    """The speed runs on ``dest`` that stayed UNSTABLE, as "<size> <load>"."""
     unstable = []
     for s, e in zip(SIZES, pair, strict=True):
         sp = e.speed.get(dest)
@@ -116,40 +144,34 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
         for label, run in (("one at a time", sp.single), ("many in flight", sp.loaded)):
             if run is not None and not run.valid:
                 unstable.append(f"{s} {label}")
-    ratio = task.speed_ratio.get(dest)
-    certain = ratio is not None and ratio.latency.certain
-    valid = not unstable
-    if ratio is not None:
-        lat = ratio.latency
-        order = (
-            "Fast is faster"
-            if lat.min > 1
-            else "Accurate is faster"
-            if lat.max < 1
-            else "**the speed ranking is uncertain**"
-        )
-        how = f"{ratio.repeats} interleaved repeats" if ratio.interleaved else f"{ratio.repeats} alternating runs"
-        lines.append(
-            f"Speed on {dest}: {'VALID' if valid else '**UNSTABLE** (' + ', '.join(unstable) + ')'}; "
-            f"Accurate/Fast p50 latency {lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f} over {how}): "
-            f"{order}."
-        )
-    contended = {s: e.train.other_cpu_share or 0.0 for s, e in zip(SIZES, pair, strict=True) if e.train.contended}
-    if contended:
-        who = ", ".join(f"{s.capitalize()}'s {100 * v:.0f}%" for s, v in contended.items())
-        lines.append(
-            f"Training time: **contended** (other processes took {who} of the CPU): whole-run times are not "
-            "comparable; the interleaved probe's ratio is used."
-        )
-    else:
-        lines.append("Training time: not contended (other processes took under 20% of the CPU).")
-    if not all(conv.values()):
-        strength = "weak"
-    elif valid and certain and acc != "no interval" and not contended:
-        strength = "strong"
-    else:
-        strength = "moderate"
-    return Evidence(conv, runs, acc, valid, certain, unstable, contended, strength, lines)
+    return unstable
+
+
+def _speed_line(ratio: SpeedRatio, dest: str, unstable: list[str]) -> str:
+    lat = ratio.latency
+    order = (
+        "Fast is faster"
+        if lat.min > 1
+        else "Accurate is faster"
+        if lat.max < 1
+        else "**the speed ranking is uncertain**"
+    )
+    how = f"{ratio.repeats} interleaved repeats" if ratio.interleaved else f"{ratio.repeats} alternating runs"
+    return (
+        f"Speed on {dest}: {'VALID' if not unstable else '**UNSTABLE** (' + ', '.join(unstable) + ')'}; "
+        f"Accurate/Fast p50 latency {lat.median:.2f}x ({lat.min:.2f}-{lat.max:.2f} over {how}): "
+        f"{order}."
+    )
+
+
+def _contention_line(contended: dict[str, float]) -> str:
+    if not contended:
+        return "Training time: not contended (other processes took under 20% of the CPU)."
+    who = ", ".join(f"{s.capitalize()}'s {100 * v:.0f}%" for s, v in contended.items())
+    return (
+        f"Training time: **contended** (other processes took {who} of the CPU): whole-run times are not "
+        "comparable; the interleaved probe's ratio is used."
+    )
 
 
 def task_numbers(task: TaskResult, dest: str) -> Numbers | None:
@@ -232,10 +254,6 @@ def choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
 
 
 def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
-    ok_speed = {s: _meets_speed(getattr(n, f"{s}_fps"), getattr(n, f"{s}_p50_ms"), cfg) for s in SIZES}
-    ok_map = {s: cfg.min_map is None or getattr(n, f"{s}_map50") >= cfg.min_map for s in SIZES}
-    ok = [s for s in SIZES if ok_speed[s] and ok_map[s]]
-    want = constraint_text(cfg)
     speed = (
         f"Fast answers in {n.fast_p50_ms:.1f} ms ({n.fast_fps:.0f} FPS) on {dest}, Accurate in "
         f"{n.accurate_p50_ms:.1f} ms ({n.accurate_fps:.0f} FPS): "
@@ -256,6 +274,23 @@ def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
                 f"choosing a size; until then Fast is the cheaper one to iterate with. {speed}."
             ],
         )
+    constrained = _constrained_choice(name, n, dest, cfg, speed, acc)
+    if constrained is not None:
+        return constrained
+    if not n.real_gain:
+        train = f"; Accurate also takes {n.train_ratio:.1f}x Fast's time per training step" if n.train_ratio else ""
+        why = _no_gain_reason(n, acc)
+        return Choice(name, dest, "fast", [f"{why}, so Accurate's cost buys nothing. {speed}{train}."])
+    return Choice(name, dest, "accurate", _accurate_reasons(n, dest, constraint_text(cfg), speed, acc))
+
+
+def _constrained_choice(name: str, n: Numbers, dest: str, cfg: StudyConfig, speed: str, acc: str) -> Choice | None:
+    """The choice the constraints force when at most one size meets them; ``None`` when both do (or none
+    were given), so the accuracy gain decides."""
+    ok_speed = {s: _meets_speed(getattr(n, f"{s}_fps"), getattr(n, f"{s}_p50_ms"), cfg) for s in SIZES}
+    ok_map = {s: cfg.min_map is None or getattr(n, f"{s}_map50") >= cfg.min_map for s in SIZES}
+    ok = [s for s in SIZES if ok_speed[s] and ok_map[s]]
+    want = constraint_text(cfg)
     if not ok:
         if not any(ok_speed.values()):
             return Choice(
@@ -282,19 +317,24 @@ def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
         return Choice(name, dest, "fast", [f"Only Fast meets {want} (Accurate fails {why}). {speed}. {acc}."])
     if ok == ["accurate"]:
         return Choice(name, dest, "accurate", [f"Only Accurate meets {want}: {acc}. {speed}."])
-    train = f"; Accurate also takes {n.train_ratio:.1f}x Fast's time per training step" if n.train_ratio else ""
-    if not n.real_gain:
-        d = n.delta
-        if d is not None and d.map_ci95 is not None and d.detectable:  # detectable, and Fast is the better one
-            why = f"Fast is measurably more accurate here ({acc})"
-        elif d is not None and d.map_ci95 is not None:
-            need = f"; about {d.images_needed} would be needed to tell" if d.images_needed else ""
-            why = f"There is no detectable mAP50-95 difference on {d.images} test images ({acc}){need}"
-        elif n.saturated:
-            why = f"The task is saturated and Accurate gains under one mAP50-95 point ({acc})"
-        else:
-            why = f"Accurate gains under one mAP50-95 point here ({acc})"
-        return Choice(name, dest, "fast", [f"{why}, so Accurate's cost buys nothing. {speed}{train}."])
+    return None
+
+
+def _no_gain_reason(n: Numbers, acc: str) -> str:
+    """Why Accurate's extra cost buys nothing, when it has no real mAP50-95 gain."""
+    d = n.delta
+    if d is not None and d.map_ci95 is not None and d.detectable:  # detectable, and Fast is the better one
+        return f"Fast is measurably more accurate here ({acc})"
+    if d is not None and d.map_ci95 is not None:
+        need = f"; about {d.images_needed} would be needed to tell" if d.images_needed else ""
+        return f"There is no detectable mAP50-95 difference on {d.images} test images ({acc}){need}"
+    if n.saturated:
+        return f"The task is saturated and Accurate gains under one mAP50-95 point ({acc})"
+    return f"Accurate gains under one mAP50-95 point here ({acc})"
+
+
+def _accurate_reasons(n: Numbers, dest: str, want: str, speed: str, acc: str) -> list[str]:
+    """Why Accurate, when it has a real gain, and when Fast would still do (tight boxes or real time)."""
     if n.saturated:
         head = "Both sizes saturate mAP50, yet Accurate's boxes fit tighter"
     elif saturated(n.accurate_map50):
@@ -312,87 +352,101 @@ def _choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
             f"If you need real time ({REALTIME_FPS:g} FPS) on {dest}, deploy Fast instead: only Fast "
             "reaches that frame rate here (rerun with --min-fps to decide by it)."
         )
-    return Choice(name, dest, "accurate", reasons)
+    return reasons
 
 
 def general_rules(numbers: dict[str, Numbers], dest: str, whole_runs: dict[str, float] | None = None) -> list[Rule]:
     """The reference study's rules of thumb, each supported, not supported, or not decidable (``None``)
     by this study's evidence. Under-trained pairs never count for or against an accuracy rule."""
-    rules = []
-    ratios = {k: n.train_ratio for k, n in numbers.items() if n.train_ratio is not None}
-    if ratios:
-        lo, hi = min(ratios.values()), max(ratios.values())
-        runs = ""
-        if whole_runs:
-            wlo, whi = f"{min(whole_runs.values()):.1f}", f"{max(whole_runs.values()):.1f}"
-            runs = f"; whole runs, which also differ in epochs run: {wlo if wlo == whi else wlo + '-' + whi}x"
-        span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
-        rules.append(
-            Rule(
-                "Prototype with Fast: it trains faster.",
-                lo >= TRAINS_FASTER,
-                f"Accurate takes {span}x Fast's time per optimizer step (interleaved probe: "
-                f"same data and batch, one thread, CPU time){runs}.",
-            )
-        )
     converged = {k: n for k, n in numbers.items() if not n.evidence.under_trained}
     left_out = [k for k in numbers if k not in converged]
     out_note = f" Left out as under-trained: {', '.join(left_out)}." if left_out else ""
+    rules = [
+        _training_rule(numbers, whole_runs),
+        _saturated_rule(numbers, converged, out_note),
+        _headroom_rule(numbers, converged, out_note),
+        _realtime_rule(numbers, dest),
+    ]
+    return [r for r in rules if r is not None]
+
+
+def _training_rule(numbers: dict[str, Numbers], whole_runs: dict[str, float] | None) -> Rule | None:
+    """The rule "Prototype with Fast", from the training-speed ratios; ``None`` when no task has one."""
+    ratios = {k: n.train_ratio for k, n in numbers.items() if n.train_ratio is not None}
+    if not ratios:
+        return None
+    lo, hi = min(ratios.values()), max(ratios.values())
+    runs = ""
+    if whole_runs:
+        wlo, whi = f"{min(whole_runs.values()):.1f}", f"{max(whole_runs.values()):.1f}"
+        runs = f"; whole runs, which also differ in epochs run: {wlo if wlo == whi else wlo + '-' + whi}x"
+    span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
+    return Rule(
+        "Prototype with Fast: it trains faster.",
+        lo >= TRAINS_FASTER,
+        f"Accurate takes {span}x Fast's time per optimizer step (interleaved probe: "
+        f"same data and batch, one thread, CPU time){runs}.",
+    )
+
+
+def _saturated_rule(numbers: dict[str, Numbers], converged: dict[str, Numbers], out_note: str) -> Rule | None:
+    """The rule "saturated tasks gain little", decided by the converged saturated tasks; ``None`` when no
+    task is saturated."""
+    if not any(n.saturated for n in numbers.values()):
+        return None
     sat = {k: n for k, n in converged.items() if n.saturated}
-    sat_all = {k: n for k, n in numbers.items() if n.saturated}
-    if sat_all:
-        gains = ", ".join(f"{k} {_pct(n.gain_map50)} (mAP50-95 {_pct(n.gain_map)})" for k, n in sat.items()) or "none"
-        rules.append(
-            Rule(
-                "Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
-                all(n.gain_map50 < LITTLE_GAIN_MAP50 for n in sat.values()) if sat else None,
-                f"mAP50 points gained by Accurate on converged saturated tasks: {gains}." + out_note,
-            )
-        )
+    gains = ", ".join(f"{k} {_pct(n.gain_map50)} (mAP50-95 {_pct(n.gain_map)})" for k, n in sat.items()) or "none"
+    return Rule(
+        "Saturated tasks (Fast already above 95% mAP50) gain little from Accurate.",
+        all(n.gain_map50 < LITTLE_GAIN_MAP50 for n in sat.values()) if sat else None,
+        f"mAP50 points gained by Accurate on converged saturated tasks: {gains}." + out_note,
+    )
+
+
+def _headroom_rule(numbers: dict[str, Numbers], converged: dict[str, Numbers], out_note: str) -> Rule | None:
+    """The rule "Accurate gains mAP where there is headroom", decided by the converged unsaturated tasks;
+    ``None`` when every task is saturated."""
+    if all(n.saturated for n in numbers.values()):
+        return None
     open_ = {k: n for k, n in converged.items() if not n.saturated}
-    open_all = {k: n for k, n in numbers.items() if not n.saturated}
-    if open_all:
-        won = sum(n.real_gain for n in open_.values())
-        gains = ", ".join(f"{k} {_pct(n.gain_map)}{_ci(n.delta.map_ci95) if n.delta else ''}" for k, n in open_.items())
-        text = (
-            f"mAP50-95 points gained by Accurate where Fast is below 95% mAP50: {gains} (a real gain on {won} of "
-            f"{len(open_)})."
-            if open_
-            else "no converged task with headroom."
+    won = sum(n.real_gain for n in open_.values())
+    gains = ", ".join(f"{k} {_pct(n.gain_map)}{_ci(n.delta.map_ci95) if n.delta else ''}" for k, n in open_.items())
+    text = (
+        f"mAP50-95 points gained by Accurate where Fast is below 95% mAP50: {gains} (a real gain on {won} of "
+        f"{len(open_)})."
+        if open_
+        else "no converged task with headroom."
+    )
+    return Rule(
+        "Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget allows its latency).",
+        all(n.real_gain for n in open_.values()) if open_ else None,
+        text + out_note,
+    )
+
+
+def _realtime_rule(numbers: dict[str, Numbers], dest: str) -> Rule | None:
+    """The rule "real time needs Fast", undecided where doubtful speed evidence could move a size across
+    the threshold; ``None`` without tasks."""
+    if not numbers:
+        return None
+    rt = [k for k, n in numbers.items() if n.fast_fps >= REALTIME_FPS > n.accurate_fps]
+    both = [k for k, n in numbers.items() if n.accurate_fps >= REALTIME_FPS]
+    fps = ", ".join(f"{k} {n.fast_fps:.0f} vs {n.accurate_fps:.0f}" for k, n in numbers.items())
+    # doubtful speed evidence only matters where it could move a size across the threshold
+    near = {
+        k
+        for k, n in numbers.items()
+        if any(
+            REALTIME_FPS / NEAR_THRESHOLD <= f <= REALTIME_FPS * NEAR_THRESHOLD for f in (n.fast_fps, n.accurate_fps)
         )
-        rules.append(
-            Rule(
-                "Where the task has accuracy headroom, Accurate gains mAP (worth it when the budget allows "
-                "its latency).",
-                all(n.real_gain for n in open_.values()) if open_ else None,
-                text + out_note,
-            )
-        )
-    if numbers:
-        rt = [k for k, n in numbers.items() if n.fast_fps >= REALTIME_FPS > n.accurate_fps]
-        both = [k for k, n in numbers.items() if n.accurate_fps >= REALTIME_FPS]
-        fps = ", ".join(f"{k} {n.fast_fps:.0f} vs {n.accurate_fps:.0f}" for k, n in numbers.items())
-        # doubtful speed evidence only matters where it could move a size across the threshold
-        near = {
-            k
-            for k, n in numbers.items()
-            if any(
-                REALTIME_FPS / NEAR_THRESHOLD <= f <= REALTIME_FPS * NEAR_THRESHOLD
-                for f in (n.fast_fps, n.accurate_fps)
-            )
-        }
-        shaky = [
-            k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid or not n.latency_ratio.certain)
-        ]
-        note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
-        rules.append(
-            Rule(
-                f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
-                None if shaky else bool(rt) and not both,
-                f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}",
-            )
-        )
-    return rules
+    }
+    shaky = [k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid or not n.latency_ratio.certain)]
+    note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
+    return Rule(
+        f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
+        None if shaky else bool(rt) and not both,
+        f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}",
+    )
 
 
 def recommend(results: StudyResults) -> Recommendation:

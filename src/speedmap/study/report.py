@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from speedmap.plotting import pyplot, save
-from speedmap.study.config import SATURATED_MAP50
+from speedmap.study.config import SATURATED_MAP50, StudyConfig
 from speedmap.study.recommend import SIZES
 from speedmap.study.results import Choice, Interval, Rule, StudyResults, TaskResult
 
@@ -365,7 +365,20 @@ def _rule_line(r: Rule) -> str:
 
 
 def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
-    rec, cfg, prov = results.recommendation, results.config, results.provenance
+    """The whole document, section by section."""
+    return [
+        *_title_blocks(results),
+        *_recommendation_blocks(results),
+        *_sureness_blocks(results),
+        *_accuracy_blocks(results, plots),
+        *_speed_blocks(results),
+        *_training_blocks(results),
+        *_plot_blocks(plots),
+        *_provenance_blocks(results),
+    ]
+
+
+def _title_blocks(results: StudyResults) -> list[Block]:
     b = [Block("h1", "speedmap study: Fast or Accurate?")]
     if not results.complete:
         b.append(
@@ -375,51 +388,67 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
                 "to continue; finished steps are reused.",
             )
         )
-    b.append(Block("h2", "Recommendation"))
-    if rec is not None and rec.destination:
-        dest = rec.destination
-        want = [
-            f"{k.replace('_', ' ')} {v:g}"
-            for k, v in (("min_fps", cfg.min_fps), ("max_latency_ms", cfg.max_latency_ms), ("min_map", cfg.min_map))
-            if v
-        ]
+    return b
+
+
+def _recommendation_blocks(results: StudyResults) -> list[Block]:
+    rec = results.recommendation
+    b = [Block("h2", "Recommendation")]
+    if rec is None or not rec.destination:
+        b.append(Block("p", "The recommendation is written when the study completes."))
+        return b
+    dest = rec.destination
+    b.append(Block("p", _deployment_line(dest, results.config)))
+    b.append(Block("list", [_choice_line(c) for c in rec.choices]))
+    others = {d: v for d, v in rec.per_destination.items() if d != dest}
+    if others:
         b.append(
             Block(
-                "p",
-                f"For deployment on the **{DEST_NAMES.get(dest, dest)}**"
-                + (
-                    f" with {', '.join(want)}"
-                    if want
-                    else " (no constraints given: --min-fps, --max-latency-ms, --min-map)"
-                )
-                + ":",
+                "list",
+                [
+                    f"On the {DEST_NAMES.get(d, d)}: " + ", ".join(f"{t} → {s.capitalize()}" for t, s in v.items())
+                    for d, v in others.items()
+                ],
             )
         )
-        b.append(Block("list", [_choice_line(c) for c in rec.choices]))
-        others = {d: v for d, v in rec.per_destination.items() if d != dest}
-        if others:
-            b.append(
-                Block(
-                    "list",
-                    [
-                        f"On the {DEST_NAMES.get(d, d)}: " + ", ".join(f"{t} → {s.capitalize()}" for t, s in v.items())
-                        for d, v in others.items()
-                    ],
-                )
-            )
-        undecided = "Rules this study cannot decide (under-trained models or unstable speed):"
-        for title, want_flag in (
-            ("The general rules these measurements support:", True),
-            ("Rules of thumb these measurements do **not** support on this data:", False),
-            (undecided, None),
-        ):
-            rules = [r for r in rec.rules if r.supported is want_flag]
-            if rules:
-                b.append(Block("p", title))
-                b.append(Block("list", [_rule_line(r) for r in rules]))
-    else:
-        b.append(Block("p", "The recommendation is written when the study completes."))
-    b.append(Block("h2", "How sure is this?"))
+    b.extend(_rule_blocks(rec.rules))
+    return b
+
+
+def _deployment_line(dest: str, cfg: StudyConfig) -> str:
+    """The line that introduces the choices: the destination and the constraints given, or a hint at the
+    constraint flags when none were."""
+    want = [
+        f"{k.replace('_', ' ')} {v:g}"
+        for k, v in (("min_fps", cfg.min_fps), ("max_latency_ms", cfg.max_latency_ms), ("min_map", cfg.min_map))
+        if v
+    ]
+    return (
+        f"For deployment on the **{DEST_NAMES.get(dest, dest)}**"
+        + (f" with {', '.join(want)}" if want else " (no constraints given: --min-fps, --max-latency-ms, --min-map)")
+        + ":"
+    )
+
+
+def _rule_blocks(rules: list[Rule]) -> list[Block]:
+    """The general rules grouped by verdict: supported, not supported, undecided; empty groups left out."""
+    b = []
+    undecided = "Rules this study cannot decide (under-trained models or unstable speed):"
+    for title, want_flag in (
+        ("The general rules these measurements support:", True),
+        ("Rules of thumb these measurements do **not** support on this data:", False),
+        (undecided, None),
+    ):
+        group = [r for r in rules if r.supported is want_flag]
+        if group:
+            b.append(Block("p", title))
+            b.append(Block("list", [_rule_line(r) for r in group]))
+    return b
+
+
+def _sureness_blocks(results: StudyResults) -> list[Block]:
+    rec = results.recommendation
+    b = [Block("h2", "How sure is this?")]
     b.append(
         Block(
             "p",
@@ -436,7 +465,11 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
         if c.evidence is not None:
             b.append(Block("p", f"**{c.task}** ({c.evidence.strength})"))
             b.append(Block("list", list(c.evidence.lines)))
-    b.append(Block("h2", "1. Accuracy (test split, scored through the exported ONNX model)"))
+    return b
+
+
+def _accuracy_blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
+    b = [Block("h2", "1. Accuracy (test split, scored through the exported ONNX model)")]
     b.append(Block("table", accuracy_table(results)))
     b.append(
         Block(
@@ -448,7 +481,11 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
     )
     if plots.get("accuracy"):
         b.append(Block("image", plots["accuracy"], "Accuracy per task"))
-    b.append(Block("h2", "2. Inference speed per destination"))
+    return b
+
+
+def _speed_blocks(results: StudyResults) -> list[Block]:
+    b = [Block("h2", "2. Inference speed per destination")]
     b.append(
         Block("table", relative_speed_rows(results), "Fast vs Accurate: median (min-max) over interleaved repeats")
     )
@@ -466,7 +503,11 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
             "times the duration before it was reported as such.",
         )
     )
-    b.append(Block("h2", "3. Training time"))
+    return b
+
+
+def _training_blocks(results: StudyResults) -> list[Block]:
+    b = [Block("h2", "3. Training time")]
     b.append(Block("table", training_rows(results)))
     b.append(
         Block(
@@ -483,14 +524,23 @@ def blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
             Block("p", "Accuracy at equal training time (read from the validation curves against wall-clock time):")
         )
         b.append(Block("list", lines))
-    b.append(Block("h2", "4. Accuracy against latency, and training curves"))
+    return b
+
+
+def _plot_blocks(plots: dict[str, Path | None]) -> list[Block]:
+    b = [Block("h2", "4. Accuracy against latency, and training curves")]
     for key, cap in (
         ("pareto", "mAP50-95 against single-frame latency per destination"),
         ("training", "Validation mAP50-95 during training"),
     ):
         if plots.get(key):
             b.append(Block("image", plots[key], cap))
-    b.append(Block("h2", "5. Provenance"))
+    return b
+
+
+def _provenance_blocks(results: StudyResults) -> list[Block]:
+    cfg, prov = results.config, results.provenance
+    b = [Block("h2", "5. Provenance")]
     names = {
         "wall_seconds": "this invocation's wall time (s)",
         "steps_seconds": "time of all steps, cached ones included (s)",
