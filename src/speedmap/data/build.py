@@ -13,6 +13,7 @@ Every such event is logged with file and line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ EDGE_TOLERANCE = 0.01
 DUPLICATE_TOLERANCE = 0.01
 
 Locator = Callable[[int], tuple[str, int | None]]
+Describe = Callable[[int], str]  # box number -> message
+Report = Callable[[np.ndarray, Kind, Action, Describe], None]  # log each box in a mask
 
 
 def unique_class_names(names: list[str], source: object, log: ProblemLog) -> list[str]:
@@ -91,7 +94,6 @@ def build_records(
     ``image_index[k]`` says which image box ``k`` belongs to; ``locate(k)`` gives its file and line
     for messages; ``skip`` marks images already found broken; images with ``sizes == -1`` are skipped.
     """
-    n = len(paths)
     keep_image = sizes[:, 0] > 0
     if skip is not None:
         keep_image &= ~skip
@@ -100,24 +102,42 @@ def build_records(
     class_ids = np.asarray(class_ids, dtype=np.int64)
     iscrowd = np.asarray(iscrowd, dtype=bool)
 
+    report = partial(_report, locate, log)
     keep = keep_image[image_index]
+    keep = _drop_degenerate(boxes, keep, report)
+    keep = _clip_to_images(boxes, sizes, image_index, keep, report)
+    keep = _drop_duplicates(boxes, image_index, class_ids, keep, report)
+    return _group_per_image(paths, sizes, keep_image, image_index, keep, boxes, class_ids, iscrowd)
+
+
+def _report(locate: Locator, log: ProblemLog, mask: np.ndarray, kind: Kind, action: Action, describe: Describe) -> None:
+    """Log one problem per box in ``mask``, at the box's file and line."""
+    for k in np.flatnonzero(mask):
+        file, line = locate(int(k))
+        log.add(kind, file, describe(int(k)), action, line)
+
+
+def _box_text(boxes: np.ndarray, k: int) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in boxes[k]) + "]"
+
+
+def _drop_degenerate(boxes: np.ndarray, keep: np.ndarray, report: Report) -> np.ndarray:
+    """``keep`` without inverted boxes (max < min), then without zero-area ones; each logged."""
     x1, y1, x2, y2 = boxes.T
-
-    def report(mask: np.ndarray, kind: Kind, action: Action, describe: Callable[[int], str]) -> None:
-        for k in np.flatnonzero(mask):
-            file, line = locate(int(k))
-            log.add(kind, file, describe(int(k)), action, line)
-
-    def fmt(k: int) -> str:
-        return "[" + ", ".join(f"{v:.2f}" for v in boxes[k]) + "]"
-
     inverted = keep & ((x2 < x1) | (y2 < y1))
-    report(inverted, Kind.INVERTED_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has max < min")
-    keep &= ~inverted
+    report(inverted, Kind.INVERTED_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {_box_text(boxes, k)} has max < min")
+    keep = keep & ~inverted
     zero = keep & ((x2 == x1) | (y2 == y1))
-    report(zero, Kind.ZERO_AREA_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} has zero area")
-    keep &= ~zero
+    report(zero, Kind.ZERO_AREA_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {_box_text(boxes, k)} has zero area")
+    return keep & ~zero
 
+
+def _clip_to_images(
+    boxes: np.ndarray, sizes: np.ndarray, image_index: np.ndarray, keep: np.ndarray, report: Report
+) -> np.ndarray:
+    """Clip every box to its image, in place; a kept box that crossed the border is logged as clipped, or
+    dropped from ``keep`` when nothing of it is left inside."""
+    x1, y1, x2, y2 = boxes.T
     w = sizes[image_index, 0].astype(np.float64)
     h = sizes[image_index, 1].astype(np.float64)
     tol = EDGE_TOLERANCE
@@ -137,24 +157,46 @@ def build_records(
 
     report(clipped, Kind.BOX_OUTSIDE, Action.CLIPPED_BOX, outside_msg)
     report(nothing_left, Kind.BOX_OUTSIDE, Action.SKIPPED_BOX, lambda k: outside_msg(k) + ", nothing inside")
-    keep &= ~nothing_left
+    return keep & ~nothing_left
 
-    # Duplicates: same image, class and corners (rounded); keep the first occurrence.
+
+def _drop_duplicates(
+    boxes: np.ndarray, image_index: np.ndarray, class_ids: np.ndarray, keep: np.ndarray, report: Report
+) -> np.ndarray:
+    """``keep`` without repeats: same image, class and corners (rounded); the first occurrence stays."""
     idx = np.flatnonzero(keep)
-    if len(idx) > 1:
-        key = np.round(boxes[idx] / DUPLICATE_TOLERANCE).astype(np.int64)
-        table = np.column_stack([image_index[idx], class_ids[idx], key])
-        _, first = np.unique(table, axis=0, return_index=True)
-        dup = np.ones(len(idx), dtype=bool)
-        dup[first] = False
-        dup_mask = np.zeros(len(keep), dtype=bool)
-        dup_mask[idx[dup]] = True
-        report(dup_mask, Kind.DUPLICATE_BOX, Action.SKIPPED_BOX, lambda k: f"box xyxy {fmt(k)} repeats an earlier box")
-        keep &= ~dup_mask
+    if len(idx) <= 1:
+        return keep
+    key = np.round(boxes[idx] / DUPLICATE_TOLERANCE).astype(np.int64)
+    table = np.column_stack([image_index[idx], class_ids[idx], key])
+    _, first = np.unique(table, axis=0, return_index=True)
+    dup = np.ones(len(idx), dtype=bool)
+    dup[first] = False
+    dup_mask = np.zeros(len(keep), dtype=bool)
+    dup_mask[idx[dup]] = True
+    report(
+        dup_mask,
+        Kind.DUPLICATE_BOX,
+        Action.SKIPPED_BOX,
+        lambda k: f"box xyxy {_box_text(boxes, k)} repeats an earlier box",
+    )
+    return keep & ~dup_mask
 
+
+def _group_per_image(
+    paths: Sequence[Path],
+    sizes: np.ndarray,
+    keep_image: np.ndarray,
+    image_index: np.ndarray,
+    keep: np.ndarray,
+    boxes: np.ndarray,
+    class_ids: np.ndarray,
+    iscrowd: np.ndarray,
+) -> list[ImageRecord]:
+    """One record per kept image, with its kept boxes in their original order."""
     sel = np.flatnonzero(keep)
     order = sel[np.argsort(image_index[sel], kind="stable")]
-    counts = np.bincount(image_index[order], minlength=n)
+    counts = np.bincount(image_index[order], minlength=len(paths))
     starts = np.concatenate([[0], np.cumsum(counts)])
     kb, kc, kz = boxes[order], class_ids[order], iscrowd[order]
     records: list[ImageRecord] = []

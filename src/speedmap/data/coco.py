@@ -131,10 +131,32 @@ def real_categories(docs: list[tuple[Path, dict[str, Any]]]) -> tuple[list[int],
 
 
 def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[ImageRecord]:
+    lists = _split_lists(p, log)
+    if lists is None:
+        return []
+    images, anns = lists
+    id_to_idx, paths, stated = _image_table(p.path, images, log)
+    n = len(paths)
+    sizes = probe_images(paths, log, sources=[str(p.path)] * n, stated=stated)
+    skip = np.zeros(n, dtype=bool)
+    check = _AnnotationCheck(p.path, anns, id_to_idx, cat_index, skip, log)
+    origin, img_idx, xywh, cls, crowd = _annotation_arrays(anns, id_to_idx, cat_index, check)
+    boxes = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
+
+    def locate(j: int) -> tuple[str, int | None]:
+        k = int(origin[j])
+        ann_id = anns[k].get("id")
+        return f"{p.path} annotations[{k}]" + (f" (id {ann_id})" if ann_id is not None else ""), None
+
+    return build_records(paths, sizes, img_idx, boxes, cls, crowd, locate, log, skip)
+
+
+def _split_lists(p: _Parsed, log: ProblemLog) -> tuple[list[Any], list[Any]] | None:
+    """The split's ``images`` and ``annotations`` lists; ``None`` (logged) when either is not a list."""
     images = p.data.get("images")
     if not isinstance(images, list):
         log.add(Kind.BAD_ANNOTATION_FILE, p.path, "no 'images' list", Action.SKIPPED_SPLIT)
-        return []
+        return None
     anns = p.data.get("annotations", [])
     if not isinstance(anns, list):
         log.add(
@@ -143,20 +165,28 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
             f"'annotations' must be a list, got {short_repr(anns)}",
             Action.SKIPPED_SPLIT,
         )
-        return []
+        return None
+    return images, anns
+
+
+def _image_table(
+    json_path: Path, images: list[Any], log: ProblemLog
+) -> tuple[dict[Any, int], list[Path], list[tuple[int, int] | None]]:
+    """Image id -> index, the image paths and the sizes the file states (``None`` where not a valid size);
+    malformed and repeated entries are logged and left out."""
     id_to_idx: dict[Any, int] = {}
     paths: list[Path] = []
     stated: list[tuple[int, int] | None] = []
     file_names = [str(im.get("file_name", "")) for im in images if isinstance(im, dict)]
-    folder = _image_dir(p.path, file_names)
+    folder = _image_dir(json_path, file_names)
     for k, im in enumerate(images):
         if not isinstance(im, dict) or _key(im.get("id")) is None or not isinstance(im.get("file_name"), str):
             msg = f"images[{k}] needs an 'id' and a 'file_name', got {short_repr(im)}"
-            log.add(Kind.BAD_ANNOTATION_FILE, p.path, msg, Action.SKIPPED_IMAGE)
+            log.add(Kind.BAD_ANNOTATION_FILE, json_path, msg, Action.SKIPPED_IMAGE)
             continue
         if im["id"] in id_to_idx:
             log.add(
-                Kind.BAD_ANNOTATION_FILE, p.path, f"images[{k}]: image id {im['id']} repeated", Action.SKIPPED_IMAGE
+                Kind.BAD_ANNOTATION_FILE, json_path, f"images[{k}]: image id {im['id']} repeated", Action.SKIPPED_IMAGE
             )
             continue
         id_to_idx[im["id"]] = len(paths)
@@ -164,45 +194,62 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
         w, h = im.get("width"), im.get("height")
         ok = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 2**31 for v in (w, h))
         stated.append((int(w), int(h)) if ok else None)
+    return id_to_idx, paths, stated
 
-    n = len(paths)
-    sizes = probe_images(paths, log, sources=[str(p.path)] * n, stated=stated)
-    skip = np.zeros(n, dtype=bool)
 
-    def check(k: int) -> tuple[int, list[float], int, bool] | None:
-        """Validate one annotation; log and return ``None`` when it cannot be used."""
-        ann = anns[k]
+@dataclass
+class _AnnotationCheck:
+    """Validates one annotation at a time: logs why it cannot be used, and marks its image in ``skip`` when
+    the image would lose a label."""
+
+    json_path: Path
+    anns: list[Any]
+    id_to_idx: dict[Any, int]
+    cat_index: dict[int, int]
+    skip: np.ndarray
+    log: ProblemLog
+
+    def __call__(self, k: int) -> tuple[int, list[float], int, bool] | None:
+        """(image index, bbox, class, iscrowd) of annotation ``k``; ``None`` (logged) when it cannot be used."""
+        ann, path, log = self.anns[k], self.json_path, self.log
         label = f"annotations[{k}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
         if not isinstance(ann, dict):
-            log.add(Kind.BAD_ANNOTATION_FILE, p.path, f"{label} is not an object", Action.SKIPPED_ANNOTATION)
+            log.add(Kind.BAD_ANNOTATION_FILE, path, f"{label} is not an object", Action.SKIPPED_ANNOTATION)
             return None
-        i = id_to_idx.get(_key(ann.get("image_id")))
+        i = self.id_to_idx.get(_key(ann.get("image_id")))
         if i is None:
             msg = f"{label}: image_id {ann.get('image_id')!r} not in images"
-            log.add(Kind.UNKNOWN_IMAGE, p.path, msg, Action.SKIPPED_ANNOTATION)
+            log.add(Kind.UNKNOWN_IMAGE, path, msg, Action.SKIPPED_ANNOTATION)
             return None
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             log.add(
                 Kind.BAD_FIELDS,
-                p.path,
+                path,
                 f"{label}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}",
                 Action.SKIPPED_IMAGE,
             )
-            skip[i] = True
+            self.skip[i] = True
             return None
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in bbox):
-            log.add(Kind.NON_NUMERIC, p.path, f"{label}: bbox {bbox!r} has a non-numeric value", Action.SKIPPED_IMAGE)
-            skip[i] = True
+            log.add(Kind.NON_NUMERIC, path, f"{label}: bbox {bbox!r} has a non-numeric value", Action.SKIPPED_IMAGE)
+            self.skip[i] = True
             return None
-        c = cat_index.get(_key(ann.get("category_id")))  # type: ignore[arg-type]
+        c = self.cat_index.get(_key(ann.get("category_id")))  # type: ignore[arg-type]
         if c is None:
             msg = f"{label}: category_id {ann.get('category_id')!r} is not a known category"
-            log.add(Kind.UNKNOWN_CATEGORY, p.path, msg, Action.SKIPPED_IMAGE)
-            skip[i] = True
+            log.add(Kind.UNKNOWN_CATEGORY, path, msg, Action.SKIPPED_IMAGE)
+            self.skip[i] = True
             return None
         return i, bbox, c, bool(ann.get("iscrowd", 0))
 
+
+def _annotation_arrays(
+    anns: list[Any], id_to_idx: dict[Any, int], cat_index: dict[int, int], check: _AnnotationCheck
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(annotation number, image index, xywh, class, iscrowd) of the usable annotations: in one vectorised
+    pass when every annotation is well-formed (only those with an unknown image or category go through
+    ``check``), else one ``check`` each."""
     fast = _vectorised(anns, id_to_idx, cat_index)
     if fast is not None:
         img_idx, xywh, cls, crowd = fast
@@ -212,22 +259,14 @@ def _read_split(p: _Parsed, cat_index: dict[int, int], log: ProblemLog) -> list[
         good = np.ones(len(anns), dtype=bool)
         good[suspect] = False
         origin = np.flatnonzero(good)
-        img_idx, xywh, cls, crowd = img_idx[good], xywh[good], cls[good], crowd[good]
-    else:
-        rows = [(k, r) for k in range(len(anns)) if (r := check(k)) is not None]
-        origin = np.array([k for k, _ in rows], dtype=np.int64)
-        img_idx = np.array([r[0] for _, r in rows], dtype=np.int64)
-        xywh = np.array([r[1] for _, r in rows], dtype=np.float64).reshape(-1, 4)
-        cls = np.array([r[2] for _, r in rows], dtype=np.int64)
-        crowd = np.array([r[3] for _, r in rows], dtype=bool)
-    boxes = np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
-
-    def locate(j: int) -> tuple[str, int | None]:
-        k = int(origin[j])
-        ann_id = anns[k].get("id")
-        return f"{p.path} annotations[{k}]" + (f" (id {ann_id})" if ann_id is not None else ""), None
-
-    return build_records(paths, sizes, img_idx, boxes, cls, crowd, locate, log, skip)
+        return origin, img_idx[good], xywh[good], cls[good], crowd[good]
+    rows = [(k, r) for k in range(len(anns)) if (r := check(k)) is not None]
+    origin = np.array([k for k, _ in rows], dtype=np.int64)
+    img_idx = np.array([r[0] for _, r in rows], dtype=np.int64)
+    xywh = np.array([r[1] for _, r in rows], dtype=np.float64).reshape(-1, 4)
+    cls = np.array([r[2] for _, r in rows], dtype=np.int64)
+    crowd = np.array([r[3] for _, r in rows], dtype=bool)
+    return origin, img_idx, xywh, cls, crowd
 
 
 def _vectorised(
