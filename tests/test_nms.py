@@ -129,15 +129,10 @@ def test_postprocess_same_class_overlap_is_suppressed_when_class_aware() -> None
     np.testing.assert_allclose(det.confidence, [0.9])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suspected bug: the class offset (max|coord| + 1) * class assumes non-negative boxes; a class-1 box "
-    "with negative coordinates is shifted onto a class-0 box and suppressed by it in class-aware NMS",
-)
 def test_postprocess_class_aware_with_negative_coordinates() -> None:
     # class 0 (0,0,10,10); class 1 (-10,-10,1,1) overlaps it by 1 pixel: IoU 1 / (100 + 121 - 1) = 0.0045.
-    # postprocess shifts class 1 by max|coord| + 1 = 11, to (1,1,12,12): IoU with class 0 is
-    # 9*9 / (100 + 121 - 81) = 81 / 140 = 0.58 > 0.45, so the class-1 box is dropped although the classes differ.
+    # A shift of class * (max|coord| + 1) = 11 put class 1 at (1,1,12,12), IoU 81 / 140 = 0.58 with class 0, and
+    # dropped it although the classes differ; class * (2 max|coord| + 1) keeps each class's range apart.
     pred = pred_of((0, 0, 10, 10, 0.9, 0.0), (-10, -10, 1, 1, 0.0, 0.8))
     assert postprocess(pred, conf=0.25, iou=0.45).class_id.tolist() == [0, 1]
 

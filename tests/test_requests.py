@@ -167,13 +167,6 @@ def test_bounded_int_refuses(value: Any, words: tuple[str, ...]) -> None:
     refused(lambda: bounded_int(value, "max_detections", 300, 1, 1000), 400, *words)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="suspected bug (minor): an int beyond float range makes float(value) raise OverflowError, which "
-    "threshold/bounded_int do not catch; HTTP input cannot carry one (orjson reads it as a float, query values "
-    "are text), so it only reaches Python callers",
-)
 @pytest.mark.parametrize("parse", [lambda v: bounded_int(v, "n", 1, 1, 10), lambda v: threshold(v, "n", 0.4)])
 def test_huge_int_is_a_bad_request(parse: Callable[[Any], Any]) -> None:
     refused(lambda: parse(10**400), 400, "n")

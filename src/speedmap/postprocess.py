@@ -58,6 +58,7 @@ def postprocess(
         boxes, score, cls = boxes[top], score[top], cls[top]
     if len(score) == 0:
         return Detections()
-    shift = 0.0 if agnostic else cls[:, None].astype(boxes.dtype) * (float(np.abs(boxes).max()) + 1.0)
+    # per-class NMS in one pass: each class moved by a span wider than all boxes (negative ones included)
+    shift = 0.0 if agnostic else cls[:, None].astype(boxes.dtype) * (2.0 * float(np.abs(boxes).max()) + 1.0)
     kept = nms(boxes + shift, score, iou)[:max_det]
     return Detections(boxes[kept], score[kept], cls[kept])

@@ -51,7 +51,7 @@ def threshold(value: Any, name: str, default: float) -> float:
         raise BadRequest(400, f"{name} must be a number, got a {type(value).__name__}")
     try:
         v = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest(400, f"{name} must be a number, got {_show(value)}") from None
     if not math.isfinite(v) or v < 0 or v > 100:
         raise BadRequest(400, f"{name} must be between 0 and 1 (or a percentage up to 100), got {_show(value)}")
@@ -75,7 +75,7 @@ def bounded_int(value: Any, name: str, default: int, low: int, high: int) -> int
         raise BadRequest(400, f"{name} must be an integer, got a {type(value).__name__}")
     try:
         v = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest(400, f"{name} must be an integer, got {_show(value)}") from None
     if not math.isfinite(v) or v != int(v) or not low <= v <= high:
         raise BadRequest(400, f"{name} must be an integer from {low} to {high}, got {_show(value)}")
