@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -163,6 +163,23 @@ def _match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray) -> np.
     return out
 
 
+class _GroundTruth(NamedTuple):
+    """The ground truth boxes of the known images and categories, in annotation order."""
+
+    key: np.ndarray  # (G,) cell: image index * categories + category index
+    box: np.ndarray  # (G, 4) xywh
+    crowd: np.ndarray  # (G,)
+    ignore: np.ndarray  # (G,) crowd or outside the area range
+
+
+class _Detections(NamedTuple):
+    """The detections of known categories, per cell by score (at most ``MAX_DETS``), cells in order."""
+
+    key: np.ndarray  # (D,) cell, as in _GroundTruth
+    box: np.ndarray  # (D, 4) xywh
+    score: np.ndarray  # (D,)
+
+
 def _prepare(gt: dict[str, Any], preds: list[dict[str, Any]]) -> _Prepared:
     """Match once: per category, each detection's status (TP / FP / ignored) at every threshold."""
     image_ids = sorted({im["id"] for im in gt["images"]})
@@ -171,13 +188,32 @@ def _prepare(gt: dict[str, Any], preds: list[dict[str, Any]]) -> _Prepared:
     cat_index = {c: k for k, c in enumerate(cat_ids)}
     n_img, n_cat = len(image_ids), len(cat_ids)
 
+    g = _ground_truth(gt, img_index, cat_index)
+    d = _detections(preds, img_index, cat_index)
+    status = _match_status(g, d, n_img * n_cat)
+
+    npig_cells = np.bincount(g.key[~g.ignore], minlength=n_img * n_cat).reshape(n_img, n_cat)
+    d_img, d_cat = d.key // n_cat, d.key % n_cat
+    categories = []
+    for k in range(n_cat):
+        categories.append(_category(np.flatnonzero(d_cat == k), d.score, d_img, status, npig_cells[:, k]))
+    return _Prepared(image_ids, categories)
+
+
+def _ground_truth(gt: dict[str, Any], img_index: dict[Any, int], cat_index: dict[Any, int]) -> _GroundTruth:
+    n_cat = len(cat_index)
     anns = [a for a in gt["annotations"] if a["category_id"] in cat_index and a["image_id"] in img_index]
     g_key = np.array([img_index[a["image_id"]] * n_cat + cat_index[a["category_id"]] for a in anns], dtype=np.int64)
     g_box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
     g_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
     g_area = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], dtype=np.float64)
     g_ignore = g_crowd | (g_area < AREA_ALL[0]) | (g_area > AREA_ALL[1])
+    return _GroundTruth(g_key, g_box, g_crowd, g_ignore)
 
+
+def _detections(preds: list[dict[str, Any]], img_index: dict[Any, int], cat_index: dict[Any, int]) -> _Detections:
+    """Raises EvalError when a prediction names an image the ground truth does not have."""
+    n_cat = len(cat_index)
     unknown = {d["image_id"] for d in preds} - img_index.keys()
     if unknown:
         shown = ", ".join(map(str, sorted(unknown, key=str)[:10]))
@@ -193,15 +229,22 @@ def _prepare(gt: dict[str, Any], preds: list[dict[str, Any]]) -> _Prepared:
     keys = d_key[order]
     starts = np.searchsorted(keys, keys, side="left")
     order = order[np.arange(len(order)) - starts < MAX_DETS]
-    d_key, d_box, d_score = d_key[order], d_box[order], d_score[order]
+    return _Detections(d_key[order], d_box[order], d_score[order])
+
+
+def _match_status(g: _GroundTruth, d: _Detections, n_cells: int) -> np.ndarray:
+    """(T, D) status of each detection at each threshold: 0 FP, 1 TP, 2 ignored (matched to an ignored
+    ground truth, or unmatched and outside the area range)."""
+    g_key, g_box, g_crowd, g_ignore = g
+    d_key, d_box = d.key, d.box
     d_area = d_box[:, 2] * d_box[:, 3]  # loadRes' area for bbox results
     d_out = (d_area < AREA_ALL[0]) | (d_area > AREA_ALL[1])
 
     n_t = len(IOU_THRS)
     status = np.zeros((n_t, len(d_key)), dtype=np.int8)  # 0 FP, 1 TP, 2 ignored
     g_order = np.argsort(g_key, kind="stable")
-    g_starts = np.searchsorted(g_key[g_order], np.arange(n_img * n_cat + 1))
-    d_starts = np.searchsorted(d_key, np.arange(n_img * n_cat + 1))
+    g_starts = np.searchsorted(g_key[g_order], np.arange(n_cells + 1))
+    d_starts = np.searchsorted(d_key, np.arange(n_cells + 1))
     for cell in np.intersect1d(np.unique(d_key), g_key[g_order]):
         gi = g_order[g_starts[cell] : g_starts[cell + 1]]
         gi = gi[np.argsort(g_ignore[gi], kind="stable")]  # non-ignored first, as evaluateImg sorts
@@ -212,23 +255,24 @@ def _prepare(gt: dict[str, Any], preds: list[dict[str, Any]]) -> _Prepared:
         ign[hit] = g_ignore[gi][m[hit]]
         status[:, lo:hi] = np.where(hit, np.where(ign, 2, 1), 0)
     status[(status == 0) & d_out[None, :]] = 2  # unmatched and outside the area range
+    return status
 
-    npig_cells = np.bincount(g_key[~g_ignore], minlength=n_img * n_cat).reshape(n_img, n_cat)
-    d_img, d_cat = d_key // n_cat, d_key % n_cat
-    categories = []
-    for k in range(n_cat):
-        sel = np.flatnonzero(d_cat == k)
-        sel = sel[np.argsort(-d_score[sel], kind="stable")]  # accumulate's mergesort
-        st = status[:, sel]
-        tp = [np.flatnonzero(s == 1) for s in st]
-        ig = [np.flatnonzero(s == 2) for s in st]
-        tp_pos, tp_mask = _padded(tp, 1)
-        ig_pos, ig_mask = _padded(ig, 0)
-        ig_before = np.zeros_like(tp_pos)
-        for t in range(n_t):
-            ig_before[t, : len(tp[t])] = np.searchsorted(ig[t], tp[t])
-        categories.append(_Category(d_img[sel], tp_pos, tp_mask, ig_pos, ig_mask, ig_before, npig_cells[:, k]))
-    return _Prepared(image_ids, categories)
+
+def _category(
+    sel: np.ndarray, d_score: np.ndarray, d_img: np.ndarray, status: np.ndarray, npig: np.ndarray
+) -> _Category:
+    """One category from the indices ``sel`` of its detections, reordered by score as ``accumulate``
+    orders them."""
+    sel = sel[np.argsort(-d_score[sel], kind="stable")]  # accumulate's mergesort
+    st = status[:, sel]
+    tp = [np.flatnonzero(s == 1) for s in st]
+    ig = [np.flatnonzero(s == 2) for s in st]
+    tp_pos, tp_mask = _padded(tp, 1)
+    ig_pos, ig_mask = _padded(ig, 0)
+    ig_before = np.zeros_like(tp_pos)
+    for t in range(len(IOU_THRS)):
+        ig_before[t, : len(tp[t])] = np.searchsorted(ig[t], tp[t])
+    return _Category(d_img[sel], tp_pos, tp_mask, ig_pos, ig_mask, ig_before, npig)
 
 
 def _recall_needs(npig: np.ndarray) -> np.ndarray:
