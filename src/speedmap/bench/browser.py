@@ -27,7 +27,7 @@ from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchReport
 from speedmap.errors import MissingExtra, SpeedmapError
-from speedmap.modelstore import resolve
+from speedmap.modelstore import ModelMeta, resolve
 from speedmap.web import vendor_manifest
 
 CHROMIUM = os.environ.get("SPEEDMAP_CHROMIUM", "/usr/bin/chromium")
@@ -228,18 +228,7 @@ def run_browser_benchmark(
     cfg = BenchConfig(
         scenario="single", concurrency=[1], duration=duration, requests=requests, warmup=warmup, retry_unstable=False
     )
-    d = meta.doc
-    info = {
-        "model_id": meta.id,
-        "path": str(meta.path),
-        "size": d.get("size"),
-        "precision": d.get("precision", "fp32"),
-        "imgsz": meta.imgsz,
-        "batch": 1,
-        "runtime": "onnxruntime-web",
-        "onnxruntime_web": manifest.get("onnxruntime-web"),
-    }
-    prov = provenance("browser", info, blobs, cfg)
+    prov = provenance("browser", _model_info(meta, manifest), blobs, cfg)
     timeout = 120 + 2 * duration + 5 * (requests + warmup)
     t0 = time.perf_counter()
     with open_page(meta.path, backend=backend, threads=threads) as page:
@@ -249,6 +238,28 @@ def run_browser_benchmark(
         res = page.bench(blobs, warmup, requests, duration, timeout)
         browser = page.browser
         console = page.console_errors()
+    run = _single_run(res, duration)
+    prov.update(_page_provenance(res, browser, console, manifest))
+    return BenchReport("browser", meta.id, prov, _warmup_info(res), [run.summary()]), [run]
+
+
+def _model_info(meta: ModelMeta, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The model part of the provenance, as the other destinations state it."""
+    d = meta.doc
+    return {
+        "model_id": meta.id,
+        "path": str(meta.path),
+        "size": d.get("size"),
+        "precision": d.get("precision", "fp32"),
+        "imgsz": meta.imgsz,
+        "batch": 1,
+        "runtime": "onnxruntime-web",
+        "onnxruntime_web": manifest.get("onnxruntime-web"),
+    }
+
+
+def _single_run(res: dict[str, Any], duration: float) -> RunResult:
+    """The page's timings as a single-stream run: latencies, per-stage phases and windowed rates."""
     rec = Recorder()
     for i, ms in enumerate(res["timings_ms"]):
         rec.record(ms / 1e3)
@@ -259,26 +270,33 @@ def run_browser_benchmark(
     rates = _window_rates([t / 1e3 for t in res["completions_ms"]], duration_s, width)
     run = RunResult("single", 1, None, rec, duration_s, rates)
     run.attempts = [{"duration_s": duration_s, "min_duration_s": duration, "valid": run.valid}]
-    prov.update(
-        {
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "browser": browser,
-            "user_agent": res["user_agent"],
-            "browser_flags": CHROMIUM_FLAGS,
-            "backend": res["backend"],
-            "requested_backend": res["requested_backend"],
-            "backend_note": res["note"] or None,
-            "threads": res["threads"],
-            "hardware_concurrency": res["hardware_concurrency"],
-            "cross_origin_isolated": res["cross_origin_isolated"],
-            "timer": "performance.now() in the page",
-            "timer_resolution_ms": res["timer_resolution_ms"],
-            "onnxruntime_web": res["onnxruntime_web"] or manifest.get("onnxruntime-web"),
-            "page_errors": console,
-        }
-    )
+    return run
+
+
+def _page_provenance(res: dict[str, Any], browser: str, console: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the page reported about the browser, backend and timer, stamped with the time it finished."""
+    return {
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "browser": browser,
+        "user_agent": res["user_agent"],
+        "browser_flags": CHROMIUM_FLAGS,
+        "backend": res["backend"],
+        "requested_backend": res["requested_backend"],
+        "backend_note": res["note"] or None,
+        "threads": res["threads"],
+        "hardware_concurrency": res["hardware_concurrency"],
+        "cross_origin_isolated": res["cross_origin_isolated"],
+        "timer": "performance.now() in the page",
+        "timer_resolution_ms": res["timer_resolution_ms"],
+        "onnxruntime_web": res["onnxruntime_web"] or manifest.get("onnxruntime-web"),
+        "page_errors": console,
+    }
+
+
+def _warmup_info(res: dict[str, Any]) -> dict[str, Any]:
+    """Page load, model fetch and session creation, and the warm-up requests (the first one cold)."""
     warm_ms = res["warmup_ms"]
-    warm = {
+    return {
         "page_load_ms": res["page_load_ms"],
         "model_fetch_ms": res["model_fetch_ms"],
         "session_create_ms": res["session_create_ms"],
@@ -286,4 +304,3 @@ def run_browser_benchmark(
         "requests": len(warm_ms),
         "seconds": res["warmup_seconds"],
     }
-    return BenchReport("browser", meta.id, prov, warm, [run.summary()]), [run]
