@@ -26,7 +26,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import numpy as np
 from PIL import (
@@ -155,19 +155,7 @@ def _identify(fp: IO[bytes], filename: str, source: object) -> Image.Image:
             continue
         factory, accept = entry
         try:
-            if accept is not None:
-                ok = accept(prefix)
-                if not ok or isinstance(ok, str):  # a string: recognised, but Pillow lacks the codec
-                    continue
-            fp.seek(0)
-            if fmt == "WEBP":  # libwebp allocates the whole canvas when the file is opened: check first
-                size = _webp_canvas(fp.read(30))
-                if size is None:
-                    raise ImageReadError(f"not a readable image: {_label(source)} has no WebP canvas size")
-                if size[0] * size[1] > max_pixels():
-                    raise _too_large(*size)
-                fp.seek(0)
-            im = factory(fp, filename)
+            im = _open_with(fmt, factory, accept, fp, filename, prefix, source)
         except ImageReadError:
             raise
         except Image.DecompressionBombError as exc:
@@ -175,11 +163,50 @@ def _identify(fp: IO[bytes], filename: str, source: object) -> Image.Image:
         except Exception as exc:  # Pillow would try the next plugin; with disjoint signatures none will match
             failed = failed or (fmt, exc)
             continue
-        w, h = im.size
-        if w <= 0 or h <= 0 or w * h > max_pixels():
-            im.close()
-            raise _too_large(w, h) if w > 0 and h > 0 else ImageReadError(f"image header gives an empty size {w}x{h}")
-        return im
+        if im is None:
+            continue
+        return _within_limits(im)
+    _unidentified(prefix, failed, source)
+
+
+def _open_with(
+    fmt: str,
+    factory: Callable[..., Image.Image],
+    accept: Callable[[bytes], Any] | None,
+    fp: IO[bytes],
+    filename: str,
+    prefix: bytes,
+    source: object,
+) -> Image.Image | None:
+    """The image opened by ``fmt``'s plugin; ``None`` when its signature check does not accept ``prefix``. A
+    WebP canvas is checked against the pixel limit before libwebp sees the file."""
+    if accept is not None:
+        ok = accept(prefix)
+        if not ok or isinstance(ok, str):  # a string: recognised, but Pillow lacks the codec
+            return None
+    fp.seek(0)
+    if fmt == "WEBP":  # libwebp allocates the whole canvas when the file is opened: check first
+        size = _webp_canvas(fp.read(30))
+        if size is None:
+            raise ImageReadError(f"not a readable image: {_label(source)} has no WebP canvas size")
+        if size[0] * size[1] > max_pixels():
+            raise _too_large(*size)
+        fp.seek(0)
+    return factory(fp, filename)
+
+
+def _within_limits(im: Image.Image) -> Image.Image:
+    """``im`` when its header size is neither empty nor above the pixel limit; otherwise closed and refused."""
+    w, h = im.size
+    if w <= 0 or h <= 0 or w * h > max_pixels():
+        im.close()
+        raise _too_large(w, h) if w > 0 and h > 0 else ImageReadError(f"image header gives an empty size {w}x{h}")
+    return im
+
+
+def _unidentified(prefix: bytes, failed: tuple[str, Exception] | None, source: object) -> NoReturn:
+    """Refuse an image no allowed plugin opened: the plugin that failed on it, else the unsupported format it
+    is in, else no known format."""
     label = _label(source)
     if failed is not None:
         fmt, exc = failed
@@ -332,40 +359,23 @@ class _Buffer:
 
 
 def _jpeg_header(buf: _Buffer, info: dict[str, int] | None = None) -> tuple[int, int, int] | None:
+    """Walk the JPEG marker segments up to the start of scan; ``None`` to defer to Pillow (truncated, malformed,
+    odd EXIF, or an XMP block that may hold the orientation)."""
     size: tuple[int, int] | None = None
     orient: int | None = None
     xmp = False
     pos = 2
     while True:
-        if not buf.need(pos + 2):
+        segment = _jpeg_segment(buf, pos)
+        if segment is None:
             return None
-        data = buf.data
-        if data[pos] != 0xFF:
-            return None
-        while data[pos + 1] == 0xFF:  # fill bytes
-            pos += 1
-            if not buf.need(pos + 2):
-                return None
-            data = buf.data
-        m = data[pos + 1]
-        pos += 2
+        m, seg, pos = segment
         if m == 0xDA or m == 0xD9:  # start of scan / end of image: headers done
             break
-        if 0xD0 <= m <= 0xD7 or m == 0x01:
-            continue
-        if not buf.need(pos + 2):
-            return None
-        length = int.from_bytes(buf.data[pos : pos + 2], "big")
-        if length < 2 or not buf.need(pos + length):
-            return None
-        seg = buf.data[pos + 2 : pos + length]
-        pos += length
         if m in _SOF:
-            if len(seg) < 5:
+            size = _jpeg_frame_size(seg, info)
+            if size is None:
                 return None
-            size = (int.from_bytes(seg[3:5], "big"), int.from_bytes(seg[1:3], "big"))
-            if info is not None and len(seg) > 5:
-                info["components"] = seg[5]
         elif m == 0xE1:
             if seg[:6] == b"Exif\x00\x00" and orient is None:
                 orient = _exif_orientation(seg[6:])
@@ -376,6 +386,41 @@ def _jpeg_header(buf: _Buffer, info: dict[str, int] | None = None) -> tuple[int,
     if size is None or (xmp and orient in (None, 1)):
         return None  # Pillow also reads orientation from XMP: let it decide
     return size[0], size[1], orient or 1
+
+
+def _jpeg_segment(buf: _Buffer, pos: int) -> tuple[int, bytes, int] | None:
+    """The marker at ``pos`` (fill bytes skipped), its payload (empty for markers without one) and the position
+    after it; ``None`` if there is no marker there, its length is invalid or the file ends first."""
+    if not buf.need(pos + 2):
+        return None
+    data = buf.data
+    if data[pos] != 0xFF:
+        return None
+    while data[pos + 1] == 0xFF:  # fill bytes
+        pos += 1
+        if not buf.need(pos + 2):
+            return None
+        data = buf.data
+    m = data[pos + 1]
+    pos += 2
+    if m == 0xDA or m == 0xD9 or 0xD0 <= m <= 0xD7 or m == 0x01:  # no length: scan, end, restart, TEM
+        return m, b"", pos
+    if not buf.need(pos + 2):
+        return None
+    length = int.from_bytes(buf.data[pos : pos + 2], "big")
+    if length < 2 or not buf.need(pos + length):
+        return None
+    return m, buf.data[pos + 2 : pos + length], pos + length
+
+
+def _jpeg_frame_size(seg: bytes, info: dict[str, int] | None) -> tuple[int, int] | None:
+    """``(width, height)`` from a start-of-frame payload (and its component count into ``info``); ``None`` if
+    too short."""
+    if len(seg) < 5:
+        return None
+    if info is not None and len(seg) > 5:
+        info["components"] = seg[5]
+    return int.from_bytes(seg[3:5], "big"), int.from_bytes(seg[1:3], "big")
 
 
 def _png_header(fd: int) -> tuple[int, int, int] | None:
