@@ -20,6 +20,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, quote, urlsplit
 
@@ -111,44 +112,51 @@ class UrlPolicy:
         object.__setattr__(self, "hosts", frozenset(normalize_host(h) for h in self.hosts))
 
 
+# (test, problem) pairs, checked in order; the first test that holds names the problem.
+_IPV6_PROBLEMS: tuple[tuple[Callable[[ipaddress.IPv6Address], bool], str], ...] = (
+    (lambda ip: ip in _NAT64_LOCAL, "local-use NAT64"),
+    (
+        lambda ip: ip in _IPV4_COMPATIBLE and not (ip.is_unspecified or ip.is_loopback),
+        "IPv4-compatible (deprecated)",
+    ),
+    (lambda ip: ip.is_site_local, "site-local"),
+)
+_ADDRESS_PROBLEMS: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
+    (lambda ip: ip.is_unspecified, "unspecified"),
+    (lambda ip: ip.is_loopback, "loopback"),
+    (lambda ip: ip.is_link_local, "link-local"),
+    (lambda ip: ip.is_multicast, "multicast"),
+    (lambda ip: isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED, "shared (carrier-grade NAT)"),
+    (lambda ip: ip.is_private, "private"),
+    (lambda ip: ip.is_reserved, "reserved"),
+    (lambda ip: not ip.is_global, "non-public"),
+)
+
+
 def address_problem(address: IPAddress | str) -> str | None:
     """Why a connection to ``address`` could reach somewhere it should not ("loopback",
     "private", "IPv4-mapped loopback", ...), or None for a public address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0]) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         ip = ipaddress.IPv6Address(int(ip))  # drop a scope id
-        embedded: tuple[str, ipaddress.IPv4Address] | None = None
-        if ip.ipv4_mapped is not None:
-            embedded = ("IPv4-mapped", ip.ipv4_mapped)
-        elif ip.sixtofour is not None:
-            embedded = ("6to4", ip.sixtofour)
-        elif ip in _NAT64:
-            embedded = ("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        embedded = _embedded_ipv4(ip)
         if embedded is not None:
             inner = address_problem(embedded[1])
             return None if inner is None else f"{embedded[0]} {inner}"
-        if ip in _NAT64_LOCAL:
-            return "local-use NAT64"
-        if ip in _IPV4_COMPATIBLE and not (ip.is_unspecified or ip.is_loopback):
-            return "IPv4-compatible (deprecated)"
-        if ip.is_site_local:
-            return "site-local"
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
-        return "shared (carrier-grade NAT)"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "non-public"
+        problem = next((why for test, why in _IPV6_PROBLEMS if test(ip)), None)
+        if problem is not None:
+            return problem
+    return next((why for test, why in _ADDRESS_PROBLEMS if test(ip)), None)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, 6to4 or NAT64), with the kind's name."""
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if ip in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
 
