@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
+from speedmap.study.config import QUICK, StudyConfig
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -45,42 +46,98 @@ class StudyUI:
         self.done += 1
 
 
+FULL = StudyConfig()  # the full study's settings; --quick's are QUICK on top
+DATA_IMGSZ = 640  # the full study's input size on your datasets (built-in tasks: StudyConfig.imgsz)
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def presets(name: str) -> str:
+    """``(full: X, --quick: Y)``, read from the presets themselves so that the help cannot drift from them."""
+    full = getattr(FULL, name)
+    return f"(full: {_shown(full)}, --quick: {_shown(QUICK.get(name, full))})"
+
+
+# The command's arguments and options, declared here so that its signature is a list of names and defaults.
+DataArg = Annotated[
+    list[Path] | None, typer.Argument(help="Dataset folders (COCO, YOLO or VOC); none: the built-in tasks.")
+]
+TasksOpt = Annotated[
+    str,
+    typer.Option(
+        "--tasks",
+        help=f"Built-in tasks when no data is given: all or a list (--quick: {_shown(QUICK['tasks'])}).",
+    ),
+]
+SizesOpt = Annotated[str, typer.Option("--sizes", help="Sizes to train and compare.")]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", help=f"Most training epochs; early stopping ends a run at a plateau {presets('epochs')}."),
+]
+PatienceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--patience", help=f"Epochs without a validation mAP50-95 gain before a run stops {presets('patience')}."
+    ),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for the built-in tasks' images and training.")]
+BenchRepeatsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--bench-repeats", help=f"Interleaved Fast/Accurate repeats per benchmark scenario {presets('bench_repeats')}."
+    ),
+]
+ImgszOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--imgsz",
+        help=f"Input size (full: {FULL.imgsz} for tasks, {DATA_IMGSZ} for data; --quick: {QUICK['imgsz']}).",
+    ),
+]
+ImagesOpt = Annotated[int | None, typer.Option("--images", help=f"Images per built-in task {presets('images')}.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help=f"Training batch size {presets('batch')}.")]
+TargetsOpt = Annotated[str, typer.Option("--targets", help="Destinations to benchmark; the advice is for the first.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Study folder (steps, models, report).")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="A small study: within 10 minutes on 2 CPU cores.")]
+MinFpsOpt = Annotated[float | None, typer.Option("--min-fps", help="Constraint: frames per second on the target.")]
+MaxLatencyOpt = Annotated[float | None, typer.Option("--max-latency-ms", help="Constraint: p50 latency.")]
+MinMapOpt = Annotated[float | None, typer.Option("--min-map", help="Constraint: test mAP50 (0-1).")]
+BenchSecondsOpt = Annotated[
+    float | None,
+    typer.Option("--bench-seconds", help=f"Minimum seconds per benchmark run {presets('bench_seconds')}."),
+]
+
+
 @clean_errors
 def compare_command(
-    data: list[Path] = typer.Argument(None, help="Dataset folders (COCO, YOLO or VOC); none: the built-in tasks."),
-    tasks: str = typer.Option("all", "--tasks", help="Built-in tasks when no data is given: all or a list."),
-    sizes: str = typer.Option("fast,accurate", "--sizes", help="Sizes to train and compare."),
-    epochs: int | None = typer.Option(
-        None, "--epochs", help="Most training epochs; early stopping ends a run at a plateau (full: 60)."
-    ),
-    patience: int | None = typer.Option(
-        None, "--patience", help="Epochs without a validation mAP50-95 gain before a run stops (full: 8)."
-    ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for the built-in tasks' images and training."),
-    bench_repeats: int | None = typer.Option(
-        None, "--bench-repeats", help="Interleaved Fast/Accurate repeats per benchmark scenario (full: 3)."
-    ),
-    imgsz: int | None = typer.Option(None, "--imgsz", help="Input size (full: 256 for tasks, 640 for data)."),
-    images: int | None = typer.Option(None, "--images", help="Images per built-in task (full: 600)."),
-    batch: int | None = typer.Option(None, "--batch", help="Training batch size (full: 16, --quick: 8)."),
-    targets: str = typer.Option(
-        "http,local,browser", "--targets", help="Destinations to benchmark; the advice is for the first."
-    ),
-    out_dir: Path = typer.Option(Path("study"), "--out", help="Study folder (steps, models, report)."),
-    quick: bool = typer.Option(False, "--quick", help="A small study: within 10 minutes on 2 CPU cores."),
-    min_fps: float | None = typer.Option(None, "--min-fps", help="Constraint: frames per second on the target."),
-    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="Constraint: p50 latency."),
-    min_map: float | None = typer.Option(None, "--min-map", help="Constraint: test mAP50 (0-1)."),
-    bench_seconds: float | None = typer.Option(None, "--bench-seconds", help="Minimum seconds per benchmark run."),
+    data: DataArg = None,
+    tasks: TasksOpt = "all",
+    sizes: SizesOpt = "fast,accurate",
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    seed: SeedOpt = None,
+    bench_repeats: BenchRepeatsOpt = None,
+    imgsz: ImgszOpt = None,
+    images: ImagesOpt = None,
+    batch: BatchOpt = None,
+    targets: TargetsOpt = "http,local,browser",
+    out_dir: OutOpt = Path("study"),
+    quick: QuickOpt = False,
+    min_fps: MinFpsOpt = None,
+    max_latency_ms: MaxLatencyOpt = None,
+    min_map: MinMapOpt = None,
+    bench_seconds: BenchSecondsOpt = None,
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
-    from speedmap.study.config import expected_seconds, preset
+    from speedmap.study.config import preset
     from speedmap.study.report import write_report
     from speedmap.study.run import Study
 
     task_list = None if tasks == "all" else _csv(tasks)
     if data and imgsz is None and not quick:
-        imgsz = 640
+        imgsz = DATA_IMGSZ
     cfg = preset(
         quick,
         data=[str(d) for d in data or []],
@@ -103,23 +160,7 @@ def compare_command(
     for d in cfg.data:
         if not Path(d).exists():
             raise SpeedmapError(f"dataset not found: {d}")
-    n_sets = len(cfg.data) or len(cfg.tasks)
-    train_images = [round(cfg.images * 0.7)] * n_sets if not cfg.data else [_train_count(d) for d in cfg.data]
-    expected, at_most = expected_seconds(cfg, train_images)
-    steps = n_sets * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
-    what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
-    err.print(
-        f"speedmap compare{' --quick' if quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
-        f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
-        f"{', '.join(cfg.targets)}; seed {cfg.seed}",
-        highlight=False,
-    )
-    err.print(
-        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
-        f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
-        highlight=False,
-    )
-    ui = StudyUI(steps, expected)
+    ui = _announce(cfg, out_dir)
     try:
         results = Study(cfg, out_dir, ui, command=_command(cfg, out_dir)).run()
     finally:
@@ -130,6 +171,29 @@ def compare_command(
         "wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"], out_dir / "results.json")),
         highlight=False,
     )
+
+
+def _announce(cfg: StudyConfig, out_dir: Path) -> StudyUI:
+    """What the study will do and about how long it takes, stated up front; the progress display for its steps."""
+    from speedmap.study.config import expected_seconds
+
+    n_sets = len(cfg.data) or len(cfg.tasks)
+    train_images = [round(cfg.images * 0.7)] * n_sets if not cfg.data else [_train_count(d) for d in cfg.data]
+    expected, at_most = expected_seconds(cfg, train_images)
+    steps = n_sets * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
+    what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
+    err.print(
+        f"speedmap compare{' --quick' if cfg.quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
+        f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
+        f"{', '.join(cfg.targets)}; seed {cfg.seed}",
+        highlight=False,
+    )
+    err.print(
+        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
+        f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
+        highlight=False,
+    )
+    return StudyUI(steps, expected)
 
 
 def _command(cfg: Any, out_dir: Path) -> list[str]:
