@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from speedmap.cli import app
 from speedmap.data.tasks import TASKS
+from speedmap.study.config import QUICK, StudyConfig
 
 runner = CliRunner()
 
@@ -133,3 +137,58 @@ def test_base_commands_do_not_import_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False"
+
+
+def _help(*args: str, columns: int = 100) -> str:
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _command_paths(cmd: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group under ``cmd``, as the words that name it on the command line."""
+    found = [path]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        found += _command_paths(sub, (*path, name))
+    return found
+
+
+def test_help_lists_the_commands_in_workflow_order() -> None:
+    panel = _help().split("Commands", 1)[1]
+    rows = [line.split()[1] for line in panel.splitlines() if line.startswith("│ ") and line[2] != " "]
+    assert rows == ["compare", "datasets", "train", "export", "predict", "eval", "serve", "bench", "models"]
+
+
+def test_no_help_shows_a_value_placeholder_on_a_flag() -> None:
+    paths = _command_paths(typer.main.get_command(app))
+    assert len(paths) >= 15  # the root, its commands and groups, and theirs
+    for path in paths:
+        text = _help(*path)
+        assert "<bool>" not in text, f"speedmap {' '.join(path)} --help"
+    assert "--quick  " in _help("compare") and "--eager  " in _help("serve")
+
+
+def test_help_sentences_written_over_several_source_lines_render_unbroken() -> None:
+    from speedmap.cli.evaluate import eval_command
+    from speedmap.cli.export import export_command
+    from speedmap.cli.serve import serve_command
+
+    root = _help(columns=300)
+    for name, fn in (("eval", eval_command), ("export", export_command), ("serve", serve_command)):
+        doc = inspect.getdoc(fn) or ""
+        assert "\n" in doc  # the docstring spans several source lines
+        sentence = " ".join(doc.split())
+        assert sentence in root and sentence in _help(name, columns=300)
+    assert "against ground truth (--gt/--pred), or of an exported model" in root  # a source line break, before
+
+
+def test_compare_help_states_the_presets_from_the_study_config() -> None:
+    full = StudyConfig()
+    rows = {line.split()[1]: line for line in _help("compare", columns=300).splitlines() if line.startswith("│ --")}
+    assert f"(full: {full.epochs}, --quick: {QUICK['epochs']})" in rows["--epochs"]
+    assert (full.epochs, QUICK["epochs"]) == (60, 40)
+    assert f"(full: {full.batch}, --quick: {QUICK['batch']})" in rows["--batch"]
+    assert f"(full: {full.patience}, --quick: {QUICK['patience']})" in rows["--patience"]
+    assert f"(full: {full.images}, --quick: {QUICK['images']})" in rows["--images"]
+    assert f"(full: {full.bench_repeats}, --quick: {QUICK['bench_repeats']})" in rows["--bench-repeats"]
+    assert f"(full: {full.imgsz} for tasks" in rows["--imgsz"] and f"--quick: {QUICK['imgsz']})" in rows["--imgsz"]

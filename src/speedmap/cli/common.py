@@ -1,11 +1,12 @@
-"""What every command shares: consoles, clean errors instead of tracebacks, progress bars."""
+"""What every command shares: help that reads well, consoles, clean errors instead of tracebacks, progress bars."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from speedmap.errors import SpeedmapError
 
@@ -26,6 +28,47 @@ out = Console()
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def paragraphs(text: str | None) -> str | None:
+    """Help text with each paragraph on one line: the terminal wraps it, not the docstring's source lines (Typer's
+    rich help keeps a docstring's line breaks). A paragraph that starts with Click's ``\\b`` keeps its lines."""
+    if not text:
+        return text
+    parts = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.split("\n")) for p in parts)
+
+
+def _as_flag(param: Any) -> Any:
+    """A flag takes no value, so its help shows no value placeholder (Typer's rich help writes ``<bool>``)."""
+    if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+class _ReadableHelp:
+    """What Command and Group add to Typer's: help paragraphs on one line each, and flags without ``<bool>``."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for key in ("help", "short_help"):
+            if key in kwargs:
+                kwargs[key] = paragraphs(kwargs[key])
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _as_flag(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _as_flag(super().get_help_option(ctx))  # type: ignore[misc]
+
+
+class Command(_ReadableHelp, TyperCommand):
+    """A command whose ``--help`` reads as clean paragraphs and plain flags; every command uses it (``cls=``)."""
+
+
+class Group(_ReadableHelp, TyperGroup):
+    """A group of commands with the same help rendering as :class:`Command`."""
 
 
 def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -9,14 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from speedmap.cli.common import clean_errors, err, out, progress_bar
+from speedmap.cli.common import Command, Group, clean_errors, err, out, progress_bar
 from speedmap.data import FORMATS, SPLITS, Dataset, dataset_info, load_dataset, save_dataset
 from speedmap.data.tasks import DEFAULT_TASK, TASKS, make_task
 from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ, check_task_args, is_made, task_meta
 from speedmap.data.verify import decode_all
 from speedmap.errors import DatasetError
 
-app = typer.Typer(help="Read, check, convert and generate detection datasets.", no_args_is_help=True)
+app = typer.Typer(help="Read, check, convert and generate detection datasets.", cls=Group, no_args_is_help=True)
 
 FORMAT_HELP = f"Dataset format ({'|'.join(FORMATS)}); detected when omitted."
 
@@ -44,7 +44,7 @@ def report_problems(ds: Dataset, examples: int = 5) -> None:
         )
 
 
-@app.command()
+@app.command(cls=Command)
 @clean_errors
 def info(
     path: Path = typer.Argument(..., help="Dataset folder or annotation file."),
@@ -71,7 +71,7 @@ def info(
     out.print(per_class)
 
 
-@app.command()
+@app.command(cls=Command)
 @clean_errors
 def validate(
     path: Path = typer.Argument(..., help="Dataset folder or annotation file."),
@@ -100,7 +100,7 @@ def validate(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 @clean_errors
 def convert(
     src: Path = typer.Argument(..., help="Source dataset."),
@@ -120,7 +120,7 @@ def convert(
     out.print(f"wrote {ds.num_images} images, {len(ds.classes)} classes as {to} to {escape(str(dst))}")
 
 
-@app.command()
+@app.command(cls=Command)
 @clean_errors
 def tasks(as_json: bool = typer.Option(False, "--json", help="Print the task names as a JSON list.")) -> None:
     """List the built-in benchmark tasks."""
@@ -134,7 +134,7 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Print the task nam
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 @clean_errors
 def make(
     task: str = typer.Argument(..., help=f"Built-in task: {', '.join(TASKS)}."),
