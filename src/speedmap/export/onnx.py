@@ -86,7 +86,7 @@ def export_model(
     import torch
 
     from speedmap.models import count_flops, count_params
-    from speedmap.train.trainer import load_checkpoint, model_from_checkpoint
+    from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     if int8 is not None and half:
         raise ExportError("choose one of --int8 and --half")

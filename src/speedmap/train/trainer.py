@@ -1,20 +1,20 @@
-"""The training loop: one function, :func:`train`, driven by a :class:`TrainConfig`.
+"""The training loop: :func:`train` runs a :class:`Trainer` built from a :class:`TrainConfig`.
 
 Single process on CPU or CUDA, or several under ``torchrun`` (DistributedDataParallel: gloo on CPU,
-NCCL on GPUs; only rank 0 validates and writes). Checkpoints are written atomically after every
-epoch, so ``resume`` loses at most the epoch in progress.
+NCCL on GPUs; only rank 0 validates and writes). Checkpoints (:mod:`speedmap.train.checkpoint`) are
+written atomically after every epoch, so ``resume`` loses at most the epoch in progress. The learning-rate
+schedule is :mod:`speedmap.train.schedule`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import platform
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +25,51 @@ import yaml
 from torch import nn
 
 from speedmap import __version__
-from speedmap.data import Dataset, load_dataset
+from speedmap.data import load_dataset
 from speedmap.data.tasks.make import TASK_FILE
 from speedmap.detections import Detections
-from speedmap.errors import SpeedmapError
 from speedmap.eval import Metrics, evaluate_predictions
+from speedmap.jsonfile import write_json_atomic
 from speedmap.models import Detector, count_flops, count_params, create_model
 from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
 from speedmap.preprocess import to_input
+from speedmap.train.checkpoint import (
+    BEST,
+    LAST,
+    RunState,
+    TrainError,
+    load_checkpoint,
+    load_train_weights,
+    model_from_checkpoint,
+    model_meta,
+    restore_training,
+    save_best,
+    save_last,
+    saved_config,
+)
 from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
-from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter
+from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter, CpuSample
 from speedmap.train.data import TrainData, ValData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
+from speedmap.train.schedule import (
+    ADAMW_BETA2,
+    MAX_GRAD_NORM,
+    MOMENTUM,
+    SGD_LR,
+    WEIGHT_DECAY_BATCH,
+    Schedule,
+    auto_adamw_lr,
+    auto_optimizer,
+    warmup_iterations,
+)
 
-
-class TrainError(SpeedmapError):
-    pass
+IMGSZ_STRIDE = 32  # the input size must be a multiple of the model's largest stride ...
+IMGSZ_MAX = 4096  # ... and at most this
+EPOCH_SEED_STRIDE = 100_003  # an epoch's shuffle seed is seed * this + epoch: distinct for every (seed, epoch)
+MAX_WORKERS = 4  # data-loading processes at most by default (half the CPUs; none on 1-2 CPUs)
+VAL_BATCH = 32  # images per forward pass in validation
 
 
 @dataclass
@@ -82,7 +109,6 @@ class EpochLog:
     map: float | None = None
     cpu_seconds: float | None = None  # this process's CPU time in the epoch's training loop
     other_cpu_share: float | None = None  # share of the machine's CPU used by other processes meanwhile
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -93,40 +119,20 @@ def default_workers() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return 0 if cpus <= 2 else min(4, cpus // 2)
+    return 0 if cpus <= 2 else min(MAX_WORKERS, cpus // 2)
 
 
 def _rank() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path``, flush to disk, then rename over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise TrainError(f"{path} is not a readable speedmap checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "size" not in ckpt:
-        raise TrainError(f"{path} is not a speedmap checkpoint (no model weights and size)")
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> Detector:
-    model = create_model(ckpt["size"], ckpt["num_classes"])
-    model.load_state_dict(ckpt["model"])
-    return model
+def check_imgsz(imgsz: int) -> int:
+    """``imgsz`` if the model can take it, else a :class:`TrainError` that says what it can take."""
+    if not isinstance(imgsz, int) or imgsz % IMGSZ_STRIDE or not IMGSZ_STRIDE <= imgsz <= IMGSZ_MAX:
+        raise TrainError(
+            f"--imgsz must be a multiple of {IMGSZ_STRIDE} between {IMGSZ_STRIDE} and {IMGSZ_MAX}, got {imgsz}"
+        )
+    return imgsz
 
 
 def _default_out(data: Path, size: str) -> Path:
@@ -138,6 +144,7 @@ def _default_out(data: Path, size: str) -> Path:
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Three groups, in this order: decayed weights, BatchNorm weights, biases (schedule.BIAS_GROUP)."""
     decay, no_decay, bias = [], [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -156,17 +163,14 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, iterations: int, nc: int) -> torch.optim.Optimizer:
     """SGD for long schedules, AdamW (with a class-count-scaled rate) for short ones."""
-    name = cfg.optimizer
-    if name == "auto":
-        name = "sgd" if iterations > 10_000 else "adamw"
-    wd = cfg.weight_decay * cfg.batch / 64
-    groups = _param_groups(model, wd)
+    name = auto_optimizer(iterations) if cfg.optimizer == "auto" else cfg.optimizer
+    groups = _param_groups(model, cfg.weight_decay * cfg.batch / WEIGHT_DECAY_BATCH)
     if name == "sgd":
-        lr = cfg.lr0 or 0.01
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.937, nesterov=True)
+        lr = cfg.lr0 or SGD_LR
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=MOMENTUM, nesterov=True)
     elif name == "adamw":
-        lr = cfg.lr0 or round(0.002 * 5 / (4 + nc), 6)
-        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.937, 0.999))
+        lr = cfg.lr0 or auto_adamw_lr(nc)
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(MOMENTUM, ADAMW_BETA2))
     else:
         raise TrainError(f"unknown optimizer {cfg.optimizer!r}; choose auto, sgd or adamw")
     for g in opt.param_groups:
@@ -174,20 +178,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, iterations: int, nc: int
     return opt
 
 
-def lr_factor(epoch_progress: float, cfg: TrainConfig) -> float:
-    """Decay from 1 to ``lrf`` over the run, cosine or linear (``epoch_progress`` in epochs)."""
-    x = min(epoch_progress / max(cfg.epochs, 1), 1.0)
-    if cfg.cos_lr:
-        return ((1 - math.cos(x * math.pi)) / 2) * (cfg.lrf - 1) + 1
-    return (1 - x) * (1.0 - cfg.lrf) + cfg.lrf
-
-
 @torch.no_grad()
 def predict_split(
     model: nn.Module,
     val: ValData,
     device: torch.device,
-    batch: int = 32,
+    batch: int = VAL_BATCH,
     conf: float = EVAL_CONF,
     iou: float = EVAL_IOU,
     max_det: int = EVAL_MAX_DET,
@@ -207,7 +203,7 @@ def predict_split(
     return out
 
 
-def validate(model: nn.Module, val: ValData, device: torch.device) -> Metrics:
+def validation_metrics(model: nn.Module, val: ValData, device: torch.device) -> Metrics:
     return evaluate_predictions(val.split, predict_split(model, val, device)).metrics
 
 
@@ -215,7 +211,7 @@ def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test")
     """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
     ckpt = load_checkpoint(path)
     view = load_dataset(data).split(split)
-    return validate(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
+    return validation_metrics(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -255,253 +251,330 @@ class Step:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * self.world).backward()  # DDP averages gradients; keep the per-image scale
         self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=MAX_GRAD_NORM)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.ema.update(self.model)
         return parts.detach()
 
 
-def _resolve_imgsz(cfg: TrainConfig, ds: Dataset) -> int:
-    imgsz = cfg.imgsz or (256 if (ds.root / TASK_FILE).is_file() else 640)
-    if imgsz % 32 or not 32 <= imgsz <= 4096:
-        raise TrainError(f"--imgsz must be a multiple of 32 between 32 and 4096, got {imgsz}")
-    return imgsz
-
-
 def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train a detector; returns the run record written to ``train.json``."""
-    rank, world, local_rank = _rank()
-    main = rank == 0
-    ddp = world > 1
-    cuda = cfg.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise TrainError("--device cuda asked for, but PyTorch sees no CUDA device")
-    if ddp and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    device = torch.device(f"cuda:{local_rank}" if cuda and ddp else cfg.device)
-    if cuda:
-        torch.cuda.set_device(device)
+    """Train a detector; returns the run record written to ``train.json`` (empty on ranks other than 0)."""
+    return Trainer(cfg, progress, log).run()
 
-    out = Path(cfg.out) if cfg.out else None
-    resume_ckpt = None
-    if cfg.resume:
-        if out is None:
+
+class Trainer:
+    """One training run. Building it reads the data, builds the model and optimizer (restored from
+    ``last.pt`` with ``resume``) and prepares the run folder; :meth:`run` then trains epoch after epoch
+    (:meth:`train_epoch`, :meth:`validate`, :meth:`end_epoch`) until the last epoch or early stopping."""
+
+    def __init__(self, cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str], None] = print):
+        self.progress, self.log = progress, log
+        self.rank, self.world, local_rank = _rank()
+        self.main, self.ddp = self.rank == 0, self.world > 1
+        self.device = self._init_device(cfg.device, local_rank)
+        self.out = Path(cfg.out) if cfg.out else None
+        self.resume_ckpt: dict[str, Any] | None = None
+        self.cfg = self._resumed_config(cfg) if cfg.resume else cfg
+        self._load_data()
+        random.seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+        self.model = self._build_model()
+        self._build_optimizer()
+        self.net: nn.Module = nn.parallel.DistributedDataParallel(self.model) if self.ddp else self.model
+        self.step = Step(
+            self.net, self.model, DetectionLoss(self.model), self.optimizer, self.ema, self.device, self.world
+        )
+        self.out = self.out or _default_out(Path(self.cfg.data), self.cfg.size)
+        self._prepare_out()
+        self._build_data()
+        self.flops, self.params = count_flops(self.model, self.imgsz), count_params(self.model)
+        self.meta = model_meta(self.model, self.ds.classes, self.imgsz, self.fingerprint)
+        self.record: dict[str, Any] = {}
+        if self.main:
+            self._log_start()
+
+    # ---- setting up
+
+    def _init_device(self, device: str, local_rank: int) -> torch.device:
+        cuda = device.startswith("cuda")
+        if cuda and not torch.cuda.is_available():
+            raise TrainError("--device cuda asked for, but PyTorch sees no CUDA device")
+        if self.ddp and not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        dev = torch.device(f"cuda:{local_rank}" if cuda and self.ddp else device)
+        if cuda:
+            torch.cuda.set_device(dev)
+        return dev
+
+    def _resumed_config(self, cfg: TrainConfig) -> TrainConfig:
+        """The config saved in the run's ``last.pt``; only the device and the worker count come from ``cfg``."""
+        if self.out is None:
             raise TrainError("--resume needs --out RUN, the run folder to continue")
-        resume_ckpt = load_checkpoint(out / "last.pt")
-        saved = resume_ckpt["config"]
-        cfg = TrainConfig(**{**saved, "resume": True, "out": str(out), "device": cfg.device, "workers": cfg.workers})
+        self.resume_ckpt = load_checkpoint(self.out / LAST)
+        saved = saved_config(self.resume_ckpt)
+        return TrainConfig(
+            **{**saved, "resume": True, "out": str(self.out), "device": cfg.device, "workers": cfg.workers}
+        )
 
-    ds = load_dataset(cfg.data)
-    if ds.problems and main:
-        log(f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):")
-        for line in ds.problems.summary_lines():
-            log(line)
-    train_split = ds.split("train")
-    if len(train_split) == 0:
-        raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
-    val_split = next((ds.split(s) for s in ("valid", "test") if ds.split_records(s)), None)
-    if main and val_split is not None and val_split.name == "test":
-        log("no valid split: validating on the test split (its mAP then also picks best.pt)")
-    imgsz = _resolve_imgsz(cfg, ds)
-    nc = len(ds.classes)
-    if cfg.batch < world:
-        raise TrainError(f"--batch {cfg.batch} is smaller than the number of processes ({world})")
+    def _load_data(self) -> None:
+        cfg, log = self.cfg, self.log
+        self.ds = ds = load_dataset(cfg.data)
+        if ds.problems and self.main:
+            log(
+                f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):"
+            )
+            for line in ds.problems.summary_lines():
+                log(line)
+        self.train_split = ds.split("train")
+        if len(self.train_split) == 0:
+            raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
+        self.val_split = next((ds.split(s) for s in ("valid", "test") if ds.split_records(s)), None)
+        if self.main and self.val_split is not None and self.val_split.name == "test":
+            log("no valid split: validating on the test split (its mAP then also picks best.pt)")
+        self.imgsz = check_imgsz(cfg.imgsz or (256 if (ds.root / TASK_FILE).is_file() else 640))
+        self.nc = len(ds.classes)
+        self.n_train = len(self.train_split)
+        self.fingerprint = ds.fingerprint()
+        if cfg.batch < self.world:
+            raise TrainError(f"--batch {cfg.batch} is smaller than the number of processes ({self.world})")
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    def _build_model(self) -> Detector:
+        model = create_model(self.cfg.size, self.nc)
+        model.head.init_bias(self.imgsz)
+        if self.cfg.weights and not self.resume_ckpt:
+            model = self._transferred(self.cfg.weights)
+        if self.resume_ckpt:
+            load_train_weights(model, self.resume_ckpt)
+        model.to(self.device)
+        if self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
-    model = create_model(cfg.size, nc)
-    model.head.init_bias(imgsz)
-    if cfg.weights and not resume_ckpt:
-        src = load_checkpoint(cfg.weights)
-        if src["size"] != cfg.size:
-            raise TrainError(f"--weights {cfg.weights} is a {src['size']!r} model, but --size is {cfg.size!r}")
+    def _transferred(self, weights: str) -> Detector:
+        """The model of ``--weights``, with a new class head when the classes differ from the dataset's."""
+        src = load_checkpoint(weights)
+        if src["size"] != self.cfg.size:
+            raise TrainError(f"--weights {weights} is a {src['size']!r} model, but --size is {self.cfg.size!r}")
         model = model_from_checkpoint(src)
-        if src["num_classes"] != nc or list(src.get("classes", [])) != ds.classes:
-            model.reset_classes(nc)
-            model.head.init_bias(imgsz)
-            if main:
-                log(f"transfer: {src['num_classes']} -> {nc} classes, class head re-initialised")
-    if resume_ckpt:
-        model.load_state_dict(resume_ckpt["model_train"])
-    model.to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        if src["num_classes"] != self.nc or list(src.get("classes", [])) != self.ds.classes:
+            model.reset_classes(self.nc)
+            model.head.init_bias(self.imgsz)
+            if self.main:
+                self.log(f"transfer: {src['num_classes']} -> {self.nc} classes, class head re-initialised")
+        return model
 
-    per_rank_batch = cfg.batch // world
-    n_train = len(train_split)
-    batches_per_epoch = math.ceil(n_train / world / per_rank_batch)
-    optimizer = build_optimizer(model, cfg, cfg.epochs * batches_per_epoch, nc)
-    ema = ModelEMA(model)
-    start_epoch, best_fit, best_epoch = 0, -1.0, -1
-    history: list[dict[str, Any]] = []
-    epoch_seconds: list[float] = []
-    if resume_ckpt:
-        optimizer.load_state_dict(resume_ckpt["optimizer"])
-        ema.ema.load_state_dict(resume_ckpt["model"])
-        ema.updates = resume_ckpt["ema_updates"]
-        start_epoch = resume_ckpt["epoch"] + 1
-        best_fit, best_epoch = resume_ckpt["best_fitness"], resume_ckpt["best_epoch"]
-        history, epoch_seconds = resume_ckpt["history"], resume_ckpt["epoch_seconds"]
-        maps = [h.get("map") for h in history]
-        if maps and None not in maps:  # older checkpoints kept a mAP50/mAP50-95 mix
-            best_fit = max(max(m, 0.0) for m in maps)
-            best_epoch = next(i for i, m in enumerate(maps) if max(m, 0.0) == best_fit)
-        if start_epoch >= cfg.epochs:
-            raise TrainError(f"{out} already finished all {cfg.epochs} epochs; nothing to resume")
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if ddp else model
-    step = Step(net, model, DetectionLoss(model), optimizer, ema, device, world)
+    def _build_optimizer(self) -> None:
+        cfg = self.cfg
+        self.per_rank_batch = cfg.batch // self.world
+        self.batches_per_epoch = math.ceil(self.n_train / self.world / self.per_rank_batch)
+        self.optimizer = build_optimizer(self.model, cfg, cfg.epochs * self.batches_per_epoch, self.nc)
+        self.ema = ModelEMA(self.model)
+        self.state = RunState()
+        if self.resume_ckpt:
+            self.state = restore_training(self.resume_ckpt, self.optimizer, self.ema)
+            if self.state.epoch + 1 >= cfg.epochs:
+                raise TrainError(f"{self.out} already finished all {cfg.epochs} epochs; nothing to resume")
 
-    if out is None:
-        out = _default_out(Path(cfg.data), cfg.size)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "args.yaml").write_text(
-            yaml.safe_dump({**asdict(cfg), "imgsz": imgsz, "out": str(out)}, sort_keys=False), encoding="utf-8"
-        )
-    data = TrainData(train_split, imgsz, cfg.seed)
-    val = ValData(val_split, imgsz) if (val_split is not None and cfg.val and main) else None
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    warmup_iters = max(round(cfg.warmup_epochs * batches_per_epoch), 100) if cfg.warmup_epochs > 0 else 0
-    flops = count_flops(model, imgsz)
-    params = count_params(model)
-    record: dict[str, Any] = {}
-    if main:
-        log(
-            f"training {cfg.size} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) on "
-            f"{n_train} images, {nc} classes, {cfg.epochs} epochs, batch {cfg.batch}, device {device}"
-            f"{f', {world} processes' if ddp else ''}; run folder {out}"
+    def _prepare_out(self) -> None:
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            args = {**asdict(self.cfg), "imgsz": self.imgsz, "out": str(self.out)}
+            (self.out / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False), encoding="utf-8")
+
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        self.data = TrainData(self.train_split, self.imgsz, cfg.seed)
+        use_val = self.val_split is not None and cfg.val and self.main
+        self.val = ValData(self.val_split, self.imgsz) if use_val else None
+        self.workers = default_workers() if cfg.workers is None else cfg.workers
+        warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch)
+        self.schedule = Schedule(cfg.epochs, cfg.lrf, cfg.cos_lr, self.batches_per_epoch, warmup)
+
+    def _log_start(self) -> None:
+        cfg = self.cfg
+        self.log(
+            f"training {cfg.size} ({self.params / 1e6:.2f} M params, {self.flops / 1e9:.2f} GFLOPs at {self.imgsz}px) "
+            f"on {self.n_train} images, {self.nc} classes, {cfg.epochs} epochs, batch {cfg.batch}, device "
+            f"{self.device}{f', {self.world} processes' if self.ddp else ''}; run folder {self.out}"
         )
 
-    stop = False
-    for epoch in range(start_epoch, cfg.epochs):
-        mosaic_on = epoch < cfg.epochs - cfg.close_mosaic
-        data.set_epoch(epoch, mosaic_on)
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(n_train, generator=gen).tolist()
-        loader = torch.utils.data.DataLoader(
-            data,
-            batch_size=per_rank_batch,
-            sampler=order[rank::world],
+    # ---- the loop
+
+    def run(self) -> dict[str, Any]:
+        """Train from the first unfinished epoch; returns the run record (``train.json``)."""
+        for epoch in range(self.state.epoch + 1, self.cfg.epochs):
+            losses, cpu = self.train_epoch(epoch)
+            self.state.epoch_seconds.append(cpu.wall_s)
+            metrics = self.validate()
+            stop = self.end_epoch(epoch, losses, cpu, metrics) if self.main else False
+            if self._agree(stop):
+                break
+        if self.ddp:
+            dist.barrier()
+            dist.destroy_process_group()
+        return self.record
+
+    def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        """This rank's share of the epoch's shuffled order, the same order on every rank and every resume."""
+        cfg = self.cfg
+        self.data.set_epoch(epoch, epoch < cfg.epochs - cfg.close_mosaic)
+        gen = torch.Generator().manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
+        order = torch.randperm(self.n_train, generator=gen).tolist()
+        return torch.utils.data.DataLoader(
+            self.data,
+            batch_size=self.per_rank_batch,
+            sampler=order[self.rank :: self.world],
             collate_fn=collate,
-            num_workers=workers,
+            num_workers=self.workers,
             drop_last=False,
         )
-        net.train()
+
+    def train_epoch(self, epoch: int) -> tuple[list[float], CpuSample]:
+        """One pass over the training data; returns the mean box, cls and dfl losses and the CPU sample."""
+        loader = self._loader(epoch)
+        self.net.train()
         sums = torch.zeros(3)
         seen = 0
-        meter = CpuMeter(children=workers > 0)
+        meter = CpuMeter(children=self.workers > 0)
         for i, (images, targets) in enumerate(loader):
-            it = i + batches_per_epoch * epoch
-            if it < warmup_iters:
-                frac = it / warmup_iters
-                for j, g in enumerate(optimizer.param_groups):
-                    start = 0.1 if j == 2 else 0.0  # biases warm down from 0.1
-                    g["lr"] = start + (g["initial_lr"] * lr_factor(epoch, cfg) - start) * frac
-                    if "momentum" in g:
-                        g["momentum"] = 0.8 + (0.937 - 0.8) * frac
-            else:
-                for g in optimizer.param_groups:
-                    g["lr"] = g["initial_lr"] * lr_factor(epoch + i / batches_per_epoch, cfg)
-            sums += step(images, targets).cpu()
+            self.schedule.apply(self.optimizer, epoch, i)
+            sums += self.step(images, targets).cpu()
             seen += len(images)
-            if progress is not None and main:
-                elapsed = meter.elapsed()
-                mean = (sums / (i + 1)).tolist()
-                ips = seen * world / max(elapsed, 1e-9)
-                progress(
-                    {
-                        "epoch": epoch,
-                        "epochs": cfg.epochs,
-                        "batch": i + 1,
-                        "batches": len(loader),
-                        "box": mean[0],
-                        "cls": mean[1],
-                        "dfl": mean[2],
-                        "ips": ips,
-                    }
-                )
+            if self.progress is not None and self.main:
+                self.progress(self._batch_event(epoch, i, len(loader), sums, seen, meter.elapsed()))
         cpu = meter.stop()
-        seconds = cpu.wall_s
-        epoch_seconds.append(seconds)
-        mean = (sums / max(len(loader), 1)).tolist()
-        metrics = validate(ema.ema, val, device) if val is not None else None
-        if main:
-            fit = _score(metrics) if metrics is not None else float(epoch)
-            improved = fit > best_fit
-            if improved:
-                best_fit, best_epoch = fit, epoch
-            entry = EpochLog(
-                epoch + 1,
-                *mean,
-                optimizer.param_groups[0]["lr"],
-                seconds,
-                n_train / seconds,
-                metrics.map50 if metrics else None,
-                metrics.map if metrics else None,
-                round(cpu.cpu_s, 3),
-                _round(cpu.other_share, 4),
-            )
-            history.append({k: v for k, v in asdict(entry).items() if k != "extra"})
-            meta = {
-                "size": cfg.size,
-                "num_classes": nc,
-                "classes": ds.classes,
-                "imgsz": imgsz,
-                "spec": model.spec(),
-                "dataset": ds.fingerprint(),
-                "speedmap": __version__,
-            }
-            ckpt = {
-                **meta,
-                "model": ema.ema.state_dict(),
-                "model_train": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema_updates": ema.updates,
-                "epoch": epoch,
-                "best_fitness": best_fit,
-                "best_epoch": best_epoch,
-                "history": history,
-                "epoch_seconds": epoch_seconds,
-                "config": asdict(cfg),
-            }
-            save_atomic(ckpt, out / "last.pt")
-            if improved:
-                save_atomic(
-                    {
-                        **meta,
-                        "model": ema.ema.state_dict(),
-                        "epoch": epoch,
-                        "metrics": metrics.to_json() if metrics else None,
-                    },
-                    out / "best.pt",
-                )
-            _write_metrics_csv(history, out / "metrics.csv")
-            plot_training(history, out / "results.png")
-            record = _record(cfg, ds, out, imgsz, params, flops, history, epoch_seconds, best_epoch, world, device)
-            (out / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            if progress is not None:
-                progress({"epoch_done": entry, "best": improved})
-            last = epoch + 1 >= cfg.epochs
-            stop = val is not None and not last and patience_stop(best_fit, epoch - best_epoch, cfg.patience)
-            if stop:
-                log(f"early stop: no mAP50-95 gain for {cfg.patience} epochs (best epoch {best_epoch + 1})")
-        if ddp:
-            flag = torch.tensor([int(stop)], device=device)
+        return (sums / max(len(loader), 1)).tolist(), cpu
+
+    def _batch_event(
+        self, epoch: int, i: int, batches: int, sums: torch.Tensor, seen: int, elapsed: float
+    ) -> dict[str, Any]:
+        """The progress event after batch ``i``: mean losses of the epoch so far and images/s of all ranks."""
+        mean = (sums / (i + 1)).tolist()
+        return {
+            "epoch": epoch,
+            "epochs": self.cfg.epochs,
+            "batch": i + 1,
+            "batches": batches,
+            "box": mean[0],
+            "cls": mean[1],
+            "dfl": mean[2],
+            "ips": seen * self.world / max(elapsed, 1e-9),
+        }
+
+    def validate(self) -> Metrics | None:
+        """Validation metrics of the EMA weights; None without validation (and on ranks other than 0)."""
+        return validation_metrics(self.ema.ema, self.val, self.device) if self.val is not None else None
+
+    def end_epoch(self, epoch: int, losses: list[float], cpu: CpuSample, metrics: Metrics | None) -> bool:
+        """Rank 0 after an epoch: keep score, save the checkpoints, write the logs; True to stop early."""
+        st = self.state
+        fit = _score(metrics) if metrics is not None else float(epoch)
+        improved = fit > st.best_fitness
+        if improved:
+            st.best_fitness, st.best_epoch = fit, epoch
+        entry = EpochLog(
+            epoch + 1,
+            *losses,
+            self.optimizer.param_groups[0]["lr"],
+            cpu.wall_s,
+            self.n_train / cpu.wall_s,
+            metrics.map50 if metrics else None,
+            metrics.map if metrics else None,
+            round(cpu.cpu_s, 3),
+            _round(cpu.other_share, 4),
+        )
+        st.history.append(asdict(entry))
+        st.epoch = epoch
+        self.save(improved, metrics)
+        self.write_logs()
+        if self.progress is not None:
+            self.progress({"epoch_done": entry, "best": improved})
+        return self._patience_stop(epoch)
+
+    def _patience_stop(self, epoch: int) -> bool:
+        st, cfg = self.state, self.cfg
+        last = epoch + 1 >= cfg.epochs
+        stop = self.val is not None and not last and patience_stop(st.best_fitness, epoch - st.best_epoch, cfg.patience)
+        if stop:
+            self.log(f"early stop: no mAP50-95 gain for {cfg.patience} epochs (best epoch {st.best_epoch + 1})")
+        return stop
+
+    def _agree(self, stop: bool) -> bool:
+        """Rank 0's decision to stop, on every rank."""
+        if self.ddp:
+            flag = torch.tensor([int(stop)], device=self.device)
             dist.broadcast(flag, 0)
             stop = bool(flag.item())
-        if stop:
-            break
-    if ddp:
-        dist.barrier()
-        dist.destroy_process_group()
-    return record
+        return stop
+
+    def save(self, improved: bool, metrics: Metrics | None) -> None:
+        """``last.pt`` after every epoch; ``best.pt`` when the epoch is the best so far."""
+        save_last(self.out / LAST, self.meta, self.model, self.ema, self.optimizer, self.state, asdict(self.cfg))
+        if improved:
+            save_best(self.out / BEST, self.meta, self.ema, self.state.epoch, metrics.to_json() if metrics else None)
+
+    def write_logs(self) -> None:
+        """``metrics.csv``, ``results.png`` and ``train.json`` as of the latest epoch."""
+        _write_metrics_csv(self.state.history, self.out / "metrics.csv")
+        plot_training(self.state.history, self.out / "results.png")
+        self.record = self.run_record()
+        write_json_atomic(self.out / "train.json", self.record)
+
+    def run_record(self) -> dict[str, Any]:
+        """What ``train.json`` says about the run so far."""
+        cfg, ds, st = self.cfg, self.ds, self.state
+        history = st.history
+        best = next((h for h in history if h["epoch"] == st.best_epoch + 1), history[-1])
+        total = float(sum(st.epoch_seconds))
+        n_train = len(ds.split_records("train"))
+        converged, conv = convergence(history, cfg.patience, cfg.epochs)
+        t95 = time_to_fraction(history)
+        return {
+            "size": cfg.size,
+            "params": self.params,
+            "flops": self.flops,
+            "imgsz": self.imgsz,
+            "epochs": len(st.epoch_seconds),
+            "epochs_planned": cfg.epochs,
+            "batch": cfg.batch,
+            "epoch_seconds": [round(s, 3) for s in st.epoch_seconds],
+            "total_seconds": round(total, 3),
+            "train_images_per_second": round(n_train * len(st.epoch_seconds) / total, 3) if total else None,
+            "best_epoch": best["epoch"],
+            "best_map": best["map"],
+            "best_map50": best["map50"],
+            "epochs_run": len(history),
+            "converged": converged,
+            "convergence": conv,
+            "time_to_95_seconds": None if t95 is None else round(t95[0], 3),
+            "epoch_to_95": None if t95 is None else t95[1],
+            **_cpu_summary(history),
+            "dataset": {
+                "path": str(cfg.data),
+                "abspath": str(Path(cfg.data).resolve()),
+                "fingerprint": self.fingerprint,
+                "classes": ds.classes,
+                "train_images": n_train,
+                "valid_images": len(ds.split_records("valid")),
+            },
+            "device": str(self.device),
+            "processes": self.world,
+            "threads": torch.get_num_threads(),
+            "seed": cfg.seed,
+            "machine": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+            },
+            "speedmap": __version__,
+            "run": str(self.out),
+        }
 
 
 def _write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
-    keys = [f.name for f in fields(EpochLog) if f.name != "extra"]
+    keys = [f.name for f in fields(EpochLog)]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
@@ -522,60 +595,4 @@ def _cpu_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
         "other_cpu_share_max": max((s for s, _, _ in known), default=None),
         "contended": mean is not None and mean > CONTENDED_SHARE,
         "contended_epochs": [e for s, _, e in known if s > CONTENDED_SHARE],
-    }
-
-
-def _record(
-    cfg: TrainConfig,
-    ds: Dataset,
-    out: Path,
-    imgsz: int,
-    params: int,
-    flops: int,
-    history: list[dict[str, Any]],
-    epoch_seconds: list[float],
-    best_epoch: int,
-    world: int,
-    device: torch.device,
-) -> dict[str, Any]:
-    best = next((h for h in history if h["epoch"] == best_epoch + 1), history[-1])
-    n_train = len(ds.split_records("train"))
-    total = float(sum(epoch_seconds))
-    converged, conv = convergence(history, cfg.patience, cfg.epochs)
-    t95 = time_to_fraction(history)
-    return {
-        "size": cfg.size,
-        "params": params,
-        "flops": flops,
-        "imgsz": imgsz,
-        "epochs": len(epoch_seconds),
-        "epochs_planned": cfg.epochs,
-        "batch": cfg.batch,
-        "epoch_seconds": [round(s, 3) for s in epoch_seconds],
-        "total_seconds": round(total, 3),
-        "train_images_per_second": round(n_train * len(epoch_seconds) / total, 3) if total else None,
-        "best_epoch": best["epoch"],
-        "best_map": best["map"],
-        "best_map50": best["map50"],
-        "epochs_run": len(history),
-        "converged": converged,
-        "convergence": conv,
-        "time_to_95_seconds": None if t95 is None else round(t95[0], 3),
-        "epoch_to_95": None if t95 is None else t95[1],
-        **_cpu_summary(history),
-        "dataset": {
-            "path": str(cfg.data),
-            "abspath": str(Path(cfg.data).resolve()),
-            "fingerprint": ds.fingerprint(),
-            "classes": ds.classes,
-            "train_images": n_train,
-            "valid_images": len(ds.split_records("valid")),
-        },
-        "device": str(device),
-        "processes": world,
-        "threads": torch.get_num_threads(),
-        "seed": cfg.seed,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
-        "speedmap": __version__,
-        "run": str(out),
     }

@@ -1,0 +1,78 @@
+"""Warm-up and learning-rate decay, and the optimizer numbers they work with.
+
+Every parameter group's rate is ``initial_lr`` times a factor that decays from 1 to ``lrf`` over the run,
+linearly or along a cosine (:meth:`Schedule.factor`). During warm-up (the first :func:`warmup_iterations`
+optimizer steps) the rates rise linearly from 0 to that value, except the biases', which come down from
+:data:`WARMUP_BIAS_LR`, and the momentum rises from :data:`WARMUP_MOMENTUM` to :data:`MOMENTUM`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+MOMENTUM = 0.937  # SGD's (Nesterov) momentum and AdamW's beta1 once warm-up is over
+ADAMW_BETA2 = 0.999  # AdamW's decay of its squared-gradient average
+SGD_LR = 0.01  # SGD's initial learning rate when lr0 is not given
+AUTO_SGD_ABOVE = 10_000  # optimizer "auto": SGD for runs of more optimizer steps than this, else AdamW
+AUTO_ADAMW_LR = 0.002  # optimizer "auto" AdamW's initial rate for one class, scaled for nc classes by ...
+AUTO_ADAMW_CLASS_OFFSET = 4  # ... (offset + 1) / (offset + nc): 0.002 * 5 / (4 + nc)
+AUTO_ADAMW_LR_DIGITS = 6  # that rate is rounded to this many decimals
+WEIGHT_DECAY_BATCH = 64  # the batch size weight_decay is given for; it is scaled by batch / 64
+BIAS_GROUP = 2  # index of the biases' parameter group (trainer.param_groups: decay, no decay, biases)
+WARMUP_MIN_ITERS = 100  # warm-up, when on, lasts at least this many optimizer steps
+WARMUP_MOMENTUM = 0.8  # SGD's momentum at the first warm-up step (AdamW's beta1 is not warmed up)
+WARMUP_BIAS_LR = 0.1  # the biases' learning rate at the first warm-up step
+MAX_GRAD_NORM = 10.0  # gradients are clipped to this total norm before every optimizer step
+
+
+def auto_optimizer(iterations: int) -> str:
+    """What optimizer "auto" picks for a run of ``iterations`` optimizer steps."""
+    return "sgd" if iterations > AUTO_SGD_ABOVE else "adamw"
+
+
+def auto_adamw_lr(nc: int) -> float:
+    """AdamW's initial learning rate for ``nc`` classes when lr0 is not given."""
+    return round(AUTO_ADAMW_LR * (AUTO_ADAMW_CLASS_OFFSET + 1) / (AUTO_ADAMW_CLASS_OFFSET + nc), AUTO_ADAMW_LR_DIGITS)
+
+
+def warmup_iterations(warmup_epochs: float, batches_per_epoch: int) -> int:
+    """Optimizer steps of warm-up: ``warmup_epochs`` worth, at least :data:`WARMUP_MIN_ITERS`; 0 turns it off."""
+    return max(round(warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERS) if warmup_epochs > 0 else 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Sets every parameter group's learning rate (and momentum during warm-up) before each optimizer step."""
+
+    epochs: int
+    lrf: float  # final rate as a fraction of the initial one
+    cos_lr: bool  # cosine instead of linear decay
+    batches_per_epoch: int
+    warmup_iters: int
+
+    def factor(self, epoch_progress: float) -> float:
+        """Decay from 1 to ``lrf`` over the run, cosine or linear (``epoch_progress`` in epochs)."""
+        x = min(epoch_progress / max(self.epochs, 1), 1.0)
+        if self.cos_lr:
+            return ((1 - math.cos(x * math.pi)) / 2) * (self.lrf - 1) + 1
+        return (1 - x) * (1.0 - self.lrf) + self.lrf
+
+    def apply(self, optimizer: torch.optim.Optimizer, epoch: int, i: int) -> None:
+        """Rates for batch ``i`` of ``epoch``: warm-up ramps towards the epoch's start rate, then the decay
+        follows the batch."""
+        it = i + self.batches_per_epoch * epoch
+        if it < self.warmup_iters:
+            frac = it / self.warmup_iters
+            target = self.factor(epoch)
+            for j, g in enumerate(optimizer.param_groups):
+                start = WARMUP_BIAS_LR if j == BIAS_GROUP else 0.0
+                g["lr"] = start + (g["initial_lr"] * target - start) * frac
+                if "momentum" in g:
+                    g["momentum"] = WARMUP_MOMENTUM + (MOMENTUM - WARMUP_MOMENTUM) * frac
+        else:
+            f = self.factor(epoch + i / self.batches_per_epoch)
+            for g in optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * f
