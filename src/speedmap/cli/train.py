@@ -90,11 +90,13 @@ def train_command(
     if size not in SIZES:
         err.print(f"[bold red]error:[/] unknown size {size!r}; choose one of {', '.join(SIZES)}")
         raise typer.Exit(2)
+    from speedmap.data.tasks import default_imgsz
+
     cfg = TrainConfig(
         data=str(data),
         size=size,
         epochs=epochs,
-        imgsz=imgsz,
+        imgsz=imgsz or default_imgsz(data),
         batch=batch,
         weights=str(weights) if weights else None,
         out=str(out) if out else None,

@@ -78,7 +78,7 @@ def _segment(
     model = create_model(size, nc)
     model.head.init_bias(imgsz)
     model = model.to(memory_format=torch.channels_last)
-    cfg = TrainConfig(data="", size=size, batch=batch, seed=seed)
+    cfg = TrainConfig(data="", size=size, imgsz=imgsz, batch=batch, seed=seed)
     optimizer = build_optimizer(model, cfg, 1, nc)
     model.train()
     step = Step(model, model, DetectionLoss(model), optimizer, ModelEMA(model), torch.device("cpu"))

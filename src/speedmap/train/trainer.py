@@ -14,7 +14,7 @@ import os
 import platform
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from torch import nn
 
 from speedmap import __version__
 from speedmap.data import load_dataset
-from speedmap.data.tasks.make import TASK_FILE
 from speedmap.detections import Detections
 from speedmap.eval import Metrics, evaluate_predictions
 from speedmap.jsonfile import write_json_atomic
@@ -77,7 +76,7 @@ class TrainConfig:
     data: str
     size: str = "fast"
     epochs: int = 50
-    imgsz: int | None = None  # 256 for built-in tasks, 640 for other data
+    imgsz: int = field(kw_only=True)  # input size, chosen by the caller (speedmap.data.tasks.default_imgsz)
     batch: int = 16
     weights: str | None = None
     out: str | None = None
@@ -333,7 +332,7 @@ class Trainer:
         self.val_split = next((ds.split(s) for s in ("valid", "test") if ds.split_records(s)), None)
         if self.main and self.val_split is not None and self.val_split.name == "test":
             log("no valid split: validating on the test split (its mAP then also picks best.pt)")
-        self.imgsz = check_imgsz(cfg.imgsz or (256 if (ds.root / TASK_FILE).is_file() else 640))
+        self.imgsz = check_imgsz(cfg.imgsz)
         self.nc = len(ds.classes)
         self.n_train = len(self.train_split)
         self.fingerprint = ds.fingerprint()
@@ -380,7 +379,7 @@ class Trainer:
     def _prepare_out(self) -> None:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            args = {**asdict(self.cfg), "imgsz": self.imgsz, "out": str(self.out)}
+            args = {**asdict(self.cfg), "out": str(self.out)}
             (self.out / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False), encoding="utf-8")
 
     def _build_data(self) -> None:
