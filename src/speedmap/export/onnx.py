@@ -101,75 +101,24 @@ def export_model(
     params, flops = count_params(model), count_flops(model, imgsz)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / MODEL_FILE
     tmp = out / f".{MODEL_FILE}.tmp"
-    dtype = torch.float16 if half else torch.float32
     if half:
         model = model.half()
-    x = torch.zeros(fixed_batch or 1, 3, imgsz, imgsz, dtype=dtype)
     log(
         f"exporting {ckpt['size']} ({params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs at {imgsz}px) "
         f"from {ckpt_path}"
     )
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            model,
-            (x,),
-            str(tmp),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["images"],
-            output_names=["output"],
-            do_constant_folding=True,
-            dynamic_axes=None if fixed_batch else {"images": {0: "batch"}, "output": {0: "batch"}},
-        )
+    x = torch.zeros(fixed_batch or 1, 3, imgsz, imgsz, dtype=torch.float16 if half else torch.float32)
+    _to_onnx(model, x, tmp, dynamic=fixed_batch is None)
     precision = "fp16" if half else "fp32"
     if int8 is not None:
         from speedmap.export.quantize import quantize_int8
 
         quantize_int8(tmp, tmp, int8, imgsz, calib_images, log)
         precision = "int8"
-    os.replace(tmp, onnx_path)
+    os.replace(tmp, out / MODEL_FILE)
 
-    train_info = ckpt.get("dataset")
-    doc: dict[str, Any] = {
-        "name": out.resolve().parent.name,
-        "version": out.resolve().name,
-        "task": "object-detection",
-        "file": MODEL_FILE,
-        "classes": list(ckpt["classes"]),
-        "input": {
-            "name": "images",
-            "imgsz": imgsz,
-            "width": imgsz,
-            "height": imgsz,
-            "batch": fixed_batch or "dynamic",
-            "dtype": "float16" if half else "float32",
-        },
-        "output": {"name": "output", "format": "xyxy+class_probabilities", "nms": "outside the graph"},
-        "preprocessing": PREPROCESSING,
-        "size": ckpt["size"],
-        "spec": ckpt.get("spec"),
-        "params": params,
-        "flops": flops,
-        "precision": precision,
-        "opset": OPSET,
-        "training": {
-            "checkpoint": str(ckpt_path),
-            "epoch": int(ckpt.get("epoch", -1)) + 1,
-            "dataset_fingerprint": train_info,
-            "dataset": record["dataset"]["path"] if record else None,
-            "epochs": record["epochs"] if record else None,
-            "total_seconds": record["total_seconds"] if record else None,
-            "train_images_per_second": record["train_images_per_second"] if record else None,
-            "valid_metrics": ckpt.get("metrics"),
-        },
-        "metrics": None,
-        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "speedmap": __version__,
-        "torch": torch.__version__,
-    }
+    doc = _model_doc(out, ckpt, ckpt_path, record, imgsz, fixed_batch, precision, params, flops)
     write_json_atomic(out / META_FILE, doc)
     meta = read_meta(out)
     data = _training_data(record, ckpt_path)
@@ -182,6 +131,78 @@ def export_model(
         write_json_atomic(out / META_FILE, doc)
         meta = read_meta(out)
     return meta
+
+
+def _to_onnx(model: Any, x: Any, path: Path, dynamic: bool) -> None:
+    """Trace ``model`` on the example input ``x`` into ``path`` (a dynamic batch axis when ``dynamic``)."""
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["output"],
+            do_constant_folding=True,
+            dynamic_axes={"images": {0: "batch"}, "output": {0: "batch"}} if dynamic else None,
+        )
+
+
+def _model_doc(
+    out: Path,
+    ckpt: dict[str, Any],
+    ckpt_path: Path,
+    record: dict[str, Any] | None,
+    imgsz: int,
+    fixed_batch: int | None,
+    precision: str,
+    params: int,
+    flops: int,
+) -> dict[str, Any]:
+    """``model.json`` before the exported model is scored (``metrics`` None)."""
+    import torch
+
+    return {
+        "name": out.resolve().parent.name,
+        "version": out.resolve().name,
+        "task": "object-detection",
+        "file": MODEL_FILE,
+        "classes": list(ckpt["classes"]),
+        "input": {
+            "name": "images",
+            "imgsz": imgsz,
+            "width": imgsz,
+            "height": imgsz,
+            "batch": fixed_batch or "dynamic",
+            "dtype": "float16" if precision == "fp16" else "float32",
+        },
+        "output": {"name": "output", "format": "xyxy+class_probabilities", "nms": "outside the graph"},
+        "preprocessing": PREPROCESSING,
+        "size": ckpt["size"],
+        "spec": ckpt.get("spec"),
+        "params": params,
+        "flops": flops,
+        "precision": precision,
+        "opset": OPSET,
+        "training": {
+            "checkpoint": str(ckpt_path),
+            "epoch": int(ckpt.get("epoch", -1)) + 1,
+            "dataset_fingerprint": ckpt.get("dataset"),
+            "dataset": record["dataset"]["path"] if record else None,
+            "epochs": record["epochs"] if record else None,
+            "total_seconds": record["total_seconds"] if record else None,
+            "train_images_per_second": record["train_images_per_second"] if record else None,
+            "valid_metrics": ckpt.get("metrics"),
+        },
+        "metrics": None,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "speedmap": __version__,
+        "torch": torch.__version__,
+    }
 
 
 def _training_data(record: dict[str, Any] | None, ckpt_path: Path) -> Path | None:
