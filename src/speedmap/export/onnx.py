@@ -96,7 +96,7 @@ def export_model(
     imgsz = int(imgsz or ckpt["imgsz"])
     if imgsz % 32 or not 32 <= imgsz <= 4096:
         raise ExportError(f"--imgsz must be a multiple of 32 between 32 and 4096, got {imgsz}")
-    model = model_from_checkpoint(ckpt).eval()
+    model = model_from_checkpoint(ckpt).eval().fuse()  # no BatchNorm, no train-only branches in the graph
     model.head.fix_anchors(imgsz)
     params, flops = count_params(model), count_flops(model, imgsz)
     out = Path(out)

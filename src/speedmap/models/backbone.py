@@ -1,18 +1,28 @@
-"""CSP backbone: a stride-2 stem and four stride-2 stages; returns the stride 8, 16, 32 maps."""
+"""Backbones: a stride-2 stem and four stride-2 stages, returning the stride 8, 16, 32 maps. ``csp``
+stages are cross-stage partial blocks; ``rep`` stages are plain RepVGG convolutions (fused at export)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from speedmap.models.blocks import SPPF, Conv, CSPBlock
+from speedmap.models.blocks import SPPF, Conv, CSPBlock, RepConv, rep_stage
 
 
 class Backbone(nn.Module):
-    def __init__(self, ch: tuple[int, int, int, int, int], depth: tuple[int, int, int, int]) -> None:
+    def __init__(
+        self, ch: tuple[int, int, int, int, int], depth: tuple[int, int, int, int], block: str = "csp"
+    ) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = ch
         n2, n3, n4, n5 = depth
+        if block == "rep":
+            self.stem: nn.Module = RepConv(3, c1, 2)
+            self.stage2: nn.Module = rep_stage(c1, c2, n2)
+            self.stage3: nn.Module = rep_stage(c2, c3, n3)
+            self.stage4: nn.Module = rep_stage(c3, c4, n4)
+            self.stage5: nn.Module = nn.Sequential(rep_stage(c4, c5, n5), SPPF(c5, c5))
+            return
         self.stem = Conv(3, c1, 3, 2)
         self.stage2 = nn.Sequential(Conv(c1, c2, 3, 2), CSPBlock(c2, c2, n2))
         self.stage3 = nn.Sequential(Conv(c2, c3, 3, 2), CSPBlock(c3, c3, n3))

@@ -1,9 +1,31 @@
-"""Building blocks: conv-BN-SiLU, residual bottleneck, CSP block, SPPF."""
+"""Building blocks: conv-BN-activation, re-parameterisable conv, residual bottleneck, CSP block, SPPF."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "hardswish": nn.Hardswish}
+
+
+def set_activation(model: nn.Module, name: str) -> nn.Module:
+    """Replace every SiLU in ``model`` with the activation ``name`` (the blocks are built with SiLU)."""
+    if name == "silu":
+        return model
+    for child_name, child in model.named_children():
+        if isinstance(child, nn.SiLU):
+            setattr(model, child_name, ACTIVATIONS[name](inplace=True))
+        else:
+            set_activation(child, name)
+    return model
+
+
+def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel and bias of a convolution followed by ``bn`` (eval statistics) as one convolution."""
+    std = (bn.running_var + bn.eps).sqrt()
+    scale = bn.weight / std
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return weight * scale.reshape(-1, 1, 1, 1), bn.bias + (b - bn.running_mean) * scale
 
 
 class Conv(nn.Module):
@@ -12,11 +34,65 @@ class Conv(nn.Module):
     def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, act: bool = True, g: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03)
+        self.bn: nn.Module = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03)
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the BatchNorm into the convolution (export: no BatchNorm in the graph)."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            c = self.conv
+            fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups)
+            fused.weight.copy_(_fold_bn(c.weight, None, self.bn)[0])
+            fused.bias.copy_(_fold_bn(c.weight, None, self.bn)[1])
+            self.conv, self.bn = fused, nn.Identity()
+
+
+class RepConv(nn.Module):
+    """RepVGG: while training, a 3x3 and a 1x1 convolution (each with BatchNorm) and, where shapes
+    allow, a BatchNorm identity, summed; :meth:`fuse` turns the three into one 3x3 convolution with bias,
+    so the exported graph is a plain conv-activation chain."""
+
+    def __init__(self, c_in: int, c_out: int, s: int = 1) -> None:
+        super().__init__()
+        self.c3 = Conv(c_in, c_out, 3, s, act=False)
+        self.c1 = Conv(c_in, c_out, 1, s, act=False)
+        self.id = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03) if c_in == c_out and s == 1 else None
+        self.fused: nn.Conv2d | None = None
+        self.act = nn.SiLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.act(self.fused(x))
+        y = self.c3(x) + self.c1(x)
+        return self.act(y + self.id(x) if self.id is not None else y)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        if self.fused is not None:
+            return
+        w3, b3 = _fold_bn(self.c3.conv.weight, None, self.c3.bn)
+        w1, b1 = _fold_bn(self.c1.conv.weight, None, self.c1.bn)
+        w, b = w3 + nn.functional.pad(w1, [1, 1, 1, 1]), b3 + b1
+        if self.id is not None:
+            c = w.shape[0]
+            eye = torch.zeros_like(w)
+            eye[torch.arange(c), torch.arange(c), 1, 1] = 1.0
+            wi, bi = _fold_bn(eye, None, self.id)
+            w, b = w + wi, b + bi
+        conv = self.c3.conv
+        self.fused = nn.Conv2d(conv.in_channels, conv.out_channels, 3, conv.stride, 1, bias=True)
+        self.fused.weight.copy_(w)
+        self.fused.bias.copy_(b)
+        del self.c3, self.c1, self.id
+
+
+def rep_stage(c_in: int, c_out: int, n: int) -> nn.Sequential:
+    """A plain stage: a stride-2 RepConv then ``n`` RepConvs."""
+    return nn.Sequential(RepConv(c_in, c_out, 2), *(RepConv(c_out, c_out) for _ in range(n)))
 
 
 def separable(c_in: int, c_out: int) -> nn.Sequential:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from speedmap.models.backbone import Backbone
+from speedmap.models.blocks import Conv, RepConv, set_activation
 from speedmap.models.head import STRIDES, Head
 from speedmap.models.neck import PAN
 
@@ -20,6 +21,10 @@ class SizeSpec:
     depth: float
     width: float
     max_channels: int = 1024
+    block: str = "csp"  # backbone and neck blocks: "csp" or "rep" (RepVGG, fused into plain convs at export)
+    act: str = "silu"  # "silu", "relu" or "hardswish"
+    reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
+    box: str = "dense"  # the head's box branch: "dense" or "separable"
 
     def channels(self) -> tuple[int, int, int, int, int]:
         return tuple(  # type: ignore[return-value]
@@ -49,18 +54,30 @@ class Detector(nn.Module):
     """Anchor-free single-stage detector. In training mode ``forward`` returns the raw head output
     and grid shapes (for the loss); in eval mode, decoded ``(B, N, 4 + nc)`` boxes and scores."""
 
-    def __init__(self, size: str, num_classes: int, reg_max: int = 16) -> None:
+    def __init__(self, size: str, num_classes: int) -> None:
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
         spec = SIZES[size]
-        self.size, self.num_classes, self.reg_max = size, num_classes, reg_max
+        self.size, self.num_classes, self.reg_max = size, num_classes, spec.reg_max
         ch, depth = spec.channels(), spec.depths()
-        self.backbone = Backbone(ch, depth)
-        self.neck = PAN(ch[2:], depth[-1])
-        self.head = Head(num_classes, ch[2:], reg_max)
+        self.backbone = Backbone(ch, depth, spec.block)
+        self.neck = PAN(ch[2:], depth[-1], spec.block)
+        self.head = Head(num_classes, ch[2:], spec.reg_max, spec.box)
         self.strides = STRIDES
         self.head.init_bias()
+        set_activation(self, spec.act)
+
+    def fuse(self) -> Detector:
+        """For export: BatchNorms folded into their convolutions and RepConv branches into one conv."""
+        modules = list(self.modules())
+        for m in modules:  # RepConvs first: they fold their branches' BatchNorms themselves
+            if isinstance(m, RepConv):
+                m.fuse()
+        for m in modules:
+            if isinstance(m, Conv):
+                m.fuse()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, int]]]:
         raw, shapes = self.head(self.neck(self.backbone(x)))
@@ -68,8 +85,9 @@ class Detector(nn.Module):
 
     def reset_classes(self, num_classes: int) -> None:
         """A new class branch output layer (transfer to a dataset with other classes)."""
-        ch = tuple(seq[0].conv.in_channels for seq in self.head.box)
-        new = Head(num_classes, ch, self.reg_max)
+        ch = SIZES[self.size].channels()[2:]  # the neck's outputs, the head's inputs
+        new = Head(num_classes, ch, self.reg_max, SIZES[self.size].box)
+        set_activation(new, SIZES[self.size].act)
         new.init_bias()
         new.box.load_state_dict(self.head.box.state_dict())  # the box branch does not depend on classes
         for old_seq, new_seq in zip(self.head.cls, new.cls, strict=True):  # keep all but the output layer

@@ -33,15 +33,22 @@ def dist_to_xyxy(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
 
 
 class Head(nn.Module):
-    def __init__(self, num_classes: int, ch: tuple[int, ...], reg_max: int = 16) -> None:
+    def __init__(self, num_classes: int, ch: tuple[int, ...], reg_max: int = 16, box: str = "dense") -> None:
         super().__init__()
         self.nc, self.reg_max = num_classes, reg_max
         self.no = 4 * reg_max + num_classes
         c_box = max(16, ch[0] // 4, 4 * reg_max)
         c_cls = max(ch[0], min(num_classes, 100))
-        self.box = nn.ModuleList(
-            nn.Sequential(Conv(c, c_box, 3), Conv(c_box, c_box, 3), nn.Conv2d(c_box, 4 * reg_max, 1)) for c in ch
-        )
+        # the box branch: dense 3x3 convolutions, or depthwise-separable ones like the class branch ("separable")
+        if box == "separable":
+            self.box = nn.ModuleList(
+                nn.Sequential(separable(c, c_box), separable(c_box, c_box), nn.Conv2d(c_box, 4 * reg_max, 1))
+                for c in ch
+            )
+        else:
+            self.box = nn.ModuleList(
+                nn.Sequential(Conv(c, c_box, 3), Conv(c_box, c_box, 3), nn.Conv2d(c_box, 4 * reg_max, 1)) for c in ch
+            )
         # the class branch is depthwise-separable: classifying needs less spatial precision than boxes
         self.cls = nn.ModuleList(
             nn.Sequential(separable(c, c_cls), separable(c_cls, c_cls), nn.Conv2d(c_cls, num_classes, 1)) for c in ch

@@ -1,24 +1,31 @@
-"""PAN neck: a top-down path (upsample + concat) then a bottom-up path (stride-2 conv + concat)."""
+"""PAN neck: a top-down path (upsample + concat) then a bottom-up path (stride-2 conv + concat). Each
+merge is a CSP block (``csp``) or a 1x1 projection then ``n`` RepConvs (``rep``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from speedmap.models.blocks import Conv, CSPBlock
+from speedmap.models.blocks import Conv, CSPBlock, RepConv
 
 
 class PAN(nn.Module):
-    def __init__(self, ch: tuple[int, int, int], n: int) -> None:
+    def __init__(self, ch: tuple[int, int, int], n: int, block: str = "csp") -> None:
         super().__init__()
         c3, c4, c5 = ch
+
+        def merge(c_in: int, c_out: int) -> nn.Module:
+            if block == "rep":
+                return nn.Sequential(Conv(c_in, c_out, 1), *(RepConv(c_out, c_out) for _ in range(n)))
+            return CSPBlock(c_in, c_out, n, shortcut=False)
+
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.td4 = CSPBlock(c5 + c4, c4, n, shortcut=False)
-        self.td3 = CSPBlock(c4 + c3, c3, n, shortcut=False)
+        self.td4 = merge(c5 + c4, c4)
+        self.td3 = merge(c4 + c3, c3)
         self.down3 = Conv(c3, c3, 3, 2)
-        self.bu4 = CSPBlock(c3 + c4, c4, n, shortcut=False)
+        self.bu4 = merge(c3 + c4, c4)
         self.down4 = Conv(c4, c4, 3, 2)
-        self.bu5 = CSPBlock(c4 + c5, c5, n, shortcut=False)
+        self.bu5 = merge(c4 + c5, c5)
 
     def forward(self, feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
         p3, p4, p5 = feats

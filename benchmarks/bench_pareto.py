@@ -1,0 +1,220 @@
+"""The latency-accuracy front on CPU (issue 17): candidate architectures of the detector family against
+Ultralytics YOLO11n/YOLO11s ONNX files, measured side by side in one run.
+
+    python benchmarks/bench_pareto.py --peers yolo11n=runs/peer/yolo11n.onnx,yolo11s=runs/peer/yolo11s.onnx \
+        [--tasks crowd,tiny,clutter] [--epochs 10] [--images 600] [--candidates fast,fast-relu,...] [--latency-only]
+
+For each task and candidate it trains (or reuses the run folder when it holds as many epochs), exports to
+ONNX (BatchNorms and RepConv branches fused, as `speedmap export` does), and scores the test split through
+the engine. Latency: every candidate's ONNX graph and the peers' in ONNX Runtime, batch 1, the same input
+size and threads, timed in interleaved rounds (order reversed every round), median per model. Writes
+`pareto.md` (the table), `pareto.json` and `pareto.png` (mAP50-95 against p50 latency) into --out.
+
+Peer files come from a scratch virtualenv (`YOLO("yolo11n.yaml").export(format="onnx", imgsz=256,
+opset=17, simplify=True)`); nothing of Ultralytics is imported here or by speedmap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from speedmap.models import SIZES, SizeSpec, count_flops, count_params, create_model, register_size
+from speedmap.plotting import pyplot, save
+
+# Candidates: (name, spec). "fast" and "accurate" are today's registered sizes (the baselines).
+CANDIDATES: dict[str, SizeSpec] = {
+    "fast-relu": SizeSpec(0.33, 0.25, act="relu"),
+    "fast-relu-r8": SizeSpec(0.33, 0.25, act="relu", reg_max=8),
+    "fast-relu-r8-sep": SizeSpec(0.33, 0.25, act="relu", reg_max=8, box="separable"),
+    "fast-hswish-r8": SizeSpec(0.33, 0.25, act="hardswish", reg_max=8),
+    "fast-rep": SizeSpec(0.33, 0.25, block="rep", act="relu", reg_max=8),
+    "fast-rep-sep": SizeSpec(0.33, 0.25, block="rep", act="relu", reg_max=8, box="separable"),
+    "fast-rep-d1": SizeSpec(0.17, 0.25, block="rep", act="relu", reg_max=8, box="separable"),
+    "fast-rep-w19": SizeSpec(0.33, 0.1875, block="rep", act="relu", reg_max=8, box="separable"),
+    "fast-rep-w19-d1": SizeSpec(0.17, 0.1875, block="rep", act="relu", reg_max=8, box="separable"),
+    "accurate-relu-r8": SizeSpec(0.33, 0.50, act="relu", reg_max=8),
+    "accurate-rep": SizeSpec(0.33, 0.50, block="rep", act="relu", reg_max=8),
+    "accurate-rep-sep": SizeSpec(0.33, 0.50, block="rep", act="relu", reg_max=8, box="separable"),
+}
+for _name, _spec in CANDIDATES.items():
+    register_size(_name, _spec)
+
+
+def export_onnx(run: Path | None, size: str, nc: int, imgsz: int, dst: Path) -> Path:
+    """The candidate's graph: from its run's best checkpoint, or untrained (latency only)."""
+    import torch
+
+    from speedmap.export import export_model
+
+    if run is not None:
+        return export_model(run, dst, imgsz=imgsz, log=lambda m: None).onnx
+    dst.mkdir(parents=True, exist_ok=True)
+    model = create_model(size, nc).eval().fuse()
+    model.head.fix_anchors(imgsz)
+    path = dst / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (torch.zeros(1, 3, imgsz, imgsz),), str(path), dynamo=False, opset_version=17, input_names=["images"]
+        )
+    return path
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds: int, n: int) -> dict[str, float]:
+    """Median ms per forward pass (batch 1) of each graph, timed in alternating-order rounds."""
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    sessions = {k: session(p, threads) for k, p in paths.items()}
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    for k, s in sessions.items():
+        for _ in range(10):
+            s.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    names = list(sessions)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            for _ in range(n):
+                sessions[k].run(None, feeds[k])
+            times[k].append((time.perf_counter() - t) / n * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
+    from speedmap.data import load_dataset
+    from speedmap.data.tasks import make_task
+    from speedmap.engine import Model
+    from speedmap.eval.model import evaluate_model
+    from speedmap.train.trainer import TrainConfig, train
+
+    data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
+    run = args.out / "runs" / f"{task}-{size}"
+    record = run / "train.json"
+    if not record.is_file() or json.loads(record.read_text())["epochs_run"] < args.epochs:
+        cfg = TrainConfig(
+            data=str(data), size=size, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, out=str(run)
+        )
+        train(cfg, log=lambda m: None)
+    rec = json.loads(record.read_text())
+    onnx = export_onnx(run, size, 0, args.imgsz, args.out / "models" / task / size)
+    m = evaluate_model(Model.load(onnx.parent, threads=args.threads), load_dataset(data).split("test")).metrics
+    return {"map": m.map, "map50": m.map50, "train_images_per_second": rec["train_images_per_second"], "onnx": onnx}
+
+
+def plot(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        if r.get("map") is None:
+            continue
+        ax.scatter(r["ms"], r["map"], color="tab:red" if r["name"] in ("fast", "accurate") else "tab:blue")
+        ax.annotate(r["name"], (r["ms"], r["map"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for name, ms in peers.items():
+        ax.axvline(ms, color="grey", ls="--", lw=1)
+        ax.text(ms, ax.get_ylim()[0], f" {name}", rotation=90, va="bottom", fontsize=8, color="grey")
+    ax.set(xlabel="ONNX Runtime p50 ms per image (batch 1)", ylabel="test mAP50-95 (mean over tasks)")
+    ax.set_title("Latency-accuracy front (red: today's sizes)")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def table(rows: list[dict[str, Any]], peers: dict[str, float], tasks: list[str]) -> str:
+    n_ms, s_ms = peers.get("yolo11n"), peers.get("yolo11s")
+    head = ["model", "GFLOPs", "params M", "p50 ms", "vs YOLO11n", "vs YOLO11s", *[f"{t} mAP50-95" for t in tasks]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["name"],
+            f"{r['gflops']:.2f}" if r.get("gflops") else "",
+            f"{r['params'] / 1e6:.2f}" if r.get("params") else "",
+            f"{r['ms']:.2f}",
+            f"{r['ms'] / n_ms:.2f}x" if n_ms else "",
+            f"{r['ms'] / s_ms:.2f}x" if s_ms else "",
+            *[f"{r['tasks'][t]['map']:.3f}" if t in r.get("tasks", {}) else "" for t in tasks],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--candidates", default=",".join(["fast", *CANDIDATES, "accurate"]))
+    ap.add_argument("--tasks", default="crowd,tiny,clutter")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--n", type=int, default=20, help="Forward passes per model per round.")
+    ap.add_argument("--peers", default="", help="name=path.onnx,... (YOLO11 files exported in a scratch venv)")
+    ap.add_argument("--latency-only", action="store_true", help="Untrained graphs: latency and FLOPs only.")
+    ap.add_argument("--out", type=Path, default=Path("runs/pareto"))
+    args = ap.parse_args()
+    names = [c for c in args.candidates.split(",") if c]
+    tasks = [] if args.latency_only else [t for t in args.tasks.split(",") if t]
+    unknown = [c for c in names if c not in SIZES]
+    if unknown:
+        raise SystemExit(f"unknown candidates {unknown}; known: {', '.join(SIZES)}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, onnxruntime {ort.__version__}; {args.imgsz} px")
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        model = create_model(name, 3)
+        row: dict[str, Any] = {
+            "name": name,
+            "params": count_params(model),
+            "gflops": count_flops(model, args.imgsz) / 1e9,
+        }
+        row["tasks"] = {}
+        for task in tasks:
+            t0 = time.perf_counter()
+            row["tasks"][task] = train_and_score(name, task, args)
+            print(f"{task:8s} {name:18s} mAP50-95 {row['tasks'][task]['map']:.3f}  ({time.perf_counter() - t0:.0f} s)")
+        onnx = (
+            row["tasks"][tasks[0]]["onnx"]
+            if tasks
+            else export_onnx(None, name, 3, args.imgsz, args.out / "graphs" / name)
+        )
+        row["onnx"] = onnx
+        row["map"] = statistics.mean(r["map"] for r in row["tasks"].values()) if tasks else None
+        rows.append(row)
+    peer_paths = dict(p.split("=", 1) for p in args.peers.split(",") if p)
+    paths = {r["name"]: Path(r["onnx"]) for r in rows} | {k: Path(v) for k, v in peer_paths.items()}
+    ms = interleaved_latency(paths, args.imgsz, args.threads, args.rounds, args.n)
+    for r in rows:
+        r["ms"] = ms[r["name"]]
+    peers = {k: ms[k] for k in peer_paths}
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = table(rows, peers, tasks)
+    md += "\n\n" + "\n".join(f"| {k} (peer) | | | {v:.2f} | | | |" for k, v in peers.items())
+    (args.out / "pareto.md").write_text(md + "\n")
+    for r in rows:
+        r["onnx"] = str(r["onnx"])
+        for t in r["tasks"].values():
+            t["onnx"] = str(t["onnx"])
+    (args.out / "pareto.json").write_text(json.dumps({"rows": rows, "peers": peers, "args": vars(args)}, default=str))
+    if tasks:
+        plot(rows, peers, args.out / "pareto.png")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

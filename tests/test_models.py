@@ -1,0 +1,84 @@
+"""The family's options: activation, DFL bins, separable box branch, RepVGG blocks fused at export."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from speedmap.models import SIZES, SizeSpec, create_model, register_size  # noqa: E402
+from speedmap.models.blocks import RepConv  # noqa: E402
+
+SPECS = {
+    "t-rep": SizeSpec(0.33, 0.25, block="rep", act="relu", reg_max=8, box="separable"),
+    "t-hswish": SizeSpec(0.33, 0.25, act="hardswish", reg_max=8),
+}
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    for name, spec in SPECS.items():
+        register_size(name, spec)
+    yield
+    for name in SPECS:
+        SIZES.pop(name, None)
+
+
+def _random_bn(model: nn.Module) -> nn.Module:
+    """BatchNorm statistics far from the identity, so that folding them is really tested."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+def test_repconv_fuses_three_branches_into_one_conv_with_the_same_output() -> None:
+    block = _random_bn(RepConv(8, 8)).eval()
+    x = torch.rand(2, 8, 10, 10)
+    with torch.no_grad():
+        before = block(x)
+        block.fuse()
+        after = block(x)
+    assert isinstance(block.fused, nn.Conv2d) and block.fused.kernel_size == (3, 3)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_a_strided_repconv_has_no_identity_branch() -> None:
+    assert RepConv(8, 8, s=2).id is None and RepConv(8, 16).id is None and RepConv(8, 8).id is not None
+
+
+@pytest.mark.parametrize("size", ["fast", "t-rep", "t-hswish"])
+def test_fused_detector_equals_the_trained_one_and_holds_no_batchnorm(size: str) -> None:
+    model = _random_bn(create_model(size, 3)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    fused = copy.deepcopy(model).fuse()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=2e-4, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+
+
+def test_options_reach_the_layers() -> None:
+    rep = create_model("t-rep", 3)
+    assert rep.reg_max == 8 and rep.head.box[0][-1].out_channels == 4 * 8
+    assert not any(isinstance(m, nn.SiLU) for m in rep.modules())
+    assert any(isinstance(m, nn.ReLU) for m in rep.modules())
+    assert any(isinstance(m, RepConv) for m in rep.backbone.modules())
+    assert any(isinstance(m, nn.Hardswish) for m in create_model("t-hswish", 3).modules())
+    fast = create_model("fast", 3)  # today's sizes keep their defaults
+    assert fast.reg_max == 16 and any(isinstance(m, nn.SiLU) for m in fast.modules())
+    assert not any(isinstance(m, RepConv) for m in fast.modules())
+
+
+def test_a_new_class_head_keeps_the_sizes_activation() -> None:
+    model = create_model("t-rep", 3)
+    model.reset_classes(5)
+    assert model.num_classes == 5
+    assert not any(isinstance(m, nn.SiLU) for m in model.head.modules())
