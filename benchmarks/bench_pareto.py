@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -186,7 +187,10 @@ def main() -> None:
         row["tasks"] = {}
         for task in tasks:
             t0 = time.perf_counter()
-            row["tasks"][task] = train_and_score(name, task, args)
+            # in a fresh process each: training in a process that already ran ONNX Runtime sessions crashed
+            # here once (glibc "double free"), and a child also starts from clean thread pools
+            with mp.get_context("spawn").Pool(1) as pool:
+                row["tasks"][task] = pool.apply(train_and_score, (name, task, args))
             print(f"{task:8s} {name:18s} mAP50-95 {row['tasks'][task]['map']:.3f}  ({time.perf_counter() - t0:.0f} s)")
         onnx = (
             row["tasks"][tasks[0]]["onnx"]

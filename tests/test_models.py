@@ -82,3 +82,24 @@ def test_a_new_class_head_keeps_the_sizes_activation() -> None:
     model.reset_classes(5)
     assert model.num_classes == 5
     assert not any(isinstance(m, nn.SiLU) for m in model.head.modules())
+
+
+def test_a_rep_model_trains_in_channels_last_on_cpu() -> None:
+    """The trainer's CPU layout: a RepConv stem (1x1 stride-2 branch on 3 channels) made torch's backward
+    corrupt the heap and abort the process, so this runs in a child process and checks that it lives."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from speedmap.models import SizeSpec, create_model, register_size\n"
+        "register_size('x', SizeSpec(0.17, 0.1875, block='rep', act='relu', reg_max=8, box='separable'))\n"
+        "m = create_model('x', 2).train().to(memory_format=torch.channels_last)\n"
+        "for _ in range(2):\n"
+        "    x = torch.rand(4, 3, 128, 128).contiguous(memory_format=torch.channels_last)\n"
+        "    raw, _ = m(x)\n"
+        "    raw.float().square().mean().backward()\n"
+        "print('alive')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "alive" in r.stdout, r.stderr[-2000:]

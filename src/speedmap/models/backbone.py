@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from speedmap.models.blocks import SPPF, Conv, CSPBlock, RepConv, rep_stage
+from speedmap.models.blocks import SPPF, Conv, CSPBlock, rep_stage
 
 
 class Backbone(nn.Module):
@@ -17,7 +17,9 @@ class Backbone(nn.Module):
         c1, c2, c3, c4, c5 = ch
         n2, n3, n4, n5 = depth
         if block == "rep":
-            self.stem: nn.Module = RepConv(3, c1, 2)
+            # a plain stem: torch 2.13's CPU backward of a 1x1 stride-2 conv on 3 channels_last channels corrupts
+            # the heap (glibc aborts with "free(): invalid next size"); the stem is one conv either way
+            self.stem: nn.Module = Conv(3, c1, 3, 2)
             self.stage2: nn.Module = rep_stage(c1, c2, n2)
             self.stage3: nn.Module = rep_stage(c2, c3, n3)
             self.stage4: nn.Module = rep_stage(c3, c4, n4)

@@ -14,7 +14,7 @@ def set_activation(model: nn.Module, name: str) -> nn.Module:
         return model
     for child_name, child in model.named_children():
         if isinstance(child, nn.SiLU):
-            setattr(model, child_name, ACTIVATIONS[name](inplace=True))
+            setattr(model, child_name, ACTIVATIONS[name]())
         else:
             set_activation(child, name)
     return model
