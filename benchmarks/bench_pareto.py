@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,9 @@ def main() -> None:
             t0 = time.perf_counter()
             # in a fresh process each: training in a process that already ran ONNX Runtime sessions crashed
             # here once (glibc "double free"), and a child also starts from clean thread pools
-            with mp.get_context("spawn").Pool(1) as pool:
-                row["tasks"][task] = pool.apply(train_and_score, (name, task, args))
+            # (a process pool's future fails with BrokenProcessPool if the child dies, where Pool would wait forever)
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                row["tasks"][task] = pool.submit(train_and_score, name, task, args).result()
             print(f"{task:8s} {name:18s} mAP50-95 {row['tasks'][task]['map']:.3f}  ({time.perf_counter() - t0:.0f} s)")
         onnx = (
             row["tasks"][tasks[0]]["onnx"]
