@@ -117,8 +117,18 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
         train(cfg, log=lambda m: None)
     rec = json.loads(record.read_text())
     onnx = export_onnx(run, size, 0, args.imgsz, args.out / "models" / task / size)
-    m = evaluate_model(Model.load(onnx.parent, threads=args.threads), load_dataset(data).split("test")).metrics
-    return {"map": m.map, "map50": m.map50, "train_images_per_second": rec["train_images_per_second"], "onnx": onnx}
+    test = load_dataset(data).split("test")
+    m = evaluate_model(Model.load(onnx.parent, threads=args.threads), test).metrics
+    out = {"map": m.map, "map50": m.map50, "train_images_per_second": rec["train_images_per_second"], "onnx": onnx}
+    if args.int8:  # static QDQ calibrated on 128 training images, as `speedmap export --int8` does
+        from speedmap.export import export_model
+
+        folder = args.out / "models" / task / f"{size}-int8"
+        if not (folder / "model.json").is_file():
+            export_model(run, folder, imgsz=args.imgsz, int8=data, calib_images=128, evaluate=False, log=lambda m: None)
+        m8 = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
+        out |= {"int8_map": m8.map, "int8_onnx": folder / "model.onnx"}
+    return out
 
 
 def plot(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Path:
@@ -169,6 +179,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20, help="Forward passes per model per round.")
     ap.add_argument("--peers", default="", help="name=path.onnx,... (YOLO11 files exported in a scratch venv)")
     ap.add_argument("--latency-only", action="store_true", help="Untrained graphs: latency and FLOPs only.")
+    ap.add_argument("--int8", action="store_true", help="Also each trained candidate in int8 (static QDQ).")
     ap.add_argument("--out", type=Path, default=Path("runs/pareto"))
     args = ap.parse_args()
     names = [c for c in args.candidates.split(",") if c]
@@ -202,6 +213,10 @@ def main() -> None:
         row["onnx"] = onnx
         row["map"] = statistics.mean(r["map"] for r in row["tasks"].values()) if tasks else None
         rows.append(row)
+        if args.int8 and tasks:
+            int8 = {t: {"map": r["int8_map"], "onnx": r["int8_onnx"]} for t, r in row["tasks"].items()}
+            q = {**row, "name": f"{name}-int8", "tasks": int8, "onnx": int8[tasks[0]]["onnx"]}
+            rows.append(q | {"map": statistics.mean(r["map"] for r in int8.values())})
     peer_paths = dict(p.split("=", 1) for p in args.peers.split(",") if p)
     paths = {r["name"]: Path(r["onnx"]) for r in rows} | {k: Path(v) for k, v in peer_paths.items()}
     ms = interleaved_latency(paths, args.imgsz, args.threads, args.rounds, args.n)
@@ -216,6 +231,7 @@ def main() -> None:
         r["onnx"] = str(r["onnx"])
         for t in r["tasks"].values():
             t["onnx"] = str(t["onnx"])
+            t.pop("int8_onnx", None)
     (args.out / "pareto.json").write_text(json.dumps({"rows": rows, "peers": peers, "args": vars(args)}, default=str))
     if tasks:
         plot(rows, peers, args.out / "pareto.png")
