@@ -100,6 +100,28 @@ def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def op_profile(path: Path, imgsz: int, threads: int, runs: int = 50) -> list[tuple[str, float, int]]:
+    """ONNX Runtime's kernel time per op type of the optimised graph: (op, ms per run, nodes), largest first."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(path.parent / "ort-profile")
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    for _ in range(runs):
+        sess.run(None, {sess.get_inputs()[0].name: x})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    total: dict[str, float] = {}
+    nodes: dict[str, int] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            total[op] = total.get(op, 0.0) + e["dur"] / 1e3 / runs
+            nodes[op] = nodes.get(op, 0) + 1
+    return sorted(((op, ms, nodes[op] // runs) for op, ms in total.items()), key=lambda t: -t[1])
+
+
 def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
     from speedmap.data import load_dataset
     from speedmap.data.tasks import make_task
@@ -180,6 +202,7 @@ def main() -> None:
     ap.add_argument("--peers", default="", help="name=path.onnx,... (YOLO11 files exported in a scratch venv)")
     ap.add_argument("--latency-only", action="store_true", help="Untrained graphs: latency and FLOPs only.")
     ap.add_argument("--int8", action="store_true", help="Also each trained candidate in int8 (static QDQ).")
+    ap.add_argument("--profile", action="store_true", help="Print ORT's kernel time per op type of each graph.")
     ap.add_argument("--out", type=Path, default=Path("runs/pareto"))
     args = ap.parse_args()
     names = [c for c in args.candidates.split(",") if c]
@@ -223,6 +246,10 @@ def main() -> None:
     for r in rows:
         r["ms"] = ms[r["name"]]
     peers = {k: ms[k] for k in peer_paths}
+    if args.profile:
+        for name, path in paths.items():
+            ops = op_profile(path, args.imgsz, args.threads)
+            print(f"{name}: " + ", ".join(f"{op} {t:.2f} ms ({n} nodes)" for op, t, n in ops[:8]))
     args.out.mkdir(parents=True, exist_ok=True)
     md = table(rows, peers, tasks)
     md += "\n\n" + "\n".join(f"| {k} (peer) | | | {v:.2f} | | | |" for k, v in peers.items())
