@@ -30,6 +30,7 @@ from speedmap.imageio import jpeg_decoder_name, read_image
 from speedmap.modelstore import read_meta
 from speedmap.postprocess import postprocess
 from speedmap.preprocess import letterbox, to_input
+from speedmap.runtime import session_options
 
 
 def med_ms(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
@@ -141,11 +142,7 @@ def nms_only_graph(dst: Path, iou: float, conf: float, max_det: int = 300) -> No
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
-    o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads = threads, 1
-    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    o.log_severity_level = 3
-    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ import onnxruntime as ort
 
 from speedmap.models import SIZES, SizeSpec, count_flops, count_params, create_model, register_size
 from speedmap.plotting import pyplot, save
+from speedmap.runtime import session_options
 
 # Candidates: (name, spec). "fast" and "accurate" are today's registered sizes (the baselines).
 CANDIDATES: dict[str, SizeSpec] = {
@@ -57,28 +58,21 @@ def export_onnx(run: Path | None, size: str, nc: int, imgsz: int, dst: Path) -> 
     import torch
 
     from speedmap.export import export_model
+    from speedmap.export.onnx import trace_to_onnx
 
     if run is not None:
         return export_model(run, dst, imgsz=imgsz, log=lambda m: None).onnx
     dst.mkdir(parents=True, exist_ok=True)
-    model = create_model(size, nc).eval().fuse()
+    model = create_model(size, nc).eval().fuse()  # what export_model traces: fused, the grid fixed
     model.head.fix_anchors(imgsz)
     path = dst / "model.onnx"
-    with torch.no_grad():
-        torch.onnx.export(
-            model, (torch.zeros(1, 3, imgsz, imgsz),), str(path), dynamo=False, opset_version=17, input_names=["images"]
-        )
+    trace_to_onnx(model, torch.zeros(1, 3, imgsz, imgsz), path, dynamic=False)
     return path
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """The engine's settings (speedmap.runtime.session_options), for our graphs and the peers' alike."""
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds: int, n: int) -> dict[str, float]:
@@ -102,11 +96,9 @@ def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds
 
 def op_profile(path: Path, imgsz: int, threads: int, runs: int = 50) -> list[tuple[str, float, int]]:
     """ONNX Runtime's kernel time per op type of the optimised graph: (op, ms per run, nodes), largest first."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts = session_options(threads)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(path.parent / "ort-profile")
-    opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     for _ in range(runs):

@@ -20,7 +20,7 @@ from speedmap.imageio import as_rgb
 from speedmap.modelstore import ModelFormatError, ModelMeta, resolve
 from speedmap.postprocess import postprocess
 from speedmap.preprocess import Letterbox, letterbox, to_input
-from speedmap.runtime import available_cpus, resolve_providers
+from speedmap.runtime import available_cpus, resolve_providers, session_options
 
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -50,12 +50,7 @@ class Model:
         self.names: tuple[str, ...] = tuple(meta.classes)
         self.imgsz = meta.imgsz
         self.threads = int(threads) if threads else available_cpus()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        opts = session_options(self.threads)
         try:
             self.session = ort.InferenceSession(str(meta.onnx), opts, providers=resolve_providers(providers))
         except SpeedmapError:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speedmap.errors import SpeedmapError
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -50,6 +54,20 @@ def available_cpus() -> int:
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     return max(1, n)
+
+
+def session_options(threads: int) -> onnxruntime.SessionOptions:
+    """The engine's ONNX Runtime settings: ``threads`` intra-op threads, one inter-op thread, sequential
+    execution, every graph optimisation. Benchmarks time other graphs (peers, candidates) with these too."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
 
 
 def resolve_providers(providers: str | list[str] | None) -> list[str]:

@@ -109,7 +109,7 @@ def export_model(
         f"from {ckpt_path}"
     )
     x = torch.zeros(fixed_batch or 1, 3, imgsz, imgsz, dtype=torch.float16 if half else torch.float32)
-    _to_onnx(model, x, tmp, dynamic=fixed_batch is None)
+    trace_to_onnx(model, x, tmp, dynamic=fixed_batch is None)
     precision = "fp16" if half else "fp32"
     if int8 is not None:
         from speedmap.export.quantize import quantize_int8
@@ -133,7 +133,7 @@ def export_model(
     return meta
 
 
-def _to_onnx(model: Any, x: Any, path: Path, dynamic: bool) -> None:
+def trace_to_onnx(model: Any, x: Any, path: Path, dynamic: bool) -> None:
     """Trace ``model`` on the example input ``x`` into ``path`` (a dynamic batch axis when ``dynamic``)."""
     import torch
 

@@ -20,12 +20,10 @@ def set_activation(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel and bias of a convolution followed by ``bn`` (eval statistics) as one convolution."""
-    std = (bn.running_var + bn.eps).sqrt()
-    scale = bn.weight / std
-    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    return weight * scale.reshape(-1, 1, 1, 1), bn.bias + (b - bn.running_mean) * scale
+def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel and bias of a bias-free convolution followed by ``bn`` (eval statistics) as one convolution."""
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    return weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
 
 class Conv(nn.Module):
@@ -46,8 +44,9 @@ class Conv(nn.Module):
         if isinstance(self.bn, nn.BatchNorm2d):
             c = self.conv
             fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups)
-            fused.weight.copy_(_fold_bn(c.weight, None, self.bn)[0])
-            fused.bias.copy_(_fold_bn(c.weight, None, self.bn)[1])
+            weight, bias = _fold_bn(c.weight, self.bn)
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
             self.conv, self.bn = fused, nn.Identity()
 
 
@@ -74,14 +73,14 @@ class RepConv(nn.Module):
     def fuse(self) -> None:
         if self.fused is not None:
             return
-        w3, b3 = _fold_bn(self.c3.conv.weight, None, self.c3.bn)
-        w1, b1 = _fold_bn(self.c1.conv.weight, None, self.c1.bn)
+        w3, b3 = _fold_bn(self.c3.conv.weight, self.c3.bn)
+        w1, b1 = _fold_bn(self.c1.conv.weight, self.c1.bn)
         w, b = w3 + nn.functional.pad(w1, [1, 1, 1, 1]), b3 + b1
         if self.id is not None:
             c = w.shape[0]
             eye = torch.zeros_like(w)
             eye[torch.arange(c), torch.arange(c), 1, 1] = 1.0
-            wi, bi = _fold_bn(eye, None, self.id)
+            wi, bi = _fold_bn(eye, self.id)
             w, b = w + wi, b + bi
         conv = self.c3.conv
         self.fused = nn.Conv2d(conv.in_channels, conv.out_channels, 3, conv.stride, 1, bias=True)
