@@ -103,3 +103,12 @@ def test_a_rep_model_trains_in_channels_last_on_cpu() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "alive" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [({"act": "gelu"}, "act must be one of silu, relu, hardswish"), ({"block": "vit"}, "block"), ({"reg_max": 1}, "2")],
+)
+def test_a_size_spec_refuses_unknown_options(kw: dict[str, object], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        SizeSpec(0.33, 0.25, **kw)

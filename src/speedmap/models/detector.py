@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from speedmap.models.backbone import Backbone
-from speedmap.models.blocks import Conv, RepConv, set_activation
+from speedmap.models.blocks import ACTIVATIONS, Conv, RepConv, set_activation
 from speedmap.models.head import STRIDES, Head
 from speedmap.models.neck import PAN
 
@@ -25,6 +25,17 @@ class SizeSpec:
     act: str = "silu"  # "silu", "relu" or "hardswish"
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("block", self.block, ("csp", "rep")),
+            ("act", self.act, tuple(ACTIVATIONS)),
+            ("box", self.box, ("dense", "separable")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"SizeSpec {name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.reg_max < 2:
+            raise ValueError(f"SizeSpec reg_max must be at least 2, got {self.reg_max}")
 
     def channels(self) -> tuple[int, int, int, int, int]:
         return tuple(  # type: ignore[return-value]
