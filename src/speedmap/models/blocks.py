@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "hardswish": nn.Hardswish}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,  # Clip(0, 6) in ONNX: fused into the conv in float and removed by int8 ranges
+    "lrelu": partial(nn.LeakyReLU, 0.1),
+    "hardswish": nn.Hardswish,
+}
 
 
 def set_activation(model: nn.Module, name: str) -> nn.Module:

@@ -22,7 +22,7 @@ class SizeSpec:
     width: float
     max_channels: int = 1024
     block: str = "csp"  # backbone and neck blocks: "csp" or "rep" (RepVGG, fused into plain convs at export)
-    act: str = "silu"  # "silu", "relu" or "hardswish"
+    act: str = "silu"  # one of blocks.ACTIVATIONS: silu, relu, relu6, lrelu (LeakyReLU 0.1), hardswish
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
 
