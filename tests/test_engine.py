@@ -3,6 +3,7 @@ the model store, providers and thread defaults, int8 export, and clear errors.""
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import shutil
@@ -11,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from PIL import Image
 
@@ -198,6 +200,22 @@ def test_int8_export_keeps_accuracy(tiny_run: Path, tmp_path: Path, model: Model
     assert meta.doc["precision"] == "int8"
     fp32 = model.meta.doc["metrics"]["map50"]
     assert meta.doc["metrics"]["map50"] >= fp32 - 0.1
+    # int8 pays only if ONNX Runtime fuses the network into QLinear kernels: no float Conv, and Q/DQ
+    # left only at the input and where the float decode starts, not around every activation
+    ops = _optimized_ops(tmp_path / "q" / "int8" / "model.onnx", tmp_path / "opt.onnx")
+    assert ops["QLinearConv"] > 10 and ops["Conv"] == 0
+    assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 16, ops
+
+
+def _optimized_ops(path: Path, dst: Path) -> collections.Counter[str]:
+    import onnx
+
+    from speedmap.runtime import session_options
+
+    opts = session_options(1)
+    opts.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(str(dst)).graph.node)
 
 
 def _png_header_only(path: Path, w: int, h: int) -> Path:

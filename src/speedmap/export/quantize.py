@@ -44,8 +44,12 @@ def calibration_paths(data: str | Path, n: int) -> list[Path]:
 def quantize_int8(
     src: Path, dst: Path, data: str | Path, imgsz: int, n: int = 128, log: Callable[[str], None] = print
 ) -> None:
-    """Quantize convolutions to int8 (per-channel weights, uint8 activations, QDQ format). The decode
-    at the end of the graph (softmax over box bins, sigmoid) stays in float."""
+    """Quantize the network to int8 (per-channel weights, uint8 activations, QDQ format). The decode
+    at the end of the graph (softmax over box bins, sigmoid) stays in float.
+
+    Every op type the quantizer supports is quantized, activations included: with only convolutions
+    listed, a Q/DQ pair stayed around each ReLU/SiLU, so ONNX Runtime could not fuse the chain into
+    QLinear kernels and each layer went back to float and forth (BENCHMARKS.md, issue 17)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -64,7 +68,6 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv", "Add", "Mul", "Concat", "MaxPool", "Resize"],
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=decode_nodes(graph),
         )
