@@ -3,11 +3,14 @@ Ultralytics YOLO11n/YOLO11s ONNX files, measured side by side in one run.
 
     python benchmarks/bench_pareto.py --peers yolo11n=runs/peer/yolo11n.onnx,yolo11s=runs/peer/yolo11s.onnx \
         [--tasks crowd,tiny,clutter] [--epochs 10] [--images 600] [--candidates fast,fast-relu,...] [--latency-only]
+        [--int8] [--input-sizes 224,192] [--seed N] [--profile]
 
 For each task and candidate it trains (or reuses the run folder when it holds as many epochs), exports to
 ONNX (BatchNorms and RepConv branches fused, as `speedmap export` does), and scores the test split through
 the engine. Latency: every candidate's ONNX graph and the peers' in ONNX Runtime, batch 1, the same input
-size and threads, timed in interleaved rounds (order reversed every round), median per model. Writes
+size and threads, timed in interleaved rounds (order reversed every round), median per model. `--int8`
+adds each candidate quantized as `speedmap export --int8` does; `--input-sizes` each trained candidate
+exported at smaller inputs (not retrained); `--seed` trains with another seed (the run-to-run spread). Writes
 `pareto.md` (the table), `pareto.json` and `pareto.png` (mAP50-95 against p50 latency) into --out.
 
 Peer files come from a scratch virtualenv (`YOLO("yolo11n.yaml").export(format="onnx", imgsz=256,
@@ -37,6 +40,10 @@ from speedmap.runtime import session_options
 # Candidates: (name, spec). "fast" and "accurate" are today's registered sizes (the baselines).
 CANDIDATES: dict[str, SizeSpec] = {
     "fast-relu": SizeSpec(0.33, 0.25, act="relu"),
+    "fast-lrelu": SizeSpec(0.33, 0.25, act="lrelu"),
+    "fast-relu6": SizeSpec(0.33, 0.25, act="relu6"),
+    "fast-relu-w38": SizeSpec(0.33, 0.375, act="relu"),
+    "fast-relu-d67": SizeSpec(0.67, 0.25, act="relu"),
     "fast-relu-r8": SizeSpec(0.33, 0.25, act="relu", reg_max=8),
     "fast-relu-r8-sep": SizeSpec(0.33, 0.25, act="relu", reg_max=8, box="separable"),
     "fast-hswish-r8": SizeSpec(0.33, 0.25, act="hardswish", reg_max=8),
@@ -45,6 +52,7 @@ CANDIDATES: dict[str, SizeSpec] = {
     "fast-rep-d1": SizeSpec(0.17, 0.25, block="rep", act="relu", reg_max=8, box="separable"),
     "fast-rep-w19": SizeSpec(0.33, 0.1875, block="rep", act="relu", reg_max=8, box="separable"),
     "fast-rep-w19-d1": SizeSpec(0.17, 0.1875, block="rep", act="relu", reg_max=8, box="separable"),
+    "accurate-relu": SizeSpec(0.33, 0.50, act="relu"),
     "accurate-relu-r8": SizeSpec(0.33, 0.50, act="relu", reg_max=8),
     "accurate-rep": SizeSpec(0.33, 0.50, block="rep", act="relu", reg_max=8),
     "accurate-rep-sep": SizeSpec(0.33, 0.50, block="rep", act="relu", reg_max=8, box="separable"),
@@ -77,9 +85,11 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
 
 def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds: int, n: int) -> dict[str, float]:
     """Median ms per forward pass (batch 1) of each graph, timed in alternating-order rounds."""
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    rng = np.random.default_rng(0)
     sessions = {k: session(p, threads) for k, p in paths.items()}
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    feeds = {
+        k: {s.get_inputs()[0].name: rng.random(_input_shape(s, imgsz), dtype=np.float32)} for k, s in sessions.items()
+    }
     for k, s in sessions.items():
         for _ in range(10):
             s.run(None, feeds[k])
@@ -94,13 +104,19 @@ def interleaved_latency(paths: dict[str, Path], imgsz: int, threads: int, rounds
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _input_shape(s: ort.InferenceSession, imgsz: int) -> tuple[int, int, int, int]:
+    """Batch 1 at the graph's own input size (exports at other sizes), else ``imgsz``."""
+    h, w = s.get_inputs()[0].shape[2:]
+    return 1, 3, h if isinstance(h, int) else imgsz, w if isinstance(w, int) else imgsz
+
+
 def op_profile(path: Path, imgsz: int, threads: int, runs: int = 50) -> list[tuple[str, float, int]]:
     """ONNX Runtime's kernel time per op type of the optimised graph: (op, ms per run, nodes), largest first."""
     opts = session_options(threads)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(path.parent / "ort-profile")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    x = np.random.default_rng(0).random(_input_shape(sess, imgsz), dtype=np.float32)
     for _ in range(runs):
         sess.run(None, {sess.get_inputs()[0].name: x})
     events = json.loads(Path(sess.end_profiling()).read_text())
@@ -114,6 +130,18 @@ def op_profile(path: Path, imgsz: int, threads: int, runs: int = 50) -> list[tup
     return sorted(((op, ms, nodes[op] // runs) for op, ms in total.items()), key=lambda t: -t[1])
 
 
+def untrained_int8(onnx: Path, args: argparse.Namespace) -> Path:
+    """An untrained graph in int8 (static QDQ calibrated on 32 crowd images): for its latency only, as
+    kernel time does not depend on the weights' values."""
+    from speedmap.data.tasks import make_task
+    from speedmap.export.quantize import quantize_int8
+
+    data = make_task("crowd", args.out / "data" / "crowd", images=args.images, imgsz=args.imgsz)
+    dst = onnx.with_name("model-int8.onnx")
+    quantize_int8(onnx, dst, data, args.imgsz, n=32, log=lambda m: None)
+    return dst
+
+
 def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
     from speedmap.data import load_dataset
     from speedmap.data.tasks import make_task
@@ -122,26 +150,44 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     from speedmap.train.trainer import TrainConfig, train
 
     data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
-    run = args.out / "runs" / f"{task}-{size}"
+    run = args.out / "runs" / (f"{task}-{size}" + (f"-seed{args.seed}" if args.seed else ""))
     record = run / "train.json"
     if not record.is_file() or json.loads(record.read_text())["epochs_run"] < args.epochs:
         cfg = TrainConfig(
-            data=str(data), size=size, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, out=str(run)
+            data=str(data),
+            size=size,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            out=str(run),
+            seed=args.seed,
         )
         train(cfg, log=lambda m: None)
     rec = json.loads(record.read_text())
-    onnx = export_onnx(run, size, 0, args.imgsz, args.out / "models" / task / size)
+    onnx = export_onnx(run, size, 0, args.imgsz, args.out / "models" / task / run.name.removeprefix(f"{task}-"))
     test = load_dataset(data).split("test")
     m = evaluate_model(Model.load(onnx.parent, threads=args.threads), test).metrics
     out = {"map": m.map, "map50": m.map50, "train_images_per_second": rec["train_images_per_second"], "onnx": onnx}
-    if args.int8:  # static QDQ calibrated on 128 training images, as `speedmap export --int8` does
+    out["variants"] = {}
+    for suffix, kw in variants(args, data).items():  # the same run exported otherwise, scored the same way
         from speedmap.export import export_model
 
-        folder = args.out / "models" / task / f"{size}-int8"
+        folder = onnx.parent.with_name(f"{onnx.parent.name}{suffix}")
         if not (folder / "model.json").is_file():
-            export_model(run, folder, imgsz=args.imgsz, int8=data, calib_images=128, evaluate=False, log=lambda m: None)
-        m8 = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
-        out |= {"int8_map": m8.map, "int8_onnx": folder / "model.onnx"}
+            export_model(run, folder, evaluate=False, log=lambda m: None, **kw)
+        mv = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
+        out["variants"][suffix] = {"map": mv.map, "map50": mv.map50, "onnx": folder / "model.onnx"}
+    return out
+
+
+def variants(args: argparse.Namespace, data: Path) -> dict[str, dict[str, Any]]:
+    """Other exports of each trained candidate: int8 (static QDQ on 128 training images, as
+    `speedmap export --int8` does) and smaller input sizes (the model trained at --imgsz, run at S)."""
+    out: dict[str, dict[str, Any]] = {}
+    if args.int8:
+        out["-int8"] = {"imgsz": args.imgsz, "int8": data, "calib_images": 128}
+    for s in args.input_sizes:
+        out[f"@{s}"] = {"imgsz": s}
     return out
 
 
@@ -151,13 +197,19 @@ def plot(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Pat
     for r in rows:
         if r.get("map") is None:
             continue
-        ax.scatter(r["ms"], r["map"], color="tab:red" if r["name"] in ("fast", "accurate") else "tab:blue")
+        base = r["name"].split("@")[0].removesuffix("-int8")
+        ax.scatter(
+            r["ms"],
+            r["map"],
+            color="tab:red" if base in ("fast", "accurate") else "tab:blue",
+            marker="s" if r["name"].endswith("-int8") else "o",
+        )
         ax.annotate(r["name"], (r["ms"], r["map"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for name, ms in peers.items():
         ax.axvline(ms, color="grey", ls="--", lw=1)
         ax.text(ms, ax.get_ylim()[0], f" {name}", rotation=90, va="bottom", fontsize=8, color="grey")
     ax.set(xlabel="ONNX Runtime p50 ms per image (batch 1)", ylabel="test mAP50-95 (mean over tasks)")
-    ax.set_title("Latency-accuracy front (red: today's sizes)")
+    ax.set_title("Latency-accuracy front (red: today's sizes; squares: int8)")
     ax.grid(alpha=0.3)
     return save(fig, path)
 
@@ -180,7 +232,7 @@ def table(rows: list[dict[str, Any]], peers: dict[str, float], tasks: list[str])
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--candidates", default=",".join(["fast", *CANDIDATES, "accurate"]))
     ap.add_argument("--tasks", default="crowd,tiny,clutter")
@@ -188,15 +240,26 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="Training seed (run-to-run spread; runs get a -seedN suffix).")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--n", type=int, default=20, help="Forward passes per model per round.")
     ap.add_argument("--peers", default="", help="name=path.onnx,... (YOLO11 files exported in a scratch venv)")
     ap.add_argument("--latency-only", action="store_true", help="Untrained graphs: latency and FLOPs only.")
-    ap.add_argument("--int8", action="store_true", help="Also each trained candidate in int8 (static QDQ).")
+    ap.add_argument("--int8", action="store_true", help="Also each candidate in int8 (static QDQ).")
+    ap.add_argument(
+        "--input-sizes",
+        type=lambda v: [int(s) for s in v.split(",") if s],
+        default=[],
+        help="Also each trained candidate exported at these input sizes, e.g. 224,192 (not retrained).",
+    )
     ap.add_argument("--profile", action="store_true", help="Print ORT's kernel time per op type of each graph.")
     ap.add_argument("--out", type=Path, default=Path("runs/pareto"))
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     names = [c for c in args.candidates.split(",") if c]
     tasks = [] if args.latency_only else [t for t in args.tasks.split(",") if t]
     unknown = [c for c in names if c not in SIZES]
@@ -228,10 +291,12 @@ def main() -> None:
         row["onnx"] = onnx
         row["map"] = statistics.mean(r["map"] for r in row["tasks"].values()) if tasks else None
         rows.append(row)
-        if args.int8 and tasks:
-            int8 = {t: {"map": r["int8_map"], "onnx": r["int8_onnx"]} for t, r in row["tasks"].items()}
-            q = {**row, "name": f"{name}-int8", "tasks": int8, "onnx": int8[tasks[0]]["onnx"]}
-            rows.append(q | {"map": statistics.mean(r["map"] for r in int8.values())})
+        if args.int8 and not tasks:  # latency only: the untrained graph quantized as export --int8 does
+            rows.append({**row, "name": f"{name}-int8", "onnx": untrained_int8(Path(onnx), args)})
+        for suffix in row["tasks"][tasks[0]]["variants"] if tasks else []:
+            per_task = {t: r["variants"][suffix] for t, r in row["tasks"].items()}
+            v = {**row, "name": f"{name}{suffix}", "tasks": per_task, "onnx": per_task[tasks[0]]["onnx"]}
+            rows.append(v | {"map": statistics.mean(r["map"] for r in per_task.values())})
     peer_paths = dict(p.split("=", 1) for p in args.peers.split(",") if p)
     paths = {r["name"]: Path(r["onnx"]) for r in rows} | {k: Path(v) for k, v in peer_paths.items()}
     ms = interleaved_latency(paths, args.imgsz, args.threads, args.rounds, args.n)
@@ -250,7 +315,7 @@ def main() -> None:
         r["onnx"] = str(r["onnx"])
         for t in r["tasks"].values():
             t["onnx"] = str(t["onnx"])
-            t.pop("int8_onnx", None)
+            t.pop("variants", None)
     (args.out / "pareto.json").write_text(json.dumps({"rows": rows, "peers": peers, "args": vars(args)}, default=str))
     if tasks:
         plot(rows, peers, args.out / "pareto.png")
