@@ -147,6 +147,7 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     from speedmap.data.tasks import make_task
     from speedmap.engine import Model
     from speedmap.eval.model import evaluate_model
+    from speedmap.export import export_model
     from speedmap.train.trainer import TrainConfig, train
 
     data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
@@ -169,12 +170,11 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     m = evaluate_model(Model.load(onnx.parent, threads=args.threads), test).metrics
     out = {"map": m.map, "map50": m.map50, "train_images_per_second": rec["train_images_per_second"], "onnx": onnx}
     out["variants"] = {}
-    for suffix, kw in variants(args, data).items():  # the same run exported otherwise, scored the same way
-        from speedmap.export import export_model
-
+    # the same run exported otherwise, scored the same way; always exported again (like the fp32 graph),
+    # so that a folder left by older export code is never timed as if it were today's
+    for suffix, kw in variants(args, data).items():
         folder = onnx.parent.with_name(f"{onnx.parent.name}{suffix}")
-        if not (folder / "model.json").is_file():
-            export_model(run, folder, evaluate=False, log=lambda m: None, **kw)
+        export_model(run, folder, evaluate=False, log=lambda m: None, **kw)
         mv = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
         out["variants"][suffix] = {"map": mv.map, "map50": mv.map50, "onnx": folder / "model.onnx"}
     return out

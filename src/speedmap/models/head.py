@@ -83,8 +83,8 @@ class Head(nn.Module):
         else:
             points, strides = make_anchors(shapes, STRIDES, raw.device, raw.dtype)
         dist, logits = raw.split((4 * self.reg_max, self.nc), -1)
-        # expected bin as multiply-and-sum: as a MatMul with a vector, ONNX Runtime ran a matrix-vector
-        # product that took 0.5 ms, 7-12% of Fast's forward pass (BENCHMARKS.md, issue 17)
+        # expected bin as multiply-and-sum: as a MatMul with a vector, ONNX Runtime ran a 0.5 ms
+        # matrix-vector product, 12% of a ReLU Fast in int8 (BENCHMARKS.md, issue 17)
         ltrb = (dist.unflatten(-1, (4, self.reg_max)).softmax(-1) * self.bins.to(raw.dtype)).sum(-1)
         boxes = dist_to_xyxy(points, ltrb) * strides
         return torch.cat((boxes, logits.sigmoid()), -1)
