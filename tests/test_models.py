@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from speedmap.models import SIZES, SizeSpec, create_model, register_size  # noqa: E402
-from speedmap.models.blocks import RepConv  # noqa: E402
+from speedmap.models.blocks import CSPBlock, RepConv  # noqa: E402
 
 SPECS = {
     "t-rep": SizeSpec(0.33, 0.25, block="rep", act="relu", reg_max=8, box="separable"),
@@ -135,3 +135,19 @@ def test_the_exported_decode_has_no_matrix_vector_product(tmp_path: Path) -> Non
     trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=False)
     ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
     assert "MatMul" not in ops and {"Softmax", "ReduceSum"} <= ops
+
+
+def test_the_csp_split_exports_without_shape_arithmetic(tmp_path: Path) -> None:
+    """The CSP blocks split with static sizes: one Split node each. ``chunk`` exported as Shape, Gather,
+    Div and two Slices, which int8 ONNX Runtime ran in float between Q/DQ pairs and transposes
+    (fast-relu int8 4.47 -> 3.91 ms, BENCHMARKS.md issue 17)."""
+    onnx = pytest.importorskip("onnx")
+    from speedmap.export.onnx import trace_to_onnx
+
+    model = create_model("fast", 3).eval().fuse()
+    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
+    nodes = onnx.load(str(tmp_path / "m.onnx")).graph.node
+    body = [n for n in nodes if n.name.startswith(("/backbone/", "/neck/"))]
+    csp_blocks = sum(isinstance(m, CSPBlock) for m in model.modules())
+    assert sum(n.op_type == "Split" for n in body) == csp_blocks
+    assert not [n.name for n in body if n.op_type in ("Shape", "Gather", "Slice")]

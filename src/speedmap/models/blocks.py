@@ -134,7 +134,7 @@ class CSPBlock(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(x).chunk(2, 1))
+        y = list(self.cv1(x).split((self.c, self.c), 1))  # static sizes: one ONNX Split, no shape arithmetic
         for m in self.m:
             y.append(m(y[-1]))
         return self.cv2(torch.cat(y, 1))
