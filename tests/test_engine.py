@@ -200,11 +200,33 @@ def test_int8_export_keeps_accuracy(tiny_run: Path, tmp_path: Path, model: Model
     assert meta.doc["precision"] == "int8"
     fp32 = model.meta.doc["metrics"]["map50"]
     assert meta.doc["metrics"]["map50"] >= fp32 - 0.1
-    # int8 pays only if ONNX Runtime fuses the network into QLinear kernels: no float Conv, and Q/DQ
-    # left only at the input and where the float decode starts, not around every activation
+    # int8 pays only if ONNX Runtime fuses the network into QLinear kernels: float Convs only at the head's
+    # outputs (box and class per level), and Q/DQ left only at the input and where float starts, not
+    # around every activation
     ops = _optimized_ops(tmp_path / "q" / "int8" / "model.onnx", tmp_path / "opt.onnx")
-    assert ops["QLinearConv"] > 10 and ops["Conv"] == 0
+    assert ops["QLinearConv"] > 10 and ops["Conv"] == 6  # box and class outputs at 3 levels
     assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 16, ops
+
+
+def test_int8_keeps_only_the_head_outputs_and_decode_in_float(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    import torch
+
+    from speedmap.export.onnx import trace_to_onnx
+    from speedmap.export.quantize import float_nodes
+    from speedmap.models import create_model
+    from speedmap.models.head import STRIDES
+
+    model = create_model("fast", 3).eval().fuse()
+    model.head.fix_anchors(64)
+    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    kept = set(float_nodes(graph))
+    convs = {n.name for n in graph.node if n.op_type == "Conv"}
+    head_outputs = {f"/head/{b}.{i}/{b}.{i}.2/Conv" for b in ("box", "cls") for i in range(len(STRIDES))}
+    assert kept & convs == head_outputs
+    assert {"Softmax", "ReduceSum", "Sigmoid"} <= {n.op_type for n in graph.node if n.name in kept}
+    assert not [n for n in kept if n.startswith(("/backbone/", "/neck/"))]
 
 
 def _optimized_ops(path: Path, dst: Path) -> collections.Counter[str]:
