@@ -3,7 +3,7 @@ Ultralytics YOLO11n/YOLO11s ONNX files, measured side by side in one run.
 
     python benchmarks/bench_pareto.py --peers yolo11n=runs/peer/yolo11n.onnx,yolo11s=runs/peer/yolo11s.onnx \
         [--tasks crowd,tiny,clutter] [--epochs 10] [--images 600] [--candidates fast,fast-relu,...] [--latency-only]
-        [--int8] [--input-sizes 224,192] [--seed N] [--profile]
+        [--int8] [--input-sizes 224,192] [--seed N] [--tag TAG] [--profile]
 
 For each task and candidate it trains (or reuses the run folder when it holds as many epochs), exports to
 ONNX (BatchNorms and RepConv branches fused, as `speedmap export` does), and scores the test split through
@@ -40,6 +40,7 @@ from speedmap.runtime import session_options
 # Candidates: (name, spec). "fast" and "accurate" are today's registered sizes (the baselines).
 CANDIDATES: dict[str, SizeSpec] = {
     "fast-relu": SizeSpec(0.33, 0.25, act="relu"),
+    "fast-hybrid": SizeSpec(0.33, 0.25, act="relu", deep_act="silu"),  # SiLU only at stride 16 and 32
     "fast-lrelu": SizeSpec(0.33, 0.25, act="lrelu"),
     "fast-relu6": SizeSpec(0.33, 0.25, act="relu6"),
     "fast-relu-w38": SizeSpec(0.33, 0.375, act="relu"),
@@ -151,7 +152,7 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     from speedmap.train.trainer import TrainConfig, train
 
     data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
-    run = args.out / "runs" / (f"{task}-{size}" + (f"-seed{args.seed}" if args.seed else ""))
+    run = args.out / "runs" / f"{task}-{size}{run_suffix(args)}"
     record = run / "train.json"
     if not record.is_file() or json.loads(record.read_text())["epochs_run"] < args.epochs:
         cfg = TrainConfig(
@@ -178,6 +179,11 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
         mv = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
         out["variants"][suffix] = {"map": mv.map, "map50": mv.map50, "onnx": folder / "model.onnx"}
     return out
+
+
+def run_suffix(args: argparse.Namespace) -> str:
+    """What tells this invocation's runs from others of the same candidate: the seed and the --tag."""
+    return (f"-seed{args.seed}" if args.seed else "") + (f"-{args.tag}" if args.tag else "")
 
 
 def variants(args: argparse.Namespace, data: Path) -> dict[str, dict[str, Any]]:
@@ -241,6 +247,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0, help="Training seed (run-to-run spread; runs get a -seedN suffix).")
+    ap.add_argument(
+        "--tag", default="", help="Runs get a -TAG suffix: train again (e.g. after a recipe change) beside older runs."
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--n", type=int, default=20, help="Forward passes per model per round.")
@@ -270,7 +279,7 @@ def main() -> None:
     for name in names:
         model = create_model(name, 3).eval().fuse()  # as exported: RepConv branches folded
         row: dict[str, Any] = {
-            "name": name,
+            "name": name + (run_suffix(args) if tasks else ""),
             "params": count_params(model),
             "gflops": count_flops(model, args.imgsz) / 1e9,
         }
@@ -295,7 +304,7 @@ def main() -> None:
             rows.append({**row, "name": f"{name}-int8", "onnx": untrained_int8(Path(onnx), args)})
         for suffix in row["tasks"][tasks[0]]["variants"] if tasks else []:
             per_task = {t: r["variants"][suffix] for t, r in row["tasks"].items()}
-            v = {**row, "name": f"{name}{suffix}", "tasks": per_task, "onnx": per_task[tasks[0]]["onnx"]}
+            v = {**row, "name": f"{row['name']}{suffix}", "tasks": per_task, "onnx": per_task[tasks[0]]["onnx"]}
             rows.append(v | {"map": statistics.mean(r["map"] for r in per_task.values())})
     peer_paths = dict(p.split("=", 1) for p in args.peers.split(",") if p)
     paths = {r["name"]: Path(r["onnx"]) for r in rows} | {k: Path(v) for k, v in peer_paths.items()}

@@ -151,3 +151,17 @@ def test_the_csp_split_exports_without_shape_arithmetic(tmp_path: Path) -> None:
     csp_blocks = sum(isinstance(m, CSPBlock) for m in model.modules())
     assert sum(n.op_type == "Split" for n in body) == csp_blocks
     assert not [n.name for n in body if n.op_type in ("Shape", "Gather", "Slice")]
+
+
+def test_deep_act_changes_only_the_stride_16_and_32_layers() -> None:
+    register_size("test-hybrid", SizeSpec(0.33, 0.25, act="relu", deep_act="silu"))
+    try:
+        model = create_model("test-hybrid", 3)
+        kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.SiLU))}
+        deep = ("backbone.stage4", "backbone.stage5", "neck.td4", "neck.down3", "neck.bu4", "neck.down4", "neck.bu5")
+        deep += ("head.box.1", "head.box.2", "head.cls.1", "head.cls.2")
+        assert kinds and all((k is nn.SiLU) == name.startswith(deep) for name, k in kinds.items()), kinds
+        model.reset_classes(5)  # a new head keeps the split
+        assert isinstance(model.head.cls[0][0][0].act, nn.ReLU) and isinstance(model.head.cls[2][0][0].act, nn.SiLU)
+    finally:
+        SIZES.pop("test-hybrid")

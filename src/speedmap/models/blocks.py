@@ -18,12 +18,12 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def set_activation(model: nn.Module, name: str) -> nn.Module:
-    """Replace every SiLU in ``model`` with the activation ``name`` (the blocks are built with SiLU)."""
-    if name == "silu":
-        return model
+    """Replace every activation module in ``model`` (any of :data:`ACTIVATIONS`) with ``name``."""
+    kinds = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish)
     for child_name, child in model.named_children():
-        if isinstance(child, nn.SiLU):
-            setattr(model, child_name, ACTIVATIONS[name]())
+        if isinstance(child, kinds):
+            if type(child) is not type(ACTIVATIONS[name]()):  # an in-place SiLU stays as built
+                setattr(model, child_name, ACTIVATIONS[name]())
         else:
             set_activation(child, name)
     return model

@@ -23,6 +23,7 @@ class SizeSpec:
     max_channels: int = 1024
     block: str = "csp"  # backbone and neck blocks: "csp" or "rep" (RepVGG, fused into plain convs at export)
     act: str = "silu"  # one of blocks.ACTIVATIONS: silu, relu, relu6, lrelu (LeakyReLU 0.1), hardswish
+    deep_act: str | None = None  # the activation of layers with output at stride 16 and 32 (None: act)
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
 
@@ -30,6 +31,7 @@ class SizeSpec:
         for name, value, allowed in (
             ("block", self.block, ("csp", "rep")),
             ("act", self.act, tuple(ACTIVATIONS)),
+            ("deep_act", self.deep_act or self.act, tuple(ACTIVATIONS)),
             ("box", self.box, ("dense", "separable")),
         ):
             if value not in allowed:
@@ -77,7 +79,7 @@ class Detector(nn.Module):
         self.head = Head(num_classes, ch[2:], spec.reg_max, spec.box)
         self.strides = STRIDES
         self.head.init_bias()
-        set_activation(self, spec.act)
+        _set_activations(self, spec)
 
     def fuse(self) -> Detector:
         """For export: BatchNorms folded into their convolutions and RepConv branches into one conv."""
@@ -98,7 +100,7 @@ class Detector(nn.Module):
         """A new class branch output layer (transfer to a dataset with other classes)."""
         ch = SIZES[self.size].channels()[2:]  # the neck's outputs, the head's inputs
         new = Head(num_classes, ch, self.reg_max, SIZES[self.size].box)
-        set_activation(new, SIZES[self.size].act)
+        _set_activations(new, SIZES[self.size], head_only=True)
         new.init_bias()
         new.box.load_state_dict(self.head.box.state_dict())  # the box branch does not depend on classes
         for old_seq, new_seq in zip(self.head.cls, new.cls, strict=True):  # keep all but the output layer
@@ -111,6 +113,20 @@ class Detector(nn.Module):
 
     def spec(self) -> dict[str, object]:
         return {"size": self.size, "num_classes": self.num_classes, "reg_max": self.reg_max, **asdict(SIZES[self.size])}
+
+
+def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = False) -> None:
+    """``spec.act`` everywhere, then ``spec.deep_act`` in the layers whose output is at stride 16 or 32."""
+    set_activation(model, spec.act)
+    if spec.deep_act is None:
+        return
+    head = model if head_only else model.head
+    deep: list[nn.Module] = [*head.box[1:], *head.cls[1:]]  # type: ignore[index]
+    if not head_only:
+        b, n = model.backbone, model.neck  # type: ignore[union-attr]
+        deep += [b.stage4, b.stage5, n.td4, n.down3, n.bu4, n.down4, n.bu5]
+    for m in deep:
+        set_activation(m, spec.deep_act)
 
 
 def create_model(size: str, num_classes: int) -> Detector:
