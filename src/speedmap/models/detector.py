@@ -24,6 +24,7 @@ class SizeSpec:
     block: str = "csp"  # backbone and neck blocks: "csp" or "rep" (RepVGG, fused into plain convs at export)
     act: str = "silu"  # one of blocks.ACTIVATIONS: silu, relu, relu6, lrelu (LeakyReLU 0.1), hardswish
     deep_act: str | None = None  # the activation of layers with output at stride 16 and 32 (None: act)
+    early_act: str | None = None  # the activation of the stem and stage 2, at stride 2 and 4 (None: act)
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
 
@@ -32,6 +33,7 @@ class SizeSpec:
             ("block", self.block, ("csp", "rep")),
             ("act", self.act, tuple(ACTIVATIONS)),
             ("deep_act", self.deep_act or self.act, tuple(ACTIVATIONS)),
+            ("early_act", self.early_act or self.act, tuple(ACTIVATIONS)),
             ("box", self.box, ("dense", "separable")),
         ):
             if value not in allowed:
@@ -117,8 +119,12 @@ class Detector(nn.Module):
 
 
 def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = False) -> None:
-    """``spec.act`` everywhere, then ``spec.deep_act`` in the layers whose output is at stride 16 or 32."""
+    """``spec.act`` everywhere, then ``spec.deep_act`` in the layers whose output is at stride 16 or 32 and
+    ``spec.early_act`` in those at stride 2 and 4 (the backbone's stem and second stage)."""
     set_activation(model, spec.act)
+    if spec.early_act is not None and not head_only:
+        for m in (model.backbone.stem, model.backbone.stage2):  # type: ignore[union-attr]
+            set_activation(m, spec.early_act)
     if spec.deep_act is None:
         return
     head = model if head_only else model.head
