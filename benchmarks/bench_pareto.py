@@ -42,7 +42,6 @@ CANDIDATES: dict[str, SizeSpec] = {
     "fast-relu": SizeSpec(0.33, 0.25, act="relu"),
     "fast-hybrid": SizeSpec(0.33, 0.25, act="relu", deep_act="silu"),  # SiLU only at stride 16 and 32
     "fast-early-relu": SizeSpec(0.33, 0.25, early_act="relu"),  # ReLU at stride 2 and 4 (MobileNetV3-style)
-    "fast-s2r": SizeSpec(0.33, 0.25, act="silu2relu"),  # trained from SiLU to ReLU, exported as ReLU
     "fast-lrelu": SizeSpec(0.33, 0.25, act="lrelu"),
     "fast-relu6": SizeSpec(0.33, 0.25, act="relu6"),
     "fast-relu-w38": SizeSpec(0.33, 0.375, act="relu"),

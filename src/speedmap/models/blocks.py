@@ -8,48 +8,18 @@ from functools import partial
 import torch
 from torch import nn
 
-
-class SiLUToReLU(nn.Module):
-    """``x * sigmoid(beta * x)``: SiLU at ``beta`` 1, sharpening towards ReLU as training goes on
-    (``beta`` grows geometrically to :attr:`BETA_MAX`), then exactly ReLU from :attr:`RELU_AT` of the run.
-    Trains with SiLU's smooth start and exports as ReLU, which int8 folds into the convolutions.
-    The trainer sets :attr:`progress` (0 to 1) at each epoch (:func:`set_progress`)."""
-
-    BETA_MAX = 20.0
-    RELU_AT = 0.5
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.progress = 0.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.progress / self.RELU_AT
-        if p >= 1.0:
-            return nn.functional.relu(x)
-        beta = self.BETA_MAX**p
-        return nn.functional.silu(x * beta) / beta if beta != 1.0 else nn.functional.silu(x)
-
-
-def set_progress(model: nn.Module, progress: float) -> None:
-    """Tell the annealed activations in ``model`` how far training is (0 to 1)."""
-    for m in model.modules():
-        if isinstance(m, SiLUToReLU):
-            m.progress = progress
-
-
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,  # Clip(0, 6) in ONNX: fused into the conv in float and removed by int8 ranges
     "lrelu": partial(nn.LeakyReLU, 0.1),
     "hardswish": nn.Hardswish,
-    "silu2relu": SiLUToReLU,  # trains from SiLU to ReLU, exported as ReLU
 }
 
 
 def set_activation(model: nn.Module, name: str) -> nn.Module:
     """Replace every activation module in ``model`` (any of :data:`ACTIVATIONS`) with ``name``."""
-    kinds = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, SiLUToReLU)
+    kinds = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish)
     for child_name, child in model.named_children():
         if isinstance(child, kinds):
             if type(child) is not type(ACTIVATIONS[name]()):  # an in-place SiLU stays as built

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from speedmap.models.backbone import Backbone
-from speedmap.models.blocks import ACTIVATIONS, Conv, RepConv, set_activation, set_progress
+from speedmap.models.blocks import ACTIVATIONS, Conv, RepConv, set_activation
 from speedmap.models.head import STRIDES, Head
 from speedmap.models.neck import PAN
 
@@ -92,7 +92,6 @@ class Detector(nn.Module):
         for m in modules:
             if isinstance(m, Conv):
                 m.fuse()
-        set_progress(self, 1.0)  # annealed activations are ReLU from here on
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, int]]]:

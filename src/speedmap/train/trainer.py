@@ -30,7 +30,6 @@ from speedmap.detections import Detections
 from speedmap.eval import Metrics, evaluate_predictions
 from speedmap.jsonfile import write_json_atomic
 from speedmap.models import Detector, count_flops, count_params, create_model
-from speedmap.models.blocks import set_progress
 from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
 from speedmap.preprocess import to_input
 from speedmap.train.checkpoint import (
@@ -435,8 +434,6 @@ class Trainer:
         """One pass over the training data; returns the mean box, cls and dfl losses and the CPU sample."""
         loader = self._loader(epoch)
         self.net.train()
-        for m in (self.model, self.ema.ema):  # annealed activations (SiLU to ReLU) follow the run
-            set_progress(m, epoch / self.cfg.epochs)
         sums = torch.zeros(3)
         seen = 0
         meter = CpuMeter(children=self.workers > 0)
