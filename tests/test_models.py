@@ -165,3 +165,14 @@ def test_deep_act_changes_only_the_stride_16_and_32_layers() -> None:
         assert isinstance(model.head.cls[0][0][0].act, nn.ReLU) and isinstance(model.head.cls[2][0][0].act, nn.SiLU)
     finally:
         SIZES.pop("test-hybrid")
+
+
+def test_early_act_changes_only_the_stem_and_stage_2() -> None:
+    register_size("test-early", SizeSpec(0.33, 0.25, early_act="relu"))
+    try:
+        model = create_model("test-early", 3)
+        kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.SiLU))}
+        early = ("backbone.stem", "backbone.stage2")
+        assert kinds and all((k is nn.ReLU) == name.startswith(early) for name, k in kinds.items()), kinds
+    finally:
+        SIZES.pop("test-early")
