@@ -79,7 +79,7 @@ def float_nodes(graph: object) -> list[str]:
 
     The decode's box-bin softmax, grid offsets and class sigmoid mix value ranges that one int8 scale
     cannot hold. The output convolutions write box-bin and class logits, whose quantization cost
-    `accurate` 0.4 points of mAP50-95 on average for no measurable speed (BENCHMARKS.md, issue 17)."""
+    `accurate` about 0.45 points of mAP50-95 on average for no measurable speed (BENCHMARKS.md, issue 17)."""
     nodes = list(graph.node)  # type: ignore[attr-defined]
     transposes = [n for n in nodes if n.op_type == "Transpose"]
     if not transposes:
