@@ -20,12 +20,11 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 def set_activation(model: nn.Module, name: str) -> nn.Module:
     """Replace every activation module in ``model`` (any of :data:`ACTIVATIONS`) with ``name``."""
     kinds = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish)
-    for child_name, child in model.named_children():
-        if isinstance(child, kinds):
-            if type(child) is not type(ACTIVATIONS[name]()):  # an in-place SiLU stays as built
-                setattr(model, child_name, ACTIVATIONS[name]())
-        else:
-            set_activation(child, name)
+    target = type(ACTIVATIONS[name]())
+    for m in list(model.modules()):
+        for child_name, child in m.named_children():
+            if isinstance(child, kinds) and type(child) is not target:  # an in-place SiLU stays as built
+                setattr(m, child_name, ACTIVATIONS[name]())
     return model
 
 
