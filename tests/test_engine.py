@@ -229,6 +229,53 @@ def test_int8_keeps_only_the_head_outputs_and_decode_in_float(tmp_path: Path) ->
     assert not [n for n in kept if n.startswith(("/backbone/", "/neck/"))]
 
 
+def test_int8_float_modules_stay_in_float_and_nothing_else_does(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    import torch
+
+    from speedmap.errors import SpeedmapError
+    from speedmap.export.onnx import trace_to_onnx
+    from speedmap.export.quantize import float_nodes
+    from speedmap.models import SIZES, create_model
+
+    model = create_model("accurate", 3).eval().fuse()
+    model.head.fix_anchors(64)
+    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    kept = set(float_nodes(graph, SIZES["accurate"].int8_float))
+    stage2 = {n.name for n in graph.node if n.name.startswith("/backbone/stage2/")}
+    assert sum(n.op_type == "Conv" for n in graph.node if n.name in stage2) >= 4  # the block's convolutions
+    assert stage2 <= kept
+    assert kept - stage2 == set(float_nodes(graph))  # besides the module, only the head outputs and decode
+    with pytest.raises(SpeedmapError, match=r"no node of module 'neck\.td9'"):
+        float_nodes(graph, ["neck.td9"])
+
+
+def test_int8_export_keeps_the_size_float_modules_out_of_int8(tiny_run: Path, tmp_path: Path) -> None:
+    """Export honours ``int8_float``: the module's convolutions run as float Convs in ONNX Runtime,
+    with a Q/DQ pair only where the float island starts and ends."""
+    pytest.importorskip("onnx")
+    from speedmap.export import export_model
+
+    data = _dataset(tiny_run)
+    q = export_model(tiny_run, tmp_path / "q" / "1", int8=data, calib_images=8, evaluate=False, log=lambda m: None)
+    f = export_model(
+        tiny_run,
+        tmp_path / "f" / "1",
+        int8=data,
+        calib_images=8,
+        evaluate=False,
+        log=lambda m: None,
+        int8_float=["backbone.stage2"],
+    )
+    ops_q = _optimized_ops(q.path / "model.onnx", tmp_path / "q.onnx")
+    ops_f = _optimized_ops(f.path / "model.onnx", tmp_path / "f.onnx")
+    assert ops_f["Conv"] >= ops_q["Conv"] + 4 and ops_f["QLinearConv"] <= ops_q["QLinearConv"] - 4
+    assert (
+        ops_f["QuantizeLinear"] + ops_f["DequantizeLinear"] <= ops_q["QuantizeLinear"] + ops_q["DequantizeLinear"] + 4
+    )
+
+
 def _optimized_ops(path: Path, dst: Path) -> collections.Counter[str]:
     import onnx
 

@@ -176,3 +176,13 @@ def test_early_act_changes_only_the_stem_and_stage_2() -> None:
         assert kinds and all((k is nn.ReLU) == name.startswith(early) for name, k in kinds.items()), kinds
     finally:
         SIZES.pop("test-early")
+
+
+def test_int8_float_must_name_modules_of_the_model() -> None:
+    assert SIZES["accurate"].int8_float == ("backbone.stage2",) and SIZES["fast"].int8_float == ()
+    register_size("test-int8-float", SizeSpec(0.33, 0.25, int8_float=("backbone.stage9",)))
+    try:
+        with pytest.raises(ValueError, match=r"'backbone\.stage9', not a module of the model"):
+            create_model("test-int8-float", 3)
+    finally:
+        SIZES.pop("test-int8-float")

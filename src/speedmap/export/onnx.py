@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,18 @@ def export_model(
     evaluate: bool = True,
     calib_images: int = 128,
     log: Callable[[str], None] = print,
+    int8_float: Sequence[str] | None = None,
 ) -> ModelMeta:
     """Write ``out/model.onnx`` and ``out/model.json`` from a run folder or checkpoint.
 
-    ``int8``: a dataset to calibrate static int8 quantization (QDQ) on; ``half``: fp16 weights (GPUs).
+    ``int8``: a dataset to calibrate static int8 quantization (QDQ) on; ``int8_float``: the modules
+    kept in float then (None: the size's ``int8_float``); ``half``: fp16 weights (GPUs).
     With ``evaluate``, the exported model is scored through the engine on the training dataset's test
     split (when that dataset is still on disk) and the metrics go into ``model.json``.
     """
     import torch
 
-    from speedmap.models import count_flops, count_params
+    from speedmap.models import SIZES, count_flops, count_params
     from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     if int8 is not None and half:
@@ -114,7 +116,8 @@ def export_model(
     if int8 is not None:
         from speedmap.export.quantize import quantize_int8
 
-        quantize_int8(tmp, tmp, int8, imgsz, calib_images, log)
+        keep = SIZES[model.size].int8_float if int8_float is None else int8_float
+        quantize_int8(tmp, tmp, int8, imgsz, calib_images, log, float_modules=keep)
         precision = "int8"
     os.replace(tmp, out / MODEL_FILE)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +42,17 @@ def calibration_paths(data: str | Path, n: int) -> list[Path]:
 
 
 def quantize_int8(
-    src: Path, dst: Path, data: str | Path, imgsz: int, n: int = 128, log: Callable[[str], None] = print
+    src: Path,
+    dst: Path,
+    data: str | Path,
+    imgsz: int,
+    n: int = 128,
+    log: Callable[[str], None] = print,
+    float_modules: Sequence[str] = (),
 ) -> None:
     """Quantize the network to int8 (per-channel weights, uint8 activations, QDQ format). The head's
-    output convolutions and the decode after them stay in float (:func:`float_nodes`).
+    output convolutions, the decode after them and the nodes of ``float_modules`` (module paths, the
+    size's ``int8_float``) stay in float (:func:`float_nodes`).
 
     Every op type the quantizer supports is quantized, activations included: with only convolutions
     listed, a Q/DQ pair stayed around each ReLU/SiLU, so ONNX Runtime could not fuse the chain into
@@ -69,21 +76,28 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=float_nodes(graph),
+            nodes_to_exclude=float_nodes(graph, float_modules),
         )
 
 
-def float_nodes(graph: object) -> list[str]:
+def float_nodes(graph: object, modules: Sequence[str] = ()) -> list[str]:
     """Names of the nodes kept in float: the head's output convolutions (the last convolution on each
-    path to the head's raw output, the Transpose to ``(B, N, C)``), and the decode after that output.
+    path to the head's raw output, the Transpose to ``(B, N, C)``), the decode after that output, and
+    the nodes of ``modules`` (module paths such as ``backbone.stage2``, matched by the exporter's scoped
+    node names, ``/backbone/stage2/...``).
 
     The decode's box-bin softmax, grid offsets and class sigmoid mix value ranges that one int8 scale
     cannot hold. The output convolutions write box-bin and class logits, whose quantization cost
     `accurate` about 0.45 points of mAP50-95 on average for no measurable speed (BENCHMARKS.md, issue 17)."""
     nodes = list(graph.node)  # type: ignore[attr-defined]
+    scopes = tuple("/" + m.replace(".", "/") + "/" for m in modules)
+    in_modules = [n.name for n in nodes if scopes and n.name.startswith(scopes)]
+    for m, scope in zip(modules, scopes, strict=True):
+        if not any(name.startswith(scope) for name in in_modules):
+            raise SpeedmapError(f"int8: no node of module {m!r} in the graph, so it cannot be kept in float")
     transposes = [n for n in nodes if n.op_type == "Transpose"]
     if not transposes:
-        return []
+        return in_modules
     producer = {o: n for n in nodes for o in n.output}
     keep: set[str] = set()
     stack = [transposes[-1]]
@@ -100,4 +114,4 @@ def float_nodes(graph: object) -> list[str]:
         if n.name in keep or any(i in tainted for i in n.input):
             tainted.update(n.output)
             out.append(n.name)
-    return out
+    return list(dict.fromkeys([*in_modules, *out]))

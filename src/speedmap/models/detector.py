@@ -27,6 +27,7 @@ class SizeSpec:
     early_act: str | None = None  # the activation of the stem and stage 2, at stride 2 and 4 (None: act)
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
+    int8_float: tuple[str, ...] = ()  # modules (paths such as "backbone.stage2") that `export --int8` keeps in float
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -62,7 +63,9 @@ def register_size(name: str, spec: SizeSpec) -> None:
 
 
 register_size("fast", SizeSpec(depth=0.33, width=0.25))
-register_size("accurate", SizeSpec(depth=0.33, width=0.50))
+# int8 rounding of stage 2 (stride 4, where small objects' detail is) cost `accurate` most of its int8 loss;
+# kept in float it costs 7-14% of the int8 latency (BENCHMARKS.md, issue 17, fourth pass)
+register_size("accurate", SizeSpec(depth=0.33, width=0.50, int8_float=("backbone.stage2",)))
 
 
 class Detector(nn.Module):
@@ -82,6 +85,11 @@ class Detector(nn.Module):
         self.strides = STRIDES
         self.head.init_bias()
         _set_activations(self, spec)
+        for path in spec.int8_float:
+            try:
+                self.get_submodule(path)
+            except AttributeError as exc:
+                raise ValueError(f"size {size!r}: int8_float names {path!r}, not a module of the model") from exc
 
     def fuse(self) -> Detector:
         """For export: BatchNorms folded into their convolutions and RepConv branches into one conv."""
