@@ -132,15 +132,15 @@ def op_profile(path: Path, imgsz: int, threads: int, runs: int = 50) -> list[tup
     return sorted(((op, ms, nodes[op] // runs) for op, ms in total.items()), key=lambda t: -t[1])
 
 
-def untrained_int8(onnx: Path, args: argparse.Namespace) -> Path:
-    """An untrained graph in int8 (static QDQ calibrated on 32 crowd images): for its latency only, as
-    kernel time does not depend on the weights' values."""
+def untrained_int8(onnx: Path, size: str, args: argparse.Namespace) -> Path:
+    """An untrained graph in int8 (static QDQ calibrated on 32 crowd images, the size's ``int8_float``
+    kept in float): for its latency only, as kernel time does not depend on the weights' values."""
     from speedmap.data.tasks import make_task
     from speedmap.export.quantize import quantize_int8
 
     data = make_task("crowd", args.out / "data" / "crowd", images=args.images, imgsz=args.imgsz)
     dst = onnx.with_name("model-int8.onnx")
-    quantize_int8(onnx, dst, data, args.imgsz, n=32, log=lambda m: None)
+    quantize_int8(onnx, dst, data, args.imgsz, n=32, log=lambda m: None, float_modules=SIZES[size].int8_float)
     return dst
 
 
@@ -174,7 +174,7 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     out["variants"] = {}
     # the same run exported otherwise, scored the same way; always exported again (like the fp32 graph),
     # so that a folder left by older export code is never timed as if it were today's
-    for suffix, kw in variants(args, data).items():
+    for suffix, kw in variants(args, data, size).items():
         folder = onnx.parent.with_name(f"{onnx.parent.name}{suffix}")
         export_model(run, folder, evaluate=False, log=lambda m: None, **kw)
         mv = evaluate_model(Model.load(folder, threads=args.threads), test).metrics
@@ -187,12 +187,15 @@ def run_suffix(args: argparse.Namespace) -> str:
     return (f"-seed{args.seed}" if args.seed else "") + (f"-{args.tag}" if args.tag else "")
 
 
-def variants(args: argparse.Namespace, data: Path) -> dict[str, dict[str, Any]]:
+def variants(args: argparse.Namespace, data: Path, size: str) -> dict[str, dict[str, Any]]:
     """Other exports of each trained candidate: int8 (static QDQ on 128 training images, as
-    `speedmap export --int8` does) and smaller input sizes (the model trained at --imgsz, run at S)."""
+    `speedmap export --int8` does; for a size that keeps modules in float, also "-int8-all" with those
+    quantized too) and smaller input sizes (the model trained at --imgsz, run at S)."""
     out: dict[str, dict[str, Any]] = {}
     if args.int8:
         out["-int8"] = {"imgsz": args.imgsz, "int8": data, "calib_images": 128}
+        if SIZES[size].int8_float:
+            out["-int8-all"] = {**out["-int8"], "int8_float": ()}
     for s in args.input_sizes:
         out[f"@{s}"] = {"imgsz": s}
     return out
@@ -204,12 +207,12 @@ def plot(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Pat
     for r in rows:
         if r.get("map") is None:
             continue
-        base = r["name"].split("@")[0].removesuffix("-int8")
+        base = r["name"].split("@")[0].split("-int8")[0]
         ax.scatter(
             r["ms"],
             r["map"],
             color="tab:red" if base in ("fast", "accurate") else "tab:blue",
-            marker="s" if r["name"].endswith("-int8") else "o",
+            marker="s" if "-int8" in r["name"] else "o",
         )
         ax.annotate(r["name"], (r["ms"], r["map"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for name, ms in peers.items():
@@ -302,7 +305,7 @@ def main() -> None:
         row["map"] = statistics.mean(r["map"] for r in row["tasks"].values()) if tasks else None
         rows.append(row)
         if args.int8 and not tasks:  # latency only: the untrained graph quantized as export --int8 does
-            rows.append({**row, "name": f"{name}-int8", "onnx": untrained_int8(Path(onnx), args)})
+            rows.append({**row, "name": f"{name}-int8", "onnx": untrained_int8(Path(onnx), name, args)})
         for suffix in row["tasks"][tasks[0]]["variants"] if tasks else []:
             per_task = {t: r["variants"][suffix] for t, r in row["tasks"].items()}
             v = {**row, "name": f"{row['name']}{suffix}", "tasks": per_task, "onnx": per_task[tasks[0]]["onnx"]}
