@@ -3,14 +3,15 @@ Ultralytics YOLO11n/YOLO11s ONNX files, measured side by side in one run.
 
     python benchmarks/bench_pareto.py --peers yolo11n=runs/peer/yolo11n.onnx,yolo11s=runs/peer/yolo11s.onnx \
         [--tasks crowd,tiny,clutter] [--epochs 10] [--images 600] [--candidates fast,fast-relu,...] [--latency-only]
-        [--int8] [--input-sizes 224,192] [--seed N] [--tag TAG] [--profile]
+        [--int8] [--input-sizes 224,192] [--seed N] [--tag TAG] [--lr-scale X] [--profile]
 
 For each task and candidate it trains (or reuses the run folder when it holds as many epochs), exports to
 ONNX (BatchNorms and RepConv branches fused, as `speedmap export` does), and scores the test split through
 the engine. Latency: every candidate's ONNX graph and the peers' in ONNX Runtime, batch 1, the same input
 size and threads, timed in interleaved rounds (order reversed every round), median per model. `--int8`
 adds each candidate quantized as `speedmap export --int8` does; `--input-sizes` each trained candidate
-exported at smaller inputs (not retrained); `--seed` trains with another seed (the run-to-run spread). Writes
+exported at smaller inputs (not retrained); `--seed` trains with another seed (the run-to-run spread);
+`--lr-scale` trains with AdamW at that multiple of the automatic initial learning rate. Writes
 `pareto.md` (the table), `pareto.json` and `pareto.png` (mAP50-95 against p50 latency) into --out.
 
 Peer files come from a scratch virtualenv (`YOLO("yolo11n.yaml").export(format="onnx", imgsz=256,
@@ -150,12 +151,16 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     from speedmap.engine import Model
     from speedmap.eval.model import evaluate_model
     from speedmap.export import export_model
+    from speedmap.train.schedule import auto_adamw_lr
     from speedmap.train.trainer import TrainConfig, train
 
     data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
     run = args.out / "runs" / f"{task}-{size}{run_suffix(args)}"
     record = run / "train.json"
     if not record.is_file() or json.loads(record.read_text())["epochs_run"] < args.epochs:
+        recipe: dict[str, Any] = {}
+        if args.lr_scale != 1:  # the rate "auto" would give AdamW on this dataset, scaled
+            recipe = {"optimizer": "adamw", "lr0": auto_adamw_lr(len(load_dataset(data).classes)) * args.lr_scale}
         cfg = TrainConfig(
             data=str(data),
             size=size,
@@ -164,6 +169,7 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
             batch=args.batch,
             out=str(run),
             seed=args.seed,
+            **recipe,
         )
         train(cfg, log=lambda m: None)
     rec = json.loads(record.read_text())
@@ -183,8 +189,12 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
 
 
 def run_suffix(args: argparse.Namespace) -> str:
-    """What tells this invocation's runs from others of the same candidate: the seed and the --tag."""
-    return (f"-seed{args.seed}" if args.seed else "") + (f"-{args.tag}" if args.tag else "")
+    """What tells this invocation's runs from others of the same candidate: the seed, --tag and --lr-scale."""
+    return (
+        (f"-seed{args.seed}" if args.seed else "")
+        + (f"-{args.tag}" if args.tag else "")
+        + (f"-lr{args.lr_scale:g}" if args.lr_scale != 1 else "")
+    )
 
 
 def variants(args: argparse.Namespace, data: Path, size: str) -> dict[str, dict[str, Any]]:
@@ -253,6 +263,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="Training seed (run-to-run spread; runs get a -seedN suffix).")
     ap.add_argument(
         "--tag", default="", help="Runs get a -TAG suffix: train again (e.g. after a recipe change) beside older runs."
+    )
+    ap.add_argument(
+        "--lr-scale", type=float, default=1.0, help="Train with AdamW at X times the automatic initial rate (-lrX)."
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
