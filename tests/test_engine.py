@@ -10,6 +10,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -206,21 +207,27 @@ def test_int8_export_keeps_accuracy(tiny_run: Path, tmp_path: Path, model: Model
     ops = _optimized_ops(tmp_path / "q" / "int8" / "model.onnx", tmp_path / "opt.onnx")
     assert ops["QLinearConv"] > 10 and ops["Conv"] == 6  # box and class outputs at 3 levels
     assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 16, ops
+    # int8_float: the module's convolutions run as float Convs, with Q/DQ only where the float island
+    # starts and ends
+    export_model(
+        tiny_run,
+        tmp_path / "f" / "int8",
+        int8=_dataset(tiny_run),
+        calib_images=16,
+        evaluate=False,
+        log=lambda m: None,
+        int8_float=["backbone.stage2"],
+    )
+    ops_f = _optimized_ops(tmp_path / "f" / "int8" / "model.onnx", tmp_path / "f.onnx")
+    assert ops_f["Conv"] >= ops["Conv"] + 4 and ops_f["QLinearConv"] <= ops["QLinearConv"] - 4
+    assert ops_f["QuantizeLinear"] + ops_f["DequantizeLinear"] <= ops["QuantizeLinear"] + ops["DequantizeLinear"] + 4
 
 
 def test_int8_keeps_only_the_head_outputs_and_decode_in_float(tmp_path: Path) -> None:
-    onnx = pytest.importorskip("onnx")
-    import torch
-
-    from speedmap.export.onnx import trace_to_onnx
     from speedmap.export.quantize import float_nodes
-    from speedmap.models import create_model
     from speedmap.models.head import STRIDES
 
-    model = create_model("fast", 3).eval().fuse()
-    model.head.fix_anchors(64)
-    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
-    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    graph = _traced_graph("fast", tmp_path)
     kept = set(float_nodes(graph))
     convs = {n.name for n in graph.node if n.op_type == "Conv"}
     head_outputs = {f"/head/{b}.{i}/{b}.{i}.2/Conv" for b in ("box", "cls") for i in range(len(STRIDES))}
@@ -230,18 +237,11 @@ def test_int8_keeps_only_the_head_outputs_and_decode_in_float(tmp_path: Path) ->
 
 
 def test_int8_float_modules_stay_in_float_and_nothing_else_does(tmp_path: Path) -> None:
-    onnx = pytest.importorskip("onnx")
-    import torch
-
     from speedmap.errors import SpeedmapError
-    from speedmap.export.onnx import trace_to_onnx
     from speedmap.export.quantize import float_nodes
-    from speedmap.models import SIZES, create_model
+    from speedmap.models import SIZES
 
-    model = create_model("accurate", 3).eval().fuse()
-    model.head.fix_anchors(64)
-    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
-    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    graph = _traced_graph("accurate", tmp_path)
     kept = set(float_nodes(graph, SIZES["accurate"].int8_float))
     stage2 = {n.name for n in graph.node if n.name.startswith("/backbone/stage2/")}
     assert sum(n.op_type == "Conv" for n in graph.node if n.name in stage2) >= 4  # the block's convolutions
@@ -251,29 +251,18 @@ def test_int8_float_modules_stay_in_float_and_nothing_else_does(tmp_path: Path) 
         float_nodes(graph, ["neck.td9"])
 
 
-def test_int8_export_keeps_the_size_float_modules_out_of_int8(tiny_run: Path, tmp_path: Path) -> None:
-    """Export honours ``int8_float``: the module's convolutions run as float Convs in ONNX Runtime,
-    with a Q/DQ pair only where the float island starts and ends."""
-    pytest.importorskip("onnx")
-    from speedmap.export import export_model
+def _traced_graph(size: str, tmp_path: Path) -> Any:
+    """An untrained ``size`` (3 classes) exported as ``speedmap export`` traces it, at 64 px: its ONNX graph."""
+    onnx = pytest.importorskip("onnx")
+    import torch
 
-    data = _dataset(tiny_run)
-    q = export_model(tiny_run, tmp_path / "q" / "1", int8=data, calib_images=8, evaluate=False, log=lambda m: None)
-    f = export_model(
-        tiny_run,
-        tmp_path / "f" / "1",
-        int8=data,
-        calib_images=8,
-        evaluate=False,
-        log=lambda m: None,
-        int8_float=["backbone.stage2"],
-    )
-    ops_q = _optimized_ops(q.path / "model.onnx", tmp_path / "q.onnx")
-    ops_f = _optimized_ops(f.path / "model.onnx", tmp_path / "f.onnx")
-    assert ops_f["Conv"] >= ops_q["Conv"] + 4 and ops_f["QLinearConv"] <= ops_q["QLinearConv"] - 4
-    assert (
-        ops_f["QuantizeLinear"] + ops_f["DequantizeLinear"] <= ops_q["QuantizeLinear"] + ops_q["DequantizeLinear"] + 4
-    )
+    from speedmap.export.onnx import trace_to_onnx
+    from speedmap.models import create_model
+
+    model = create_model(size, 3).eval().fuse()
+    model.head.fix_anchors(64)
+    trace_to_onnx(model, torch.zeros(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True)
+    return onnx.load(str(tmp_path / "m.onnx")).graph
 
 
 def _optimized_ops(path: Path, dst: Path) -> collections.Counter[str]:
