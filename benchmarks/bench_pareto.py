@@ -46,6 +46,15 @@ CANDIDATES: dict[str, SizeSpec] = {
     "fast-lrelu": SizeSpec(0.33, 0.25, act="lrelu"),
     "fast-relu6": SizeSpec(0.33, 0.25, act="relu6"),
     "fast-relu-w38": SizeSpec(0.33, 0.375, act="relu"),
+    "fast-w19": SizeSpec(0.33, 0.1875),  # SiLU, narrower: 16-24-48-96-192 channels
+    "fast-w22": SizeSpec(0.33, 0.21875),  # SiLU, 16-32-56-112-224 channels
+    "fast-d1": SizeSpec(0.17, 0.25),  # SiLU, one block per stage
+    "fast-w19-d1": SizeSpec(0.17, 0.1875),
+    "fast-w12-d1": SizeSpec(0.17, 0.125),  # SiLU, 8-16-32-64-128 channels, one block per stage: a floor
+    "fast-w19-d1-deeprelu": SizeSpec(0.17, 0.1875, deep_act="relu"),  # SiLU at stride 2-8 only
+    "fast-p4": SizeSpec(0.33, 0.25, levels=2),  # two detection levels (strides 8, 16): no stride-32 stage
+    "fast-w19-p4": SizeSpec(0.33, 0.1875, levels=2),
+    "fast-relu-p4": SizeSpec(0.33, 0.25, act="relu", levels=2),
     "fast-relu-d67": SizeSpec(0.67, 0.25, act="relu"),
     "fast-relu-r8": SizeSpec(0.33, 0.25, act="relu", reg_max=8),
     "fast-relu-r8-sep": SizeSpec(0.33, 0.25, act="relu", reg_max=8, box="separable"),

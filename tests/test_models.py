@@ -18,6 +18,8 @@ SPECS = {
     "t-hswish": SizeSpec(0.33, 0.25, act="hardswish", reg_max=8),
     "t-lrelu": SizeSpec(0.33, 0.25, act="lrelu"),
     "t-relu6": SizeSpec(0.33, 0.25, act="relu6"),
+    "t-p4": SizeSpec(0.33, 0.25, levels=2),
+    "t-rep-p4": SizeSpec(0.33, 0.25, block="rep", act="relu", levels=2),
 }
 
 
@@ -58,7 +60,7 @@ def test_a_strided_repconv_has_no_identity_branch() -> None:
     assert RepConv(8, 8, s=2).id is None and RepConv(8, 16).id is None and RepConv(8, 8).id is not None
 
 
-@pytest.mark.parametrize("size", ["fast", "t-rep", "t-hswish"])
+@pytest.mark.parametrize("size", ["fast", "t-rep", "t-hswish", "t-p4", "t-rep-p4"])
 def test_fused_detector_equals_the_trained_one_and_holds_no_batchnorm(size: str) -> None:
     model = _random_bn(create_model(size, 3)).eval()
     x = torch.rand(1, 3, 64, 64)
@@ -81,6 +83,31 @@ def test_options_reach_the_layers() -> None:
     fast = create_model("fast", 3)  # today's sizes keep their defaults
     assert fast.reg_max == 16 and any(isinstance(m, nn.SiLU) for m in fast.modules())
     assert not any(isinstance(m, RepConv) for m in fast.modules())
+
+
+def test_a_two_level_model_predicts_at_strides_8_and_16_and_trains() -> None:
+    from speedmap.train.loss import DetectionLoss
+
+    model = create_model("t-p4", 3)
+    assert model.strides == (8, 16) and not hasattr(model.backbone, "stage5") and not hasattr(model.neck, "bu5")
+    raw, shapes = model.train()(torch.rand(2, 3, 64, 64))
+    assert shapes == [(8, 8), (4, 4)] and raw.shape == (2, 8 * 8 + 4 * 4, 4 * 16 + 3)
+    targets = torch.tensor([[0, 1, 8.0, 8.0, 40.0, 30.0], [1, 0, 30.0, 20.0, 60.0, 62.0]])
+    loss, _ = DetectionLoss(model)(raw, shapes, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.stage4[-1].cv1.conv.weight.grad is not None  # SPPF ends stage 4
+    out = model.eval()(torch.rand(1, 3, 64, 64))
+    assert out.shape == (1, 80, 4 + 3)
+    model.reset_classes(5)
+    assert model.head.strides == (8, 16) and model.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 80, 4 + 5)
+
+
+def test_three_level_models_keep_their_checkpoints_parameter_names() -> None:
+    """Checkpoints trained before 2-level models load unchanged: the last stage ends in SPPF at the same index."""
+    csp = create_model("fast", 3).state_dict()
+    rep = create_model("t-rep", 3).state_dict()
+    assert "backbone.stage5.2.cv1.conv.weight" in csp and "neck.bu5.cv1.conv.weight" in csp
+    assert "backbone.stage5.1.cv1.conv.weight" in rep and "backbone.stage5.0.0.c3.conv.weight" in rep
 
 
 def test_a_new_class_head_keeps_the_sizes_activation() -> None:
@@ -117,6 +144,7 @@ def test_a_rep_model_trains_in_channels_last_on_cpu() -> None:
         ({"act": "gelu"}, "act must be one of silu, relu, relu6, lrelu, hardswish"),
         ({"block": "vit"}, "block"),
         ({"reg_max": 1}, "2"),
+        ({"levels": 4}, "levels must be 2 or 3"),
     ],
 )
 def test_a_size_spec_refuses_unknown_options(kw: dict[str, object], words: str) -> None:

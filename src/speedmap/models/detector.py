@@ -28,6 +28,7 @@ class SizeSpec:
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
     int8_float: tuple[str, ...] = ()  # modules (paths such as "backbone.stage2") that `export --int8` keeps in float
+    levels: int = 3  # detection levels: 3 (strides 8, 16, 32) or 2 (8, 16: no stride-32 stage, SPPF on stage 4)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -41,6 +42,8 @@ class SizeSpec:
                 raise ValueError(f"SizeSpec {name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.reg_max < 2:
             raise ValueError(f"SizeSpec reg_max must be at least 2, got {self.reg_max}")
+        if self.levels not in (2, 3):
+            raise ValueError(f"SizeSpec levels must be 2 or 3, got {self.levels}")
 
     def channels(self) -> tuple[int, int, int, int, int]:
         return tuple(  # type: ignore[return-value]
@@ -79,10 +82,10 @@ class Detector(nn.Module):
         spec = SIZES[size]
         self.size, self.num_classes, self.reg_max = size, num_classes, spec.reg_max
         ch, depth = spec.channels(), spec.depths()
-        self.backbone = Backbone(ch, depth, spec.block)
-        self.neck = PAN(ch[2:], depth[-1], spec.block)
-        self.head = Head(num_classes, ch[2:], spec.reg_max, spec.box)
-        self.strides = STRIDES
+        self.strides = STRIDES[: spec.levels]
+        self.backbone = Backbone(ch, depth, spec.block, spec.levels)
+        self.neck = PAN(ch[2 : 2 + spec.levels], depth[-1], spec.block)
+        self.head = Head(num_classes, ch[2 : 2 + spec.levels], spec.reg_max, spec.box, self.strides)
         self.head.init_bias()
         _set_activations(self, spec)
         for path in spec.int8_float:
@@ -108,8 +111,8 @@ class Detector(nn.Module):
 
     def reset_classes(self, num_classes: int) -> None:
         """A new class branch output layer (transfer to a dataset with other classes)."""
-        ch = SIZES[self.size].channels()[2:]  # the neck's outputs, the head's inputs
-        new = Head(num_classes, ch, self.reg_max, SIZES[self.size].box)
+        ch = SIZES[self.size].channels()[2 : 2 + len(self.strides)]  # the neck's outputs, the head's inputs
+        new = Head(num_classes, ch, self.reg_max, SIZES[self.size].box, self.strides)
         _set_activations(new, SIZES[self.size], head_only=True)
         new.init_bias()
         new.box.load_state_dict(self.head.box.state_dict())  # the box branch does not depend on classes
@@ -138,7 +141,8 @@ def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = F
     deep: list[nn.Module] = [*head.box[1:], *head.cls[1:]]  # type: ignore[index]
     if not head_only:
         b, n = model.backbone, model.neck  # type: ignore[union-attr]
-        deep += [b.stage4, b.stage5, n.td4, n.down3, n.bu4, n.down4, n.bu5]
+        names = ("stage4", "stage5", "td4", "down3", "bu4", "down4", "bu5")  # a 2-level model has no stage5 ...
+        deep += [getattr(m, k) for m in (b, n) for k in names if hasattr(m, k)]
     for m in deep:
         set_activation(m, spec.deep_act)
 

@@ -33,9 +33,18 @@ def dist_to_xyxy(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
 
 
 class Head(nn.Module):
-    def __init__(self, num_classes: int, ch: tuple[int, ...], reg_max: int = 16, box: str = "dense") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ch: tuple[int, ...],
+        reg_max: int = 16,
+        box: str = "dense",
+        strides: tuple[int, ...] = STRIDES,
+    ) -> None:
         super().__init__()
-        self.nc, self.reg_max = num_classes, reg_max
+        if len(ch) != len(strides):
+            raise ValueError(f"the head has {len(ch)} input levels but {len(strides)} strides")
+        self.nc, self.reg_max, self.strides = num_classes, reg_max, strides
         self.no = 4 * reg_max + num_classes
         c_box = max(16, ch[0] // 4, 4 * reg_max)
         c_cls = max(ch[0], min(num_classes, 100))
@@ -58,13 +67,13 @@ class Head(nn.Module):
 
     def fix_anchors(self, imgsz: int) -> None:
         """Precompute the cell grid for one input size (export: the grid becomes graph constants)."""
-        shapes = [(imgsz // s, imgsz // s) for s in STRIDES]
-        self.fixed_anchors = (shapes, *make_anchors(shapes, STRIDES, torch.device("cpu"), torch.float32))
+        shapes = [(imgsz // s, imgsz // s) for s in self.strides]
+        self.fixed_anchors = (shapes, *make_anchors(shapes, self.strides, torch.device("cpu"), torch.float32))
 
     def init_bias(self, imgsz: int = 640) -> None:
         """Class prior: about 5 objects per image spread over all cells, so early training is not
         swamped by the loss of confident background; box logits start flat."""
-        for box, cls, s in zip(self.box, self.cls, STRIDES, strict=True):
+        for box, cls, s in zip(self.box, self.cls, self.strides, strict=True):
             nn.init.constant_(box[-1].bias, 1.0)
             nn.init.constant_(cls[-1].bias, math.log(5 / self.nc / (imgsz / s) ** 2))
 
@@ -81,7 +90,7 @@ class Head(nn.Module):
         if self.fixed_anchors is not None and self.fixed_anchors[0] == shapes:
             points, strides = (t.to(raw.device, raw.dtype) for t in self.fixed_anchors[1:])
         else:
-            points, strides = make_anchors(shapes, STRIDES, raw.device, raw.dtype)
+            points, strides = make_anchors(shapes, self.strides, raw.device, raw.dtype)
         dist, logits = raw.split((4 * self.reg_max, self.nc), -1)
         # expected bin as multiply-and-sum: as a MatMul with a vector, ONNX Runtime ran a 0.5 ms
         # matrix-vector product, 12% of a ReLU Fast in int8 (BENCHMARKS.md, issue 17)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from speedmap.models.detector import Detector
-from speedmap.models.head import STRIDES, dist_to_xyxy, make_anchors
+from speedmap.models.head import dist_to_xyxy, make_anchors
 from speedmap.train.assigner import TaskAlignedAssigner
 from speedmap.train.boxops import box_ciou_pairs
 
@@ -16,7 +16,7 @@ class DetectionLoss:
     in input pixels. Returns the total (scaled by batch size) and the detached components."""
 
     def __init__(self, model: Detector, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5) -> None:
-        self.nc, self.reg_max = model.num_classes, model.reg_max
+        self.nc, self.reg_max, self.strides = model.num_classes, model.reg_max, model.strides
         self.w_box, self.w_cls, self.w_dfl = box, cls, dfl
         self.assigner = TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)
 
@@ -25,7 +25,7 @@ class DetectionLoss:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b = raw.shape[0]
         dist, logits = raw.float().split((4 * self.reg_max, self.nc), -1)
-        points, strides = make_anchors(shapes, STRIDES, raw.device, torch.float32)
+        points, strides = make_anchors(shapes, self.strides, raw.device, torch.float32)
         bins = torch.arange(self.reg_max, device=raw.device, dtype=torch.float32)
         ltrb = dist.view(b, -1, 4, self.reg_max).softmax(-1) @ bins  # grid units
         pd_boxes = dist_to_xyxy(points, ltrb)  # grid units
