@@ -214,3 +214,29 @@ def test_int8_float_must_name_modules_of_the_model() -> None:
             create_model("test-int8-float", 3)
     finally:
         SIZES.pop("test-int8-float")
+
+
+def test_a_checkpoint_loads_in_the_architecture_it_recorded_after_its_size_changes(tmp_path: Path) -> None:
+    """Rebuilt from the registry, an old run would load into today's architecture of its size (or fail
+    on parameter names): checkpoints record their SizeSpec, and loading builds that one."""
+    from speedmap.train.checkpoint import TrainError, model_from_checkpoint, model_meta
+
+    register_size("t-moving", SizeSpec(0.33, 0.25, act="relu", int8_float=("backbone.stage2",)))
+    try:
+        model = create_model("t-moving", 3).eval()
+        torch.save({**model_meta(model, ["a", "b", "c"], 64, "x"), "model": model.state_dict()}, tmp_path / "m.pt")
+        ckpt = torch.load(tmp_path / "m.pt", weights_only=False)
+        register_size("t-moving", SizeSpec(0.33, 0.25, levels=2))  # the registered size changes afterwards
+        loaded = model_from_checkpoint(ckpt).eval()
+        assert loaded.strides == (8, 16, 32) and loaded.size_spec.int8_float == ("backbone.stage2",)
+        assert not any(isinstance(m, nn.SiLU) for m in loaded.modules())
+        x = torch.rand(1, 3, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x))
+        del ckpt["spec"]["levels"]  # recorded by an older speedmap: the option takes its default
+        assert model_from_checkpoint(ckpt).strides == (8, 16, 32)
+        ckpt["spec"]["attention"] = "global"  # recorded by a newer one
+        with pytest.raises(TrainError, match=r"'t-moving' model cannot be built.*attention"):
+            model_from_checkpoint(ckpt)
+    finally:
+        SIZES.pop("t-moving", None)

@@ -87,7 +87,7 @@ def export_model(
     """
     import torch
 
-    from speedmap.models import SIZES, count_flops, count_params
+    from speedmap.models import count_flops, count_params
     from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     if int8 is not None and half:
@@ -116,7 +116,7 @@ def export_model(
     if int8 is not None:
         from speedmap.export.quantize import quantize_int8
 
-        keep = SIZES[model.size].int8_float if int8_float is None else int8_float
+        keep = model.size_spec.int8_float if int8_float is None else int8_float
         quantize_int8(tmp, tmp, int8, imgsz, calib_images, log, float_modules=keep)
         precision = "int8"
     os.replace(tmp, out / MODEL_FILE)

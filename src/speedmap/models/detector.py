@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -75,12 +75,13 @@ class Detector(nn.Module):
     """Anchor-free single-stage detector. In training mode ``forward`` returns the raw head output
     and grid shapes (for the loss); in eval mode, decoded ``(B, N, 4 + nc)`` boxes and scores."""
 
-    def __init__(self, size: str, num_classes: int) -> None:
+    def __init__(self, size: str, num_classes: int, spec: SizeSpec | None = None) -> None:
         super().__init__()
-        if size not in SIZES:
-            raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
-        spec = SIZES[size]
-        self.size, self.num_classes, self.reg_max = size, num_classes, spec.reg_max
+        if spec is None:  # the registered architecture; a checkpoint passes the one it was trained with
+            if size not in SIZES:
+                raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
+            spec = SIZES[size]
+        self.size, self.num_classes, self.reg_max, self.size_spec = size, num_classes, spec.reg_max, spec
         ch, depth = spec.channels(), spec.depths()
         self.strides = STRIDES[: spec.levels]
         self.backbone = Backbone(ch, depth, spec.block, spec.levels)
@@ -111,9 +112,9 @@ class Detector(nn.Module):
 
     def reset_classes(self, num_classes: int) -> None:
         """A new class branch output layer (transfer to a dataset with other classes)."""
-        ch = SIZES[self.size].channels()[2 : 2 + len(self.strides)]  # the neck's outputs, the head's inputs
-        new = Head(num_classes, ch, self.reg_max, SIZES[self.size].box, self.strides)
-        _set_activations(new, SIZES[self.size], head_only=True)
+        ch = self.size_spec.channels()[2 : 2 + len(self.strides)]  # the neck's outputs, the head's inputs
+        new = Head(num_classes, ch, self.reg_max, self.size_spec.box, self.strides)
+        _set_activations(new, self.size_spec, head_only=True)
         new.init_bias()
         new.box.load_state_dict(self.head.box.state_dict())  # the box branch does not depend on classes
         for old_seq, new_seq in zip(self.head.cls, new.cls, strict=True):  # keep all but the output layer
@@ -125,7 +126,7 @@ class Detector(nn.Module):
         self.head, self.num_classes = new, num_classes
 
     def spec(self) -> dict[str, object]:
-        return {"size": self.size, "num_classes": self.num_classes, "reg_max": self.reg_max, **asdict(SIZES[self.size])}
+        return {"size": self.size, "num_classes": self.num_classes, "reg_max": self.reg_max, **asdict(self.size_spec)}
 
 
 def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = False) -> None:
@@ -147,9 +148,22 @@ def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = F
         set_activation(m, spec.deep_act)
 
 
-def create_model(size: str, num_classes: int) -> Detector:
-    """The factory: ``create_model("fast", 3)``."""
-    return Detector(size, num_classes)
+def create_model(size: str, num_classes: int, spec: SizeSpec | None = None) -> Detector:
+    """The factory: ``create_model("fast", 3)``; ``spec`` overrides the registered architecture."""
+    return Detector(size, num_classes, spec)
+
+
+def spec_from_record(record: dict[str, object]) -> SizeSpec:
+    """The ``SizeSpec`` that ``Detector.spec()`` recorded. Raises ``ValueError`` for an option this version
+    does not know (a model from a newer speedmap); an option it lacks (an older one) takes its default."""
+    known = {f.name for f in fields(SizeSpec)}
+    unknown = sorted(set(record) - known - {"size", "num_classes"})
+    if unknown:
+        raise ValueError(f"the model uses architecture options this speedmap does not know: {', '.join(unknown)}")
+    values = {k: v for k, v in record.items() if k in known}
+    if "int8_float" in values:
+        values["int8_float"] = tuple(values["int8_float"])  # type: ignore[arg-type]
+    return SizeSpec(**values)  # type: ignore[arg-type]
 
 
 def count_params(model: nn.Module) -> int:

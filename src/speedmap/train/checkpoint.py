@@ -19,7 +19,8 @@ import torch
 
 from speedmap import __version__
 from speedmap.errors import SpeedmapError
-from speedmap.models import Detector, create_model
+from speedmap.models import Detector, SizeSpec, create_model
+from speedmap.models.detector import spec_from_record
 from speedmap.train.ema import ModelEMA
 
 LAST = "last.pt"  # in a run folder: the latest epoch, with everything resuming needs
@@ -65,10 +66,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> Detector:
-    """The model of a checkpoint, with its EMA weights."""
-    model = create_model(ckpt["size"], ckpt["num_classes"])
+    """The model of a checkpoint, with its EMA weights, in the architecture the checkpoint recorded (so a
+    run still loads after its size's registered ``SizeSpec`` changes)."""
+    model = create_model(ckpt["size"], ckpt["num_classes"], checkpoint_spec(ckpt))
     model.load_state_dict(ckpt["model"])
     return model
+
+
+def checkpoint_spec(ckpt: dict[str, Any]) -> SizeSpec | None:
+    """The architecture a checkpoint was trained with; None for one that records none (the registry's)."""
+    if not isinstance(ckpt.get("spec"), dict):
+        return None
+    try:
+        return spec_from_record(ckpt["spec"])
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"the checkpoint's {ckpt['size']!r} model cannot be built: {exc}") from exc
 
 
 def model_meta(model: Detector, classes: list[str], imgsz: int, dataset: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from speedmap.train.checkpoint import (
     LAST,
     RunState,
     TrainError,
+    checkpoint_spec,
     load_checkpoint,
     load_train_weights,
     model_from_checkpoint,
@@ -340,7 +341,8 @@ class Trainer:
             raise TrainError(f"--batch {cfg.batch} is smaller than the number of processes ({self.world})")
 
     def _build_model(self) -> Detector:
-        model = create_model(self.cfg.size, self.nc)
+        # a resumed run keeps the architecture it started with, even if its size's registered spec changed
+        model = create_model(self.cfg.size, self.nc, checkpoint_spec(self.resume_ckpt) if self.resume_ckpt else None)
         model.head.init_bias(self.imgsz)
         if self.cfg.weights and not self.resume_ckpt:
             model = self._transferred(self.cfg.weights)
