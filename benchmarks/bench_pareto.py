@@ -55,6 +55,7 @@ CANDIDATES: dict[str, SizeSpec] = {
     "fast-p4": SizeSpec(0.33, 0.25, levels=2),  # two detection levels (strides 8, 16): no stride-32 stage
     "fast-w19-p4": SizeSpec(0.33, 0.1875, levels=2),
     "fast-relu-p4": SizeSpec(0.33, 0.25, act="relu", levels=2),
+    "fast-relu-silucls": SizeSpec(0.33, 0.25, act="relu", cls_act="silu"),  # is ReLU's clutter loss the class branch?
     "fast-relu-d67": SizeSpec(0.67, 0.25, act="relu"),
     "fast-relu-r8": SizeSpec(0.33, 0.25, act="relu", reg_max=8),
     "fast-relu-r8-sep": SizeSpec(0.33, 0.25, act="relu", reg_max=8, box="separable"),

@@ -25,6 +25,7 @@ class SizeSpec:
     act: str = "silu"  # one of blocks.ACTIVATIONS: silu, relu, relu6, lrelu (LeakyReLU 0.1), hardswish
     deep_act: str | None = None  # the activation of layers with output at stride 16 and 32 (None: act)
     early_act: str | None = None  # the activation of the stem and stage 2, at stride 2 and 4 (None: act)
+    cls_act: str | None = None  # the activation of the head's class branch, every level (None: as set above)
     reg_max: int = 16  # bins of each box side's distribution (DFL); the reach is reg_max - 1 cells
     box: str = "dense"  # the head's box branch: "dense" or "separable"
     int8_float: tuple[str, ...] = ()  # modules (paths such as "backbone.stage2") that `export --int8` keeps in float
@@ -36,6 +37,7 @@ class SizeSpec:
             ("act", self.act, tuple(ACTIVATIONS)),
             ("deep_act", self.deep_act or self.act, tuple(ACTIVATIONS)),
             ("early_act", self.early_act or self.act, tuple(ACTIVATIONS)),
+            ("cls_act", self.cls_act or self.act, tuple(ACTIVATIONS)),
             ("box", self.box, ("dense", "separable")),
         ):
             if value not in allowed:
@@ -131,21 +133,23 @@ class Detector(nn.Module):
 
 def _set_activations(model: Detector | Head, spec: SizeSpec, head_only: bool = False) -> None:
     """``spec.act`` everywhere, then ``spec.deep_act`` in the layers whose output is at stride 16 or 32 and
-    ``spec.early_act`` in those at stride 2 and 4 (the backbone's stem and second stage)."""
+    ``spec.early_act`` in those at stride 2 and 4 (the backbone's stem and second stage), and ``spec.cls_act``
+    in the head's class branch."""
     set_activation(model, spec.act)
     if spec.early_act is not None and not head_only:
         for m in (model.backbone.stem, model.backbone.stage2):  # type: ignore[union-attr]
             set_activation(m, spec.early_act)
-    if spec.deep_act is None:
-        return
     head = model if head_only else model.head
-    deep: list[nn.Module] = [*head.box[1:], *head.cls[1:]]  # type: ignore[index]
-    if not head_only:
-        b, n = model.backbone, model.neck  # type: ignore[union-attr]
-        names = ("stage4", "stage5", "td4", "down3", "bu4", "down4", "bu5")  # a 2-level model has no stage5 ...
-        deep += [getattr(m, k) for m in (b, n) for k in names if hasattr(m, k)]
-    for m in deep:
-        set_activation(m, spec.deep_act)
+    if spec.deep_act is not None:
+        deep: list[nn.Module] = [*head.box[1:], *head.cls[1:]]  # type: ignore[index]
+        if not head_only:
+            b, n = model.backbone, model.neck  # type: ignore[union-attr]
+            names = ("stage4", "stage5", "td4", "down3", "bu4", "down4", "bu5")  # a 2-level model has no stage5 ...
+            deep += [getattr(m, k) for m in (b, n) for k in names if hasattr(m, k)]
+        for m in deep:
+            set_activation(m, spec.deep_act)
+    if spec.cls_act is not None:
+        set_activation(head.cls, spec.cls_act)  # type: ignore[arg-type]
 
 
 def create_model(size: str, num_classes: int, spec: SizeSpec | None = None) -> Detector:
