@@ -12,7 +12,8 @@ size and threads, timed in interleaved rounds (order reversed every round), medi
 adds each candidate quantized as `speedmap export --int8` does; `--input-sizes` each trained candidate
 exported at smaller inputs (not retrained); `--seed` trains with another seed (the run-to-run spread);
 `--lr-scale` trains with AdamW at that multiple of the automatic initial learning rate. Writes
-`pareto.md` (the table), `pareto.json` and `pareto.png` (mAP50-95 against p50 latency) into --out.
+`pareto.md` (the table), `pareto.json` and `pareto.png` (mAP50-95 against p50 latency; with --latency-only,
+`latency.png`: p50 latency against GFLOPs) into --out.
 
 Peer files come from a scratch virtualenv (`YOLO("yolo11n.yaml").export(format="onnx", imgsz=256,
 opset=17, simplify=True)`); nothing of Ultralytics is imported here or by speedmap.
@@ -244,6 +245,31 @@ def plot(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Pat
     return save(fig, path)
 
 
+def plot_latency(rows: list[dict[str, Any]], peers: dict[str, float], path: Path) -> Path:
+    """Latency only: p50 against GFLOPs, fp32 and int8, SiLU and other activations apart."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        spec = SIZES[r["name"].removesuffix("-int8")]
+        silu = {spec.act, spec.deep_act or spec.act, spec.early_act or spec.act, spec.cls_act or spec.act} == {"silu"}
+        ax.scatter(
+            r["gflops"],
+            r["ms"],
+            color="tab:red" if silu else "tab:blue",
+            marker="s" if r["name"].endswith("-int8") else "o",
+        )
+        ax.annotate(r["name"], (r["gflops"], r["ms"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for name, ms in peers.items():
+        ax.axhline(ms, color="grey", ls="--", lw=1)
+        ax.text(ax.get_xlim()[0], ms, f" {name}", va="bottom", fontsize=8, color="grey")
+        ax.axhline(ms / 2, color="grey", ls=":", lw=1)
+        ax.text(ax.get_xlim()[0], ms / 2, f" half of {name}", va="bottom", fontsize=8, color="grey")
+    ax.set(xlabel="GFLOPs (as exported)", ylabel="ONNX Runtime p50 ms per image (batch 1)")
+    ax.set_title("Untrained graphs (red: SiLU, blue: ReLU in some or all layers; squares: int8)")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def table(rows: list[dict[str, Any]], peers: dict[str, float], tasks: list[str]) -> str:
     n_ms, s_ms = peers.get("yolo11n"), peers.get("yolo11s")
     head = ["model", "GFLOPs", "params M", "p50 ms", "vs YOLO11n", "vs YOLO11s", *[f"{t} mAP50-95" for t in tasks]]
@@ -355,6 +381,8 @@ def main() -> None:
     (args.out / "pareto.json").write_text(json.dumps({"rows": rows, "peers": peers, "args": vars(args)}, default=str))
     if tasks:
         plot(rows, peers, args.out / "pareto.png")
+    else:
+        plot_latency(rows, peers, args.out / "latency.png")
     print(md)
 
 
