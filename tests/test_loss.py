@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from speedmap.models.detector import Detector
+from speedmap.models.head import STRIDES
 from speedmap.train.boxops import box_ciou_pairs, box_iou_pairs
 from speedmap.train.loss import DetectionLoss
 
@@ -22,7 +23,7 @@ def t(*rows: list[float]) -> torch.Tensor:
 
 def make_loss(num_classes: int, reg_max: int = 4) -> DetectionLoss:
     """DetectionLoss reads only ``num_classes`` and ``reg_max`` from the model."""
-    return DetectionLoss(cast(Detector, SimpleNamespace(num_classes=num_classes, reg_max=reg_max)))
+    return DetectionLoss(cast(Detector, SimpleNamespace(num_classes=num_classes, reg_max=reg_max, strides=STRIDES)))
 
 
 # --- box_iou_pairs ----------------------------------------------------------------------------------------------------
