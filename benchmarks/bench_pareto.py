@@ -265,7 +265,7 @@ def plot_latency(rows: list[dict[str, Any]], peers: dict[str, float], path: Path
         ax.axhline(ms / 2, color="grey", ls=":", lw=1)
         ax.text(ax.get_xlim()[0], ms / 2, f" half of {name}", va="bottom", fontsize=8, color="grey")
     ax.set(xlabel="GFLOPs (as exported)", ylabel="ONNX Runtime p50 ms per image (batch 1)")
-    ax.set_title("Untrained graphs (red: SiLU, blue: ReLU in some or all layers; squares: int8)")
+    ax.set_title("Untrained graphs (red: SiLU throughout, blue: another activation somewhere; squares: int8)")
     ax.grid(alpha=0.3)
     return save(fig, path)
 
@@ -288,6 +288,13 @@ def table(rows: list[dict[str, Any]], peers: dict[str, float], tasks: list[str])
     return "\n".join(lines)
 
 
+def _positive(v: str) -> float:
+    x = float(v)
+    if not x > 0:  # also NaN; a rate of 0 would silently train at the automatic rate (lr0 0 means "unset")
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {v}")
+    return x
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--candidates", default=",".join(["fast", *CANDIDATES, "accurate"]))
@@ -301,7 +308,7 @@ def parse_args() -> argparse.Namespace:
         "--tag", default="", help="Runs get a -TAG suffix: train again (e.g. after a recipe change) beside older runs."
     )
     ap.add_argument(
-        "--lr-scale", type=float, default=1.0, help="Train with AdamW at X times the automatic initial rate (-lrX)."
+        "--lr-scale", type=_positive, default=1.0, help="Train with AdamW at X times the automatic initial rate (-lrX)."
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
