@@ -38,7 +38,8 @@ def test_info_json_schema_is_exact(made: Path) -> None:
     result = run("datasets", "info", str(made), "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert set(doc) == {"format", "classes", "splits"}
+    assert set(doc) == {"format", "classes", "splits", "split"}
+    assert doc["split"] == {"source": "dataset", "seed": None, "ratios": None, "carved": []}
     assert doc["format"] == "coco" and doc["classes"] == ["circle", "square", "triangle"]
     assert set(doc["splits"]) == {"train", "valid", "test"}
     for st in doc["splits"].values():
@@ -49,7 +50,7 @@ def test_info_json_schema_is_exact(made: Path) -> None:
     assert [doc["splits"][s]["images"] for s in ("train", "valid", "test")] == [14, 3, 3]
 
 
-def test_info_table_and_missing_splits_are_zero(made: Path, tmp_path: Path) -> None:
+def test_info_table_and_missing_splits_are_carved_or_zero(made: Path, tmp_path: Path) -> None:
     result = run("datasets", "info", str(made))
     assert result.exit_code == 0 and "circle" in result.stdout and "negatives" in result.stdout
     only = tmp_path / "only"
@@ -57,6 +58,18 @@ def test_info_table_and_missing_splits_are_zero(made: Path, tmp_path: Path) -> N
     for f in (made / "train").iterdir():
         (only / "train" / f.name).write_bytes(f.read_bytes())
     doc = json.loads(run("datasets", "info", str(only), "--json").stdout)
+    assert doc["split"]["source"] == "automatic"  # 14 train images: valid and test carved from them
+    assert [doc["splits"][s]["images"] for s in ("train", "valid", "test")] == [10, 2, 2]
+    few = tmp_path / "few"  # under 10 images there is nothing to split: missing splits are zeros
+    (few / "train").mkdir(parents=True)
+    ann = json.loads((made / "train" / "_annotations.coco.json").read_text())
+    ann["images"] = ann["images"][:4]
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] in {im["id"] for im in ann["images"]}]
+    (few / "train" / "_annotations.coco.json").write_text(json.dumps(ann))
+    for im in ann["images"]:
+        (few / "train" / im["file_name"]).write_bytes((made / "train" / im["file_name"]).read_bytes())
+    doc = json.loads(run("datasets", "info", str(few), "--json").stdout)
+    assert doc["split"]["source"] == "dataset"
     assert doc["splits"]["test"] == {
         "images": 0,
         "boxes": 0,

@@ -236,7 +236,7 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
 def _train_count(path: str) -> int:
     from speedmap.data.io import load_dataset
 
-    return len(load_dataset(path).split("train"))
+    return len(load_dataset(path, auto_split=True).split("train"))
 
 
 def _summary(results: Any) -> None:

@@ -1,4 +1,4 @@
-"""``speedmap datasets``: info, validate, convert, tasks, make."""
+"""``speedmap datasets``: info, validate, convert, split, tasks, make."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from speedmap.cli.common import Command, Group, clean_errors, err, out, progress_bar
 from speedmap.data import FORMATS, SPLITS, Dataset, dataset_info, load_dataset, save_dataset
+from speedmap.data.splitting import MIN_SPLIT_IMAGES, auto_split, parse_ratios
 from speedmap.data.tasks import DEFAULT_TASK, TASKS, make_task
 from speedmap.data.tasks.make import DEFAULT_IMAGES, DEFAULT_IMGSZ, check_task_args, is_made, task_meta
 from speedmap.data.verify import decode_all
@@ -52,14 +53,19 @@ def info(
     strict: bool = typer.Option(False, "--strict", help="Fail on any problem instead of skipping it."),
     format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
-    """Format, classes, and per split: images, boxes, negatives, boxes per class and by size."""
-    ds = load_dataset(path, _check_format(format), strict=strict)
+    """Format, classes, and per split: images, boxes, negatives, boxes per class and by size.
+
+    A dataset without valid or test splits is shown as training and the study will use it: with the
+    missing splits carved from train (seeded, 70/15/15; `datasets split` writes another split out).
+    """
+    ds = load_dataset(path, _check_format(format), strict=strict, auto_split=True)
     doc = dataset_info(ds)
     report_problems(ds)
     if as_json:
         typer.echo(json.dumps(doc))
         return
     out.print(f"[bold]{escape(str(path))}[/]  format [cyan]{ds.format}[/]  {len(ds.classes)} classes")
+    out.print(f"splits: {escape(ds.split_info.describe())}")
     table = Table("split", "images", "boxes", "negatives", "small", "medium", "large")
     for s in SPLITS:
         st = doc["splits"][s]
@@ -118,6 +124,35 @@ def convert(
     for note in notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     out.print(f"wrote {ds.num_images} images, {len(ds.classes)} classes as {to} to {escape(str(dst))}")
+
+
+@app.command(cls=Command)
+@clean_errors
+def split(
+    src: Path = typer.Argument(..., help="Source dataset."),
+    dst: Path = typer.Argument(..., help="New output folder."),
+    ratios: str = typer.Option("70,15,15", "--ratios", help="Shares of train,valid,test (any scale)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same split."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse to split a dataset with problems."),
+    link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying them."),
+    format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
+) -> None:
+    """Split a dataset into train, valid and test, and write it in the source's format.
+
+    Every image of the source is pooled and split again: shuffled by the seed, with every class that is
+    in at least 3 images in each of valid and test.
+    """
+    fractions = parse_ratios(ratios)
+    ds = load_dataset(src, _check_format(format), strict=strict)
+    report_problems(ds)
+    if ds.num_images < MIN_SPLIT_IMAGES:
+        raise DatasetError(f"{src}: {ds.num_images} images; splitting needs at least {MIN_SPLIT_IMAGES}")
+    done = auto_split(ds, fractions, seed, pool_all=True)
+    notes = save_dataset(done, dst, ds.format, transfer="link" if link else "copy")
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    counts = ", ".join(f"{s} {len(done.split_records(s))}" for s in SPLITS)
+    out.print(f"wrote {counts} images ({ds.format}, seed {seed}) to {escape(str(dst))}")
 
 
 @app.command(cls=Command)

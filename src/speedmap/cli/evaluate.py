@@ -106,7 +106,7 @@ def _evaluate_model(
     from speedmap.eval.model import evaluate_model
 
     model = Model.load(model_ref, providers=providers, models_dir=models_dir)
-    view = load_dataset(data).split(split)
+    view = load_dataset(data, auto_split=True).split(split)
     err.print(
         f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
         f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",

@@ -67,6 +67,19 @@ def _image_dir(json_path: Path, file_names: list[str]) -> Path:
     return parent
 
 
+def _resolve_image(folder: Path, file_name: str) -> Path:
+    """``folder/file_name``; where that is missing, the same base name in ``folder`` or its ``images/``
+    (Label Studio and CVAT write paths of the author's machine, or with Windows separators)."""
+    direct = folder / file_name
+    if direct.is_file():
+        return direct
+    base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    for cand in (folder / base, folder / "images" / base):
+        if base and cand.is_file():
+            return cand
+    return direct
+
+
 def load_json(path: Path, log: ProblemLog) -> Any | None:
     """Parse a JSON file; an unreadable, empty or truncated file is logged (with line) and gives ``None``."""
     try:
@@ -190,7 +203,7 @@ def _image_table(
             )
             continue
         id_to_idx[im["id"]] = len(paths)
-        paths.append(folder / str(im["file_name"]))
+        paths.append(_resolve_image(folder, str(im["file_name"])))
         w, h = im.get("width"), im.get("height")
         ok = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 2**31 for v in (w, h))
         stated.append((int(w), int(h)) if ok else None)

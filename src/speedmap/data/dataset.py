@@ -20,6 +20,26 @@ def _empty_boxes() -> np.ndarray:
     return np.zeros((0, 4), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class SplitInfo:
+    """Where the splits came from: ``source`` is ``dataset`` (as given) or ``automatic``."""
+
+    source: str = "dataset"
+    seed: int | None = None
+    ratios: tuple[float, float, float] | None = None
+    carved: tuple[str, ...] = ()  # the splits made here
+
+    def to_json(self) -> dict[str, object]:
+        ratios = list(self.ratios) if self.ratios else None
+        return {"source": self.source, "seed": self.seed, "ratios": ratios, "carved": list(self.carved)}
+
+    def describe(self) -> str:
+        if self.source != "automatic":
+            return "as given by the dataset"
+        pct = "/".join(f"{round(100 * r)}" for r in self.ratios or ())
+        return f"automatic ({', '.join(self.carved)} carved from train; {pct}, seed {self.seed})"
+
+
 @dataclass(slots=True)
 class ImageRecord:
     """One image and its boxes.
@@ -71,6 +91,7 @@ class Dataset:
     format: str
     root: Path
     problems: ProblemLog = field(default_factory=ProblemLog)
+    split_info: SplitInfo = field(default_factory=SplitInfo)
 
     def __post_init__(self) -> None:
         unknown = set(self.splits) - set(SPLITS)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from speedmap.data import splitting
 from speedmap.data.coco import ROBOFLOW_FILE, find_annotation_files, read_coco, write_coco
 from speedmap.data.dataset import FORMATS, Dataset
+from speedmap.data.loose import Scan, has_voc_xml, has_yolo_labels, is_voc_xml, scan
 from speedmap.data.voc import find_voc_root, has_split_xml, read_voc, write_voc
 from speedmap.data.writing import Transfer
 from speedmap.data.yolo import find_yaml, read_yolo, write_yolo
@@ -38,17 +40,40 @@ def detect_format(path: Path) -> str:
         return "voc"
     if find_annotation_files(path):
         return "coco"
-    raise DatasetError(
-        f"no dataset found at {path}: expected COCO JSON ({ROBOFLOW_FILE} per split, or annotations/*.json), "
-        "a YOLO data.yaml, or Pascal VOC (Annotations/ or split folders with .xml files)"
+    found = scan(path)
+    if has_voc_xml(found):
+        return "voc"
+    if has_yolo_labels(found):
+        return "yolo"
+    raise DatasetError(_nothing_found(path, found))
+
+
+def _nothing_found(path: Path, found: Scan) -> str:
+    hint = ""
+    if any(not is_voc_xml(x) for x in found.xml[:5]):
+        hint = (
+            " The .xml files are not Pascal VOC (<annotation> per image); CVAT's own XML is not read: export"
+            " from CVAT as 'COCO 1.0' or 'Pascal VOC 1.1' instead."
+        )
+    elif found.images and not (found.xml or found.txt or found.json):
+        hint = " The images have no label files: export the labels from your labelling tool next to them."
+    return (
+        f"no dataset found at {path}: looked for COCO JSON ({ROBOFLOW_FILE} per split, annotations/*.json, or one"
+        " .json beside the images), a YOLO data.yaml or YOLO .txt labels named like the images (in labels/ or"
+        " beside them, classes in classes.txt), and Pascal VOC XML (Annotations/ + JPEGImages/, or .xml files in any"
+        f" folder); found {found.summary()}.{hint}"
     )
 
 
-def load_dataset(path: str | Path, format: str | None = None, strict: bool = False) -> Dataset:
+def load_dataset(
+    path: str | Path, format: str | None = None, strict: bool = False, auto_split: bool = False
+) -> Dataset:
     """Read a dataset in any supported format.
 
     Broken items are skipped and recorded in ``dataset.problems``; with ``strict`` any problem
-    raises :class:`DatasetError` listing them all.
+    raises :class:`DatasetError` listing them all. ``auto_split``: a dataset without ``valid`` or ``test``
+    gets them carved from ``train`` (seeded, 70/15/15, :func:`speedmap.data.splitting.auto_split`), as
+    training, evaluation, export and the study see it.
     """
     path = Path(path)
     fmt = format or detect_format(path)
@@ -61,7 +86,7 @@ def load_dataset(path: str | Path, format: str | None = None, strict: bool = Fal
         shown = "\n  ".join(str(p) for p in ds.problems.items[:50])
         more = f"\n  ... and {len(ds.problems) - 50} more" if len(ds.problems) > 50 else ""
         raise DatasetError(f"{len(ds.problems)} problem(s) in {path} (strict mode):\n  {shown}{more}")
-    return ds
+    return splitting.auto_split(ds) if auto_split else ds
 
 
 def save_dataset(ds: Dataset, dst: str | Path, format: str = "coco", transfer: Transfer = "copy") -> list[str]:

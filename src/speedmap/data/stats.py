@@ -37,4 +37,5 @@ def dataset_info(ds: Dataset) -> dict[str, Any]:
         "format": ds.format,
         "classes": list(ds.classes),
         "splits": {s: split_stats(ds.split_records(s), ds.classes) for s in SPLITS},
+        "split": ds.split_info.to_json(),
     }

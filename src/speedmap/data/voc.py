@@ -8,6 +8,7 @@ written as given (no 1-pixel offset), as Roboflow and most current tools do.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from html import escape as _html_escape
 from pathlib import Path
 
@@ -144,9 +145,23 @@ def read_voc(path: Path) -> Dataset:
             if split and split not in groups:
                 groups[split] = [(x, sub) for x in sorted(sub.glob("*.xml"))]
         class_root = path
-    else:
-        raise DatasetError(f"no Pascal VOC dataset at {path} (expected Annotations/ or split folders with .xml)")
+    elif path.is_dir():
+        from speedmap.data.loose import read_loose_voc, scan
 
+        return read_loose_voc(scan(path))  # XML in any folder, images found by name
+    else:
+        raise DatasetError(f"no Pascal VOC dataset at {path} (expected Annotations/ or .xml files)")
+
+    return assemble_voc(groups, _find_image, class_root, log)
+
+
+ImageFinder = Callable[[Path, Path, str | None], Path]  # (folder, xml, filename in the XML) -> image path
+
+
+def assemble_voc(
+    groups: dict[str, list[tuple[Path, Path]]], find: ImageFinder, class_root: Path, log: ProblemLog
+) -> Dataset:
+    """Parse every ``(xml, folder)`` of each split, locate its image with ``find`` and build the dataset."""
     parsed: dict[str, list[tuple[Path, Path, tuple | None]]] = {}
     for split, items in groups.items():
         out = []
@@ -159,7 +174,8 @@ def read_voc(path: Path) -> Dataset:
                     Action.SKIPPED_IMAGE,
                 )
                 continue
-            out.append((xml, folder, _Objects.parse(xml, log)))
+            p = _Objects.parse(xml, log)
+            out.append((xml, find(folder, xml, p[0] if p else None), p))
         parsed[split] = out
 
     classes = _class_file(class_root)
@@ -175,9 +191,8 @@ def _read_split(
 ) -> list[ImageRecord]:
     paths, stated, sources = [], [], []
     broken = []
-    for xml, folder, p in items:
-        filename = p[0] if p else None
-        paths.append(_find_image(folder, xml, filename))
+    for xml, image, p in items:
+        paths.append(image)
         stated.append(p[1] if p else None)
         sources.append(str(xml))
         broken.append(p is None)

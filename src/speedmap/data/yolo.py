@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,10 @@ def _is_float(v: str) -> bool:
 
 def read_yolo(path: Path) -> Dataset:
     yaml_path = find_yaml(Path(path))
+    if yaml_path is None and Path(path).is_dir():
+        from speedmap.data.loose import read_loose_yolo, scan
+
+        return read_loose_yolo(scan(Path(path)))  # images/ + labels/ + classes.txt, or flat, without data.yaml
     if yaml_path is None:
         raise DatasetError(f"no YOLO data.yaml found at {path}")
     log = ProblemLog()
@@ -196,20 +201,24 @@ def read_yolo(path: Path) -> Dataset:
         images = _split_images(root, data[key], yaml_path, split, log)
         if images is None:
             continue
-        splits[split] = _read_split(images, len(classes), log)
+        splits[split] = read_yolo_images(images, len(classes), log)
     if not splits:
         raise DatasetError(f"{yaml_path}: no split found (set 'train', 'val' and/or 'test' to image folders)")
     return Dataset(classes, {s: splits[s] for s in SPLITS if s in splits}, "yolo", yaml_path.parent, log)
 
 
-def _read_split(images: list[Path], nc: int, log: ProblemLog) -> list[ImageRecord]:
+def read_yolo_images(
+    images: list[Path], nc: int | list[str], log: ProblemLog, labels: Callable[[Path], Path] = label_path
+) -> list[ImageRecord]:
+    """Records of ``images`` with the label file ``labels(image)`` of each (missing: a negative image)."""
+    nc = nc if isinstance(nc, int) else len(nc)
     sizes = probe_images(images, log)
     skip = np.zeros(len(images), dtype=bool)
     idx, rows, where = [], [], []
     for i, img in enumerate(images):
         if sizes[i, 0] < 0:
             continue
-        lp = label_path(img)
+        lp = labels(img)
         parsed = _parse_labels(lp, nc, log)
         if parsed is None:
             skip[i] = True

@@ -232,7 +232,7 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
     from speedmap.eval.model import predict_records
     from speedmap.eval.threshold import best_confidence
 
-    ds = load_dataset(data)
+    ds = load_dataset(data, auto_split=True)
     split = "test" if ds.split_records("test") else "valid" if ds.split_records("valid") else None
     if split is None:
         return None

@@ -33,7 +33,7 @@ def calibration_paths(data: str | Path, n: int) -> list[Path]:
     """Up to ``n`` images from the dataset's train split (else any split), spread evenly."""
     from speedmap.data import load_dataset
 
-    ds = load_dataset(data)
+    ds = load_dataset(data, auto_split=True)
     recs = ds.split_records("train") or [r for _, r in ds.all_records()]
     if not recs:
         raise SpeedmapError(f"{data} has no images to calibrate int8 quantization on")

@@ -231,7 +231,7 @@ class Study:
         from speedmap.eval.bootstrap import paired_bootstrap
         from speedmap.eval.model import evaluate_model
 
-        ds = load_dataset(data)
+        ds = load_dataset(data, auto_split=True)
         split = "test" if ds.split_records("test") else "valid"
         self.ui.stage(
             f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
@@ -423,7 +423,7 @@ class Study:
             dests = self.destinations()
             results.destinations = dests
             for name, path in self.datasets():
-                ds = load_dataset(path)
+                ds = load_dataset(path, auto_split=True)
                 test = [r.path for r in ds.split_records("test")] or [r.path for r in ds.split_records("valid")]
                 if not test:
                     raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")

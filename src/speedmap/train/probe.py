@@ -55,7 +55,7 @@ class ProbeResult:
 
 
 def _batches(data: str | Path, imgsz: int, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
-    split = load_dataset(data).split("train")
+    split = load_dataset(data, auto_split=True).split("train")
     if len(split) == 0:
         raise TrainError(f"{data}: no usable training images")
     td = TrainData(split, imgsz, seed)
@@ -109,7 +109,7 @@ def probe_train_speed(
     ``threads`` torch threads (None: leave the count as training has it)."""
     if steps < 1 or warmup < 0 or batch < 1:
         raise TrainError("probe: steps and batch must be at least 1, warmup at least 0")
-    nc = len(load_dataset(data).classes)
+    nc = len(load_dataset(data, auto_split=True).classes)
     batches = _batches(data, imgsz, batch, min(warmup + steps, 4), seed)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)

@@ -210,7 +210,7 @@ def validation_metrics(model: nn.Module, val: ValData, device: torch.device) -> 
 def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test") -> Metrics:
     """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
     ckpt = load_checkpoint(path)
-    view = load_dataset(data).split(split)
+    view = load_dataset(data, auto_split=True).split(split)
     return validation_metrics(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
@@ -320,7 +320,7 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg, log = self.cfg, self.log
-        self.ds = ds = load_dataset(cfg.data)
+        self.ds = ds = load_dataset(cfg.data, auto_split=True)
         if ds.problems and self.main:
             log(
                 f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):"
