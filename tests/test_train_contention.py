@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from speedmap.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
 from speedmap.data.tasks import make_task  # noqa: E402
 from speedmap.train.convergence import convergence  # noqa: E402
-from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
 from speedmap.train.probe import probe_train_speed  # noqa: E402
 from speedmap.train.trainer import TrainConfig, load_checkpoint, train  # noqa: E402
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from speedmap.cpustat import CpuMeter
 from speedmap.data import load_dataset
 from speedmap.models import create_model
-from speedmap.train.cpustat import CpuMeter
 from speedmap.train.data import TrainData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss

@@ -25,6 +25,7 @@ import yaml
 from torch import nn
 
 from speedmap import __version__
+from speedmap.cpustat import CONTENDED_SHARE, CpuMeter, CpuSample
 from speedmap.data import load_dataset
 from speedmap.detections import Detections
 from speedmap.eval import Metrics, evaluate_predictions
@@ -48,7 +49,6 @@ from speedmap.train.checkpoint import (
     saved_config,
 )
 from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
-from speedmap.train.cpustat import CONTENDED_SHARE, CpuMeter, CpuSample
 from speedmap.train.data import TrainData, ValData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
