@@ -1,0 +1,107 @@
+"""Accuracy and training time against the input size, on real datasets: the measurement behind
+``speedmap.data.imgsz`` (issue 25, section 4).
+
+    python benchmarks/bench_imgsz.py /work/data/real/bccd /work/data/real/raccoon --sizes 128,192,256,320 \
+        --epochs 12 --out runs/bench-imgsz
+
+For each dataset (as speedmap loads it: an unsplit one gets its automatic split) and input size, trains
+`fast` for a fixed number of epochs (no early stopping: equal epochs, so the sizes differ only in the input
+size), scores the best checkpoint on the test split, and records the wall time per epoch. Prints the table,
+the size the rule chooses and its reason, and plots mAP50-95 and seconds per epoch against the size
+(``OUT/imgsz.png``). Finished runs are reused (delete OUT to measure again). Run it alone: timings of two
+CPU-heavy jobs at once are meaningless on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from speedmap.data import load_dataset
+from speedmap.data.imgsz import choose_imgsz
+from speedmap.plotting import pyplot
+from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
+
+
+def run_one(data: Path, size: str, imgsz: int, epochs: int, out: Path, seed: int) -> dict[str, float]:
+    run = out / f"{data.name}-{size}-{imgsz}"
+    done = run / "train.json"
+    if not done.is_file() or json.loads(done.read_text()).get("epochs_run", 0) < epochs:
+        cfg = TrainConfig(
+            data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, out=str(run), seed=seed, patience=0
+        )
+        cfg.resume = (run / "last.pt").is_file()
+        train(cfg, log=lambda m: None)
+    rec = json.loads(done.read_text())
+    m = evaluate_checkpoint(run / "best.pt", data, split="test")
+    secs = rec.get("total_seconds") or 0.0
+    return {
+        "map": m.map,
+        "map50": m.map50,
+        "seconds": secs,
+        "seconds_per_epoch": secs / max(1, rec.get("epochs_run", epochs)),
+        "other_cpu_share": rec.get("other_cpu_share"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data", nargs="+", type=Path)
+    ap.add_argument("--sizes", default="128,192,256,320")
+    ap.add_argument("--size", default="fast")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-imgsz"))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; {args.size}, "
+        f"{args.epochs} epochs, seed {args.seed}"
+    )
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    t0 = time.perf_counter()
+    for data in args.data:
+        ds = load_dataset(data, auto_split=True)
+        chosen, why = choose_imgsz(ds)
+        print(
+            f"\n{data.name}: {len(ds.split_records('train'))} train / {len(ds.split_records('test'))} test images; "
+            f"the rule chooses {chosen} px: {why}"
+        )
+        results[data.name] = {}
+        for s in sizes:
+            r = run_one(data, args.size, s, args.epochs, args.out, args.seed)
+            results[data.name][s] = r
+            share = r["other_cpu_share"]
+            print(
+                f"  {s:4d} px  mAP50-95 {r['map']:.3f}  mAP50 {r['map50']:.3f}  {r['seconds_per_epoch']:6.1f} s/epoch"
+                f"  (others' CPU {share if share is None else f'{share:.0%}'})",
+                flush=True,
+            )
+        results[data.name]["chosen"] = {"imgsz": chosen, "reason": why}  # type: ignore[assignment]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "imgsz.json").write_text(json.dumps(results, indent=1))
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, rows in results.items():
+        xs = [s for s in sizes if s in rows]
+        line = a1.plot(xs, [rows[s]["map"] for s in xs], marker="o", label=name)[0]
+        a2.plot(xs, [rows[s]["seconds_per_epoch"] for s in xs], marker="o", label=name, color=line.get_color())
+        chosen = rows["chosen"]["imgsz"]  # type: ignore[index]
+        a1.axvline(chosen, color=line.get_color(), ls=":", lw=1)
+    a1.set(xlabel="input size (px)", ylabel=f"test mAP50-95 after {args.epochs} epochs", title="accuracy")
+    a2.set(xlabel="input size (px)", ylabel="seconds per epoch (2 cores)", title="training time")
+    a1.legend()
+    fig.suptitle(f"{args.size}: accuracy and time against input size (dotted: the rule's choice)")
+    fig.tight_layout()
+    fig.savefig(args.out / "imgsz.png", dpi=110)
+    print(f"\n{time.perf_counter() - t0:.0f} s; wrote {args.out / 'imgsz.json'} and {args.out / 'imgsz.png'}")
+
+
+if __name__ == "__main__":
+    main()
