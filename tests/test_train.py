@@ -182,3 +182,15 @@ def test_two_process_gloo_ddp_epoch(shapes: Path, tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "ddp" / "train.json").read_text())
     assert doc["processes"] == 2 and doc["epochs"] == 1
     assert load_checkpoint(tmp_path / "ddp" / "last.pt")["epoch"] == 0
+
+
+def test_a_time_limit_shortens_the_schedule_after_the_first_epoch(shapes: Path, tmp_path: Path) -> None:
+    said: list[str] = []
+    # half a second: spent by the data set-up and the first epoch, so the schedule shrinks to its minimum (2)
+    cfg = TrainConfig(data=str(shapes), epochs=50, out=str(tmp_path / "run"), time_limit=0.5, **TINY)
+    rec = train(cfg, log=said.append)
+    assert rec["budget"] == {"seconds": 0.5, "epochs_requested": 50, "epochs_fitted": 2}
+    assert rec["epochs_run"] == rec["epochs_planned"] == 2
+    assert not rec["converged"]  # cut by the budget, not at a plateau
+    assert any("time budget" in s and "2 epochs instead of 50" in s for s in said)
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["budget"]["epochs_fitted"] == 2

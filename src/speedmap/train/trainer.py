@@ -13,8 +13,9 @@ import math
 import os
 import platform
 import random
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     weight_decay: float = 5e-4
     val: bool = True
+    # seconds this run may take (training and validation); after its first epoch the run fits its epochs into
+    # them (the schedule shortened to what fits), and it stops when the next epoch would not fit
+    time_limit: float | None = None
 
 
 @dataclass
@@ -269,6 +273,7 @@ class Trainer:
     (:meth:`train_epoch`, :meth:`validate`, :meth:`end_epoch`) until the last epoch or early stopping."""
 
     def __init__(self, cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str], None] = print):
+        self.t_built = time.perf_counter()  # a time limit counts from here: reading and caching the data count
         self.progress, self.log = progress, log
         self.rank, self.world, local_rank = _rank()
         self.main, self.ddp = self.rank == 0, self.world > 1
@@ -292,6 +297,7 @@ class Trainer:
         self.flops, self.params = count_flops(self.model, self.imgsz), count_params(self.model)
         self.meta = model_meta(self.model, self.ds.classes, self.imgsz, self.fingerprint)
         self.record: dict[str, Any] = {}
+        self.budget: dict[str, Any] = {}  # what a time limit changed (run_record's "budget")
         if self.main:
             self._log_start()
 
@@ -405,17 +411,46 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train from the first unfinished epoch; returns the run record (``train.json``)."""
-        for epoch in range(self.state.epoch + 1, self.cfg.epochs):
+        first, setup = self.state.epoch + 1, time.perf_counter() - self.t_built  # setup: reading, caching images
+        for epoch in range(first, self.cfg.epochs):
             losses, cpu = self.train_epoch(epoch)
             self.state.epoch_seconds.append(cpu.wall_s)
             metrics = self.validate()
             stop = self.end_epoch(epoch, losses, cpu, metrics) if self.main else False
+            if not stop and self.cfg.time_limit and not self.ddp:
+                spent = time.perf_counter() - self.t_built
+                stop = self._fit_time_limit(epoch, (spent - setup) / (epoch + 1 - first), spent, epoch == first)
             if self._agree(stop):
                 break
         if self.ddp:
             dist.barrier()
             dist.destroy_process_group()
         return self.record
+
+    def _fit_time_limit(self, epoch: int, per_epoch: float, spent: float, replan: bool) -> bool:
+        """After the first epoch, shorten the schedule to the epochs that fit ``time_limit`` (an epoch's cost is
+        known now; two epochs at least); after any later epoch, True when the next one would not fit."""
+        cfg = self.cfg
+        limit = float(cfg.time_limit or 0.0)
+        if replan:
+            fit = max(epoch + 2, epoch + 1 + int((limit - spent) / max(per_epoch, 1e-9)))
+            if fit < cfg.epochs:
+                self.log(
+                    f"time budget {limit / 60:.1f} min at {per_epoch:.1f} s per epoch: {fit} epochs instead of "
+                    f"{cfg.epochs} (the schedule is shortened to fit)"
+                )
+                self.budget = {"seconds": round(limit, 1), "epochs_requested": cfg.epochs, "epochs_fitted": fit}
+                cfg.epochs = fit
+                self.schedule = replace(self.schedule, epochs=fit)
+            return False  # at least one more epoch: a run of one epoch says nothing
+        if epoch + 1 < cfg.epochs and spent + per_epoch > limit * 1.05:
+            self.log(f"time budget spent after {epoch + 1} epochs ({spent / 60:.1f} of {limit / 60:.1f} min)")
+            self.budget = {**self.budget, "seconds": round(limit, 1), "stopped_at": epoch + 1}
+            cfg.epochs = epoch + 1
+            self.record = self.run_record()
+            write_json_atomic(self.out / "train.json", self.record)
+            return True
+        return False
 
     def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
         """This rank's share of the epoch's shuffled order, the same order on every rank and every resume."""
@@ -539,6 +574,7 @@ class Trainer:
             "imgsz": self.imgsz,
             "epochs": len(st.epoch_seconds),
             "epochs_planned": cfg.epochs,
+            "budget": self.budget or None,
             "batch": cfg.batch,
             "epoch_seconds": [round(s, 3) for s in st.epoch_seconds],
             "total_seconds": round(total, 3),
