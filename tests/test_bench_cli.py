@@ -76,6 +76,8 @@ def test_bench_local_default_sweep(model_store: Path, tiny_run: Path, tmp_path: 
     assert report.single() is report.runs[0] and report.loaded() is report.runs[1] and report.loaded().concurrency == 4
     for r in report.runs:  # every try at least as long as asked; the last one reported
         assert r.attempts[-1]["duration_s"] == r.duration_s and r.attempts[0]["min_duration_s"] == 1
+    for run in doc["runs"]:  # the share of the CPU other processes took, per run and per try
+        assert 0 <= run["other_cpu_share"] <= 1 and run["other_cpu_share"] == run["attempts"][-1]["other_cpu_share"]
 
 
 def test_bench_http_v1_legacy_and_rate(model_store: Path, tiny_run: Path, tmp_path: Path) -> None:

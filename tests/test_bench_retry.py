@@ -19,6 +19,12 @@ from speedmap.bench.results import BenchReport, BenchRun, Target
 from speedmap.bench.run import BenchConfig, benchmark
 
 
+@pytest.fixture(autouse=True)
+def no_contention_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the UNSTABLE tries; on a busy test machine a contended try would add one."""
+    monkeypatch.setattr("speedmap.bench.run.CONTENDED_RETRIES", 0)
+
+
 class Ramp:
     """A server that slows down under load: from the start of each run (``resize``, called before every
     try) its service time doubles ``doublings`` times a second for ``settle`` seconds, then holds."""

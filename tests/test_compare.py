@@ -471,6 +471,6 @@ def test_the_browser_destination_alternates_sizes_and_retries(tmp_path: Path) ->
     docs = json.loads((tmp_path / "bench" / "browser-shapes.json").read_text())
     assert [d["model"] for d in docs] == ["shapes/fast", "shapes/accurate", "shapes/accurate", "shapes/fast"]
     for d in docs:  # 0.3 s cannot give three stable windows: every run was tried again, at 0.6 s and 1.2 s
-        tries = [a["min_duration_s"] for a in d["runs"][0]["attempts"]]
+        tries = sorted({a["min_duration_s"] for a in d["runs"][0]["attempts"]})  # (a contended try: once more)
         assert tries[0] == pytest.approx(0.3) and (d["runs"][0]["valid"] or tries == pytest.approx([0.3, 0.6, 1.2]))
     assert task.sizes["fast"].speed["browser"].single.repeats == 2

@@ -26,6 +26,8 @@ from urllib.parse import urlencode
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchReport
+from speedmap.bench.run import contention_warning
+from speedmap.cpustat import CpuMeter
 from speedmap.errors import MissingExtra, SpeedmapError
 from speedmap.modelstore import ModelMeta, resolve
 from speedmap.web import vendor_manifest
@@ -235,10 +237,12 @@ def run_browser_benchmark(
         ready_s = time.perf_counter() - t0
         if progress is not None:
             progress(f"page ready in {ready_s:.1f} s; running single (at least {duration:g} s and {requests} requests)")
+        meter = CpuMeter(own_pids=[os.getpid()])  # the browser and the page's server are ours
         res = page.bench(blobs, warmup, requests, duration, timeout)
+        share = meter.stop().other_share
         browser = page.browser
         console = page.console_errors()
-    run = _single_run(res, duration)
+    run = _single_run(res, duration, share)
     prov.update(_page_provenance(res, browser, console, manifest))
     return BenchReport("browser", meta.id, prov, _warmup_info(res), [run.summary()]), [run]
 
@@ -258,8 +262,9 @@ def _model_info(meta: ModelMeta, manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _single_run(res: dict[str, Any], duration: float) -> RunResult:
-    """The page's timings as a single-stream run: latencies, per-stage phases and windowed rates."""
+def _single_run(res: dict[str, Any], duration: float, other_cpu_share: float | None = None) -> RunResult:
+    """The page's timings as a single-stream run: latencies, per-stage phases, windowed rates and the
+    share of the CPU other processes took meanwhile."""
     rec = Recorder()
     for i, ms in enumerate(res["timings_ms"]):
         rec.record(ms / 1e3)
@@ -268,8 +273,11 @@ def _single_run(res: dict[str, Any], duration: float) -> RunResult:
     duration_s = res["duration_ms"] / 1e3
     width = max(0.25, min(1.0, duration / 5))
     rates = _window_rates([t / 1e3 for t in res["completions_ms"]], duration_s, width)
-    run = RunResult("single", 1, None, rec, duration_s, rates)
-    run.attempts = [{"duration_s": duration_s, "min_duration_s": duration, "valid": run.valid}]
+    run = RunResult("single", 1, None, rec, duration_s, rates, other_cpu_share=other_cpu_share)
+    run.attempts = [
+        {"duration_s": duration_s, "min_duration_s": duration, "valid": run.valid, "other_cpu_share": other_cpu_share}
+    ]
+    run.warnings = contention_warning(run)
     return run
 
 

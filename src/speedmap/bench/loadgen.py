@@ -17,6 +17,7 @@ from typing import Any
 
 from speedmap.bench.recorder import Recorder, stable
 from speedmap.bench.results import BenchRun
+from speedmap.cpustat import CONTENDED_SHARE
 
 Send = Callable[[int], Awaitable[Any]]
 
@@ -35,6 +36,7 @@ class RunResult:
     client_cpu: list[float] = field(default_factory=list)  # per client process: CPU seconds / wall seconds
     warnings: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # every try, see BenchRun.attempts
+    other_cpu_share: float | None = None  # others' share of the machine's CPU, see BenchRun.other_cpu_share
 
     @property
     def requests(self) -> int:
@@ -43,6 +45,10 @@ class RunResult:
     @property
     def valid(self) -> bool:
         return stable(self.window_rates)
+
+    @property
+    def contended(self) -> bool:
+        return self.other_cpu_share is not None and self.other_cpu_share > CONTENDED_SHARE
 
     def summary(self) -> BenchRun:
         """The run's figures, as the JSON document holds them."""
@@ -62,6 +68,7 @@ class RunResult:
             client={"processes": len(self.client_cpu) or 1, "cpu_per_process": [round(c, 3) for c in self.client_cpu]},
             warnings=list(self.warnings),
             attempts=[dict(a) for a in self.attempts],
+            other_cpu_share=self.other_cpu_share,
         )
 
 

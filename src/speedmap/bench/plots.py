@@ -30,6 +30,7 @@ CSV_KEYS = [
     "std",
     "valid",
     "tries",
+    "other_cpu_share",
 ]
 
 
@@ -53,6 +54,7 @@ def write_csv(report: BenchReport, path: Path) -> Path:
                 **r.latency_ms,
                 valid=r.valid,
                 tries=r.tries,
+                other_cpu_share=r.other_cpu_share,
             )
             row.update({f"{p}_p50": v["p50"] for p, v in r.breakdown_ms.items()})
             w.writerow(row)

@@ -3,12 +3,14 @@ implements, one run's figures (:class:`BenchRun`) and one benchmark document (:c
 
 The JSON written by ``speedmap bench --json`` is ``BenchReport.to_json()``; its field names are those of
 the documents written before these classes existed, and ``from_json`` reads those older documents too
-(fields added since, such as ``attempts``, take their defaults)."""
+(fields added since, such as ``attempts`` and ``other_cpu_share``, take their defaults)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from speedmap.cpustat import CONTENDED_SHARE
 
 Phases = dict[str, float]  # seconds per phase of one request, where the target can tell them
 
@@ -81,6 +83,14 @@ class BenchRun:
     # Every try of this run, the last being the one reported: [{"duration_s" (measured), "min_duration_s"
     # (asked for), "valid"}]; an UNSTABLE try is repeated with twice, then four times the duration.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The share of the machine's CPU that other processes took during the (last) try: not this process,
+    # not what it started (the server, client processes, the browser); None where /proc cannot tell.
+    other_cpu_share: float | None = None
+
+    @property
+    def contended(self) -> bool:
+        """Others took over :data:`CONTENDED_SHARE` of the CPU: the times are suspect."""
+        return self.other_cpu_share is not None and self.other_cpu_share > CONTENDED_SHARE
 
     @property
     def p50_ms(self) -> float | None:
@@ -120,6 +130,7 @@ class BenchRun:
             "breakdown_ms": self.breakdown_ms,
             "client": self.client,
             "warnings": list(self.warnings),
+            "other_cpu_share": self.other_cpu_share,
         }
         if self.model is not None or self.repeat is not None:
             doc["model"], doc["repeat"] = self.model, self.repeat
@@ -146,6 +157,7 @@ class BenchRun:
             model=doc.get("model"),
             repeat=doc.get("repeat"),
             attempts=[dict(a) for a in doc.get("attempts") or []],
+            other_cpu_share=doc.get("other_cpu_share"),
         )
 
 

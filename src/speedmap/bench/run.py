@@ -1,5 +1,6 @@
 """One benchmark: warm-up (cold first request apart), then the scenarios, with provenance. A run found
-UNSTABLE is tried again with twice, then four times the duration (``BenchConfig.retry_unstable``)."""
+UNSTABLE is tried again with twice, then four times the duration, and a run during which other processes
+took over 20% of the CPU once more at the same duration (``BenchConfig.retry_unstable``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from speedmap import __version__
 from speedmap.bench.clients import ClientPool, client_warnings, run_async, run_here
 from speedmap.bench.loadgen import RunResult, error_kind
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchReport, Target
+from speedmap.cpustat import CpuMeter, listening_pids
 from speedmap.errors import SpeedmapError
 
 
@@ -32,10 +35,67 @@ class BenchConfig:
     warmup: int = 10
     clients: int = 1  # client processes (HTTP targets)
     warmup_seconds: float = 0.0  # warm-up lasts at least this long as well as ``warmup`` requests
-    retry_unstable: bool = True  # an UNSTABLE run is tried again at 2x, then 4x the duration and requests
+    # an UNSTABLE run is tried again at 2x, then 4x the duration and requests; a contended one once more
+    retry_unstable: bool = True
 
 
 RETRY_FACTORS = (1, 2, 4)  # the tries of a run, as multiples of the configured duration and requests
+CONTENDED_RETRIES = 1  # a run during which others took over 20% of the CPU is tried again this many times
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+class Tries:
+    """The tries of one run: an UNSTABLE try again at the next of :data:`RETRY_FACTORS`, a contended one
+    (others took over 20% of the CPU) again at the same duration, :data:`CONTENDED_RETRIES` times;
+    ``retry=False``: one try. ``attempts`` records every try, the last being the result."""
+
+    def __init__(self, retry: bool = True) -> None:
+        self.factors = RETRY_FACTORS if retry else RETRY_FACTORS[:1]
+        self.step = 0
+        self.contended_left = CONTENDED_RETRIES if retry else 0
+        self.attempts: list[dict[str, Any]] = []
+
+    @property
+    def factor(self) -> int:
+        """The next try's duration and requests, as a multiple of the configured ones."""
+        return self.factors[self.step]
+
+    def again(self, res: RunResult, min_duration: float) -> str | None:
+        """Record a try; why to run another, None when this one is the result."""
+        share = res.other_cpu_share
+        self.attempts.append(
+            {"duration_s": res.duration_s, "min_duration_s": min_duration, "valid": res.valid, "other_cpu_share": share}
+        )
+        if res.recorder.count == 0:  # nothing succeeded: a longer run would not settle anything
+            return None
+        if share is not None and res.contended and self.contended_left > 0:
+            self.contended_left -= 1
+            return f"other processes took {share:.0%} of the CPU"
+        if not res.valid and self.step < len(self.factors) - 1:
+            self.step += 1
+            return f"UNSTABLE after {res.duration_s:.1f} s"
+        return None
+
+
+def own_pids(target: Target) -> list[int]:
+    """The processes whose CPU is the benchmark's own: this one and what it started (the server of a
+    study, client processes, the browser), and for a server on this machine, the processes listening on
+    its port (where ``/proc`` shows them)."""
+    pids = [os.getpid()]
+    url = urlsplit(str((target.spec or {}).get("url") or ""))
+    if url.hostname in LOOPBACK and url.port is not None:
+        pids += listening_pids(url.port)
+    return pids
+
+
+def contention_warning(res: RunResult) -> list[str]:
+    """The warning for a run that others' CPU use may have slowed (empty otherwise)."""
+    if not res.contended:
+        return []
+    return [
+        f"other processes took {res.other_cpu_share:.0%} of the machine's CPU during this run (over 20%): "
+        "its times are not comparable with a quiet machine's"
+    ]
 
 
 def cpu_model() -> str:
@@ -169,6 +229,7 @@ class Runner:
         self.pool: ClientPool | None = None
         self.live = live
         self.note = note
+        self.own: dict[str, list[int]] = {}  # target name -> own_pids(target)
 
     @staticmethod
     def window(duration: float) -> float:
@@ -177,45 +238,46 @@ class Runner:
 
     async def run(self, target: Target, kind: str, value: float) -> RunResult:
         """One run; while UNSTABLE (and something succeeded), again with the next duration of
-        :data:`RETRY_FACTORS`. The last try is the result; ``attempts`` lists every try."""
+        :data:`RETRY_FACTORS`; while contended, once more (:class:`Tries`). The last try is the result;
+        ``attempts`` lists every try."""
         cfg = self.cfg
-        factors = RETRY_FACTORS if cfg.retry_unstable else RETRY_FACTORS[:1]
-        attempts: list[dict[str, Any]] = []
-        for n, factor in enumerate(factors):
-            duration, requests = cfg.duration * factor, cfg.requests * factor
-            res = await self._once(target, kind, value, duration, requests, n, len(factors))
-            attempts.append({"duration_s": res.duration_s, "min_duration_s": duration, "valid": res.valid})
-            # (when nothing succeeded, a longer run would not settle anything: it would only fail longer)
-            if res.valid or res.recorder.count == 0 or n == len(factors) - 1:
+        tries = Tries(cfg.retry_unstable)
+        for n in range(len(RETRY_FACTORS) + CONTENDED_RETRIES):
+            duration, requests = cfg.duration * tries.factor, cfg.requests * tries.factor
+            res = await self._once(target, kind, value, duration, requests, n)
+            why = tries.again(res, duration)
+            if why is None:
                 break
             if self.note is not None:
-                nxt = factors[n + 1]
                 self.note(
-                    f"{kind} {value:g}: UNSTABLE after {res.duration_s:.1f} s; trying again for at least "
-                    f"{cfg.duration * nxt:g} s and {cfg.requests * nxt} requests"
+                    f"{kind} {value:g}: {why}; trying again for at least {cfg.duration * tries.factor:g} s "
+                    f"and {cfg.requests * tries.factor} requests"
                 )
-        res.attempts = attempts
+        res.attempts = tries.attempts
+        res.warnings += contention_warning(res)
         return res
 
-    async def _once(
-        self, target: Target, kind: str, value: float, duration: float, requests: int, n: int, tries: int
-    ) -> RunResult:
+    async def _once(self, target: Target, kind: str, value: float, duration: float, requests: int, n: int) -> RunResult:
         cfg = self.cfg
         remote = cfg.clients > 1 and target.spec is not None
         rec = Recorder()
         if self.live is not None:
-            tail = f" (try {n + 1}/{tries})" if n else ""
+            tail = f" (try {n + 1})" if n else ""
             self.live.label, self.live.started = f"{kind} {value:g}{tail}", time.perf_counter()
             self.live.recorder, self.live.duration = None if remote else rec, duration
+        if remote and self.pool is None:
+            self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
+        if target.name not in self.own:
+            self.own[target.name] = own_pids(target)
+        meter = CpuMeter(own_pids=self.own[target.name])
         if remote:
-            assert target.spec is not None
-            if self.pool is None:
-                self.pool = await asyncio.to_thread(ClientPool, cfg.clients)
+            assert target.spec is not None and self.pool is not None
             res = await asyncio.to_thread(
                 self.pool.run, target.spec, kind, value, duration, requests, cfg.arrivals, self.window(duration)
             )
         else:
             res = await run_here(target, kind, value, duration, requests, cfg.arrivals, self.window(duration), rec)
+        res.other_cpu_share = meter.stop().other_share
         res.warnings = client_warnings(res, remote=target.spec is not None)
         return res
 

@@ -199,7 +199,10 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="browser: WebA
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results JSON (and CSV, plots) here.")]
 MaxErrorRateOpt = Annotated[float | None, typer.Option("--max-error-rate", help="Fail (exit 1) above this rate.")]
 NoRetryOpt = Annotated[
-    bool, typer.Option("--no-retry", help="Do not run an UNSTABLE run again at 2x, 4x the duration.")
+    bool,
+    typer.Option(
+        "--no-retry", help="Do not run an UNSTABLE run again at 2x, 4x the duration, nor a contended one once more."
+    ),
 ]
 
 

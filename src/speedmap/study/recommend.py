@@ -1,6 +1,6 @@
 """Which size to deploy, and why, from the study's measurements and the user's constraints, computed
 once per study. Every verdict carries its evidence (converged models, the accuracy interval, valid
-speed runs, uncontended training); a comparison of under-trained models is provisional and never
+uncontended speed runs and training); a comparison of under-trained models is provisional and never
 counts for or against a general rule."""
 
 from __future__ import annotations
@@ -98,13 +98,16 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
         lines.append(_speed_line(ratio, dest, unstable))
     contended = {s: e.train.other_cpu_share or 0.0 for s, e in zip(SIZES, pair, strict=True) if e.train.contended}
     lines.append(_contention_line(contended))
+    busy = _contended_speed(pair, dest)
+    if busy:
+        lines.append(_speed_contention_line(busy, dest))
     if not all(conv.values()):
         strength = "weak"
-    elif valid and certain and acc != "no interval" and not contended:
+    elif valid and certain and acc != "no interval" and not contended and not busy:
         strength = "strong"
     else:
         strength = "moderate"
-    return Evidence(conv, runs, acc, valid, certain, unstable, contended, strength, lines)
+    return Evidence(conv, runs, acc, valid, certain, unstable, contended, strength, lines, busy)
 
 
 def _training_line(pair: tuple[SizeResult, SizeResult]) -> str:
@@ -145,6 +148,20 @@ def _unstable_runs(pair: tuple[SizeResult, SizeResult], dest: str) -> list[str]:
             if run is not None and not run.valid:
                 unstable.append(f"{s} {label}")
     return unstable
+
+
+def _contended_speed(pair: tuple[SizeResult, SizeResult], dest: str) -> dict[str, float]:
+    """The sizes whose speed runs on ``dest`` stayed contended, with the most others took."""
+    speeds = {s: e.speed.get(dest) for s, e in zip(SIZES, pair, strict=True)}
+    return {s: sp.other_cpu_share or 0.0 for s, sp in speeds.items() if sp is not None and sp.contended}
+
+
+def _speed_contention_line(busy: dict[str, float], dest: str) -> str:
+    who = ", ".join(f"{100 * v:.0f}% during {s.capitalize()}'s" for s, v in busy.items())
+    return (
+        f"Speed on {dest}: **contended** (other processes took up to {who} runs, over 20% even when tried "
+        "again): the times and their ratio may reflect the other load, not the models; rerun on a quiet machine."
+    )
 
 
 def _speed_line(ratio: SpeedRatio, dest: str, unstable: list[str]) -> str:
@@ -249,6 +266,12 @@ def choose(name: str, n: Numbers, dest: str, cfg: StudyConfig) -> Choice:
             f"Speed runs that stayed UNSTABLE after retries ({', '.join(n.evidence.unstable)}): treat "
             "those speed numbers as indicative; rerun on a quieter machine or with --bench-seconds "
             "larger."
+        )
+    if n.evidence.speed_contended:
+        who = ", ".join(f"{s.capitalize()} {100 * v:.0f}%" for s, v in n.evidence.speed_contended.items())
+        c.reasons.append(
+            f"Other processes took over 20% of the CPU during speed runs on {dest} ({who}), even when tried "
+            "again: the speed numbers may reflect that load; rerun on a quiet machine."
         )
     return c
 
@@ -441,10 +464,12 @@ def _realtime_rule(numbers: dict[str, Numbers], dest: str) -> Rule | None:
         )
     }
     shaky = [k for k, n in numbers.items() if k in near and (not n.evidence.speed_valid or not n.latency_ratio.certain)]
+    busy = [k for k, n in numbers.items() if k in near and n.evidence.speed_contended]
     note = f" Speed evidence UNSTABLE or ranking uncertain on: {', '.join(shaky)}." if shaky else ""
+    note += f" Speed runs contended on: {', '.join(busy)}." if busy else ""
     return Rule(
         f"Real time ({REALTIME_FPS:g} FPS) at the edge needs Fast.",
-        None if shaky else bool(rt) and not both,
+        None if shaky or busy else bool(rt) and not both,
         f"single-stream FPS on {dest}, Fast vs Accurate: {fps}.{note}",
     )
 

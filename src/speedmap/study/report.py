@@ -109,6 +109,8 @@ def speed_table(results: StudyResults, dest: str) -> list[list[str]]:
             one, many = s.single, s.loaded
             bad = [r for r in (one, many) if r is not None and not r.valid]
             valid = "VALID" if not bad else f"UNSTABLE ({sum(r.unstable_repeats for r in bad)} runs)"
+            if s.contended:
+                valid += f", contended (others {100 * (s.other_cpu_share or 0):.0f}% of the CPU)"
             rows.append(
                 [
                     name,
@@ -266,7 +268,8 @@ def sureness_rows(results: StudyResults) -> list[list[str]]:
                 ev.strength,
                 *trained,
                 f"{_pct_points(d.map)} {_ci(d.map_ci95, True)} ({ev.accuracy})" if d else "-",
-                "VALID" if ev.speed_valid else "UNSTABLE: " + ", ".join(ev.unstable),
+                ("VALID" if ev.speed_valid else "UNSTABLE: " + ", ".join(ev.unstable))
+                + "".join(f"; {s} contended ({100 * v:.0f}%)" for s, v in ev.speed_contended.items()),
                 "certain" if ev.speed_certain else "uncertain",
                 "contended" if ev.contended else "quiet",
             ]
@@ -453,8 +456,9 @@ def _sureness_blocks(results: StudyResults) -> list[Block]:
         Block(
             "p",
             "Each verdict is only as good as its evidence. **strong**: both models converged, the speed "
-            "runs were VALID and ranked the sizes the same way in every interleaved repeat, training was "
-            "not contended, and the accuracy difference has a bootstrap interval. **weak**: a model had "
+            "runs were VALID and ranked the sizes the same way in every interleaved repeat, neither they nor "
+            "training were contended (other processes took under 20% of the CPU), and the accuracy difference "
+            "has a bootstrap interval. **weak**: a model had "
             "not converged, so the comparison reflects the training budget. **moderate**: anything "
             "between.",
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speedmap.bench.results import Spread
+from speedmap.cpustat import CONTENDED_SHARE
 from speedmap.study.config import SATURATED_MAP50, StudyConfig
 
 Interval = tuple[float, float]  # a 95% confidence interval, [low, high] in JSON
@@ -87,6 +88,7 @@ class RunSummary:
     concurrency: int = 1
     repeats: int = 1
     unstable_repeats: int = 0
+    other_cpu_share: float | None = None  # the most other processes took in a repeat (None: unknown)
 
     @property
     def fps(self) -> float:
@@ -102,6 +104,18 @@ class Speed:
     doc: str
     warmup: dict[str, Any] = field(default_factory=dict)
     browser_info: dict[str, Any] = field(default_factory=dict)
+    # Other processes' share of the CPU, the most in any run (after its retry); contended: over 20%.
+    # Taken from the runs when they carry it.
+    other_cpu_share: float | None = None
+    contended: bool = False
+
+    def __post_init__(self) -> None:
+        # (the study builds a Speed from its runs' summaries as plain dicts, to store it in steps.json)
+        runs = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in (self.single, self.loaded) if r]
+        shares = [r["other_cpu_share"] for r in runs if r.get("other_cpu_share") is not None]
+        if shares:
+            self.other_cpu_share = max(shares)
+        self.contended = self.contended or (self.other_cpu_share or 0.0) > CONTENDED_SHARE
 
     @property
     def valid(self) -> bool:
@@ -191,6 +205,7 @@ class Evidence:
     contended: dict[str, float]  # size -> other processes' CPU share, for contended runs only
     strength: str  # "strong" | "moderate" | "weak"
     lines: list[str] = field(default_factory=list)  # the words the report prints
+    speed_contended: dict[str, float] = field(default_factory=dict)  # size -> others' CPU share, contended speed
 
     @property
     def under_trained(self) -> list[str]:

@@ -54,11 +54,11 @@ COMMON = (
     "jsonfile.py",
 )
 DEPENDS = {
-    "train": (*COMMON, "models", "train", "eval"),
-    "probe": (*COMMON, "models", "train"),
+    "train": (*COMMON, "models", "train", "eval", "cpustat.py"),
+    "probe": (*COMMON, "models", "train", "cpustat.py"),
     "export": (*COMMON, "models", "export", "engine.py", "modelstore.py"),
     "score": (*COMMON, "eval", "engine.py", "modelstore.py"),
-    "bench": (*COMMON, "bench", "serve", "web", "engine.py", "modelstore.py"),
+    "bench": (*COMMON, "bench", "serve", "web", "engine.py", "modelstore.py", "cpustat.py"),
 }
 _code_hashes: dict[tuple[str, ...], str] = {}
 
@@ -365,9 +365,10 @@ class Study:
     def _bench_browser(self, ids: dict[str, str], images: list[Path], doc_path: Path) -> dict[str, Any]:
         """The page in Chromium, one size after the other in alternating order (Fast, Accurate, Accurate,
         Fast, ...): the browser runs one page at a time, so repeats alternate rather than interleave. An
-        UNSTABLE run is tried again at twice, then four times the duration, as the other destinations'."""
+        UNSTABLE run is tried again at twice, then four times the duration, a contended one once more, as
+        the other destinations'."""
         from speedmap.bench.browser import run_browser_benchmark
-        from speedmap.bench.run import RETRY_FACTORS
+        from speedmap.bench.run import Tries
 
         c = self.cfg
         order = list(ids.items())
@@ -375,23 +376,20 @@ class Study:
         docs, warm = [], {}
         for rep in range(c.bench_repeats):
             for size, mid in order if rep % 2 == 0 else order[::-1]:
-                attempts = []
-                for factor in RETRY_FACTORS:  # an UNSTABLE page run is tried again at 2x, then 4x the duration
-                    report, _ = run_browser_benchmark(
+                tries = Tries()
+                why: str | None = ""
+                while why is not None:
+                    report, (res,) = run_browser_benchmark(
                         mid,
                         images,
                         self.models_dir,
                         warmup=5,
-                        requests=c.bench_requests * factor,
-                        duration=c.bench_seconds * factor,
+                        requests=c.bench_requests * tries.factor,
+                        duration=c.bench_seconds * tries.factor,
                     )
-                    run = report.runs[0]
-                    attempts.append(
-                        {"duration_s": run.duration_s, "min_duration_s": c.bench_seconds * factor, "valid": run.valid}
-                    )
-                    if run.valid:
-                        break
-                run.attempts = attempts
+                    why = tries.again(res, c.bench_seconds * tries.factor)
+                run = report.runs[0]
+                run.attempts = tries.attempts
                 runs[size].append(run)
                 warm.setdefault(size, report.warmup)
                 docs.append({**report.to_json(), "repeat": rep})
@@ -492,6 +490,7 @@ def _summary(runs: list[Any]) -> dict[str, Any]:
             concurrency=runs[0].concurrency or 1,
             repeats=len(runs),
             unstable_repeats=sum(not r.valid for r in runs),
+            other_cpu_share=max((r.other_cpu_share for r in runs if r.other_cpu_share is not None), default=None),
         )
     )
 
