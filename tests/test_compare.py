@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from speedmap.bench.browser import chromium_available
 from speedmap.cli import app
+from speedmap.errors import SpeedmapError
 from speedmap.study import run as run_module
-from speedmap.study.config import StudyConfig, estimate_seconds, preset
+from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset
 from speedmap.study.recommend import recommend
 from speedmap.study.report import blocks, to_html, to_markdown, write_report
 from speedmap.study.results import (
@@ -438,7 +439,8 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
 
 def test_quick_preset_and_estimate() -> None:
     quick = preset(True)
-    assert quick.quick and quick.imgsz == 96 and quick.tasks == ["crowd"] and quick.batch == 8
+    assert quick.quick and quick.task_imgsz == 96 and quick.imgsz is None and quick.tasks == ["crowd"]
+    assert quick.batch == 8 and not quick.int8 and preset(True, int8=True).int8
     assert quick.patience < quick.epochs and quick.bench_repeats >= 3
     assert preset(True, epochs=3).epochs == 3
     full = preset(False)
@@ -474,3 +476,18 @@ def test_the_browser_destination_alternates_sizes_and_retries(tmp_path: Path) ->
         tries = sorted({a["min_duration_s"] for a in d["runs"][0]["attempts"]})  # (a contended try: once more)
         assert tries[0] == pytest.approx(0.3) and (d["runs"][0]["valid"] or tries == pytest.approx([0.3, 0.6, 1.2]))
     assert task.sizes["fast"].speed["browser"].single.repeats == 2
+
+
+def test_the_budget_fits_the_schedule_and_says_what_a_converged_answer_needs() -> None:
+    cfg = StudyConfig(data=["x"], budget_minutes=30, bench_seconds=5.0)
+    small = plan(cfg, 140, 128, ["http", "local"])
+    assert not small.limited and small.epochs == cfg.epochs and small.expected_seconds < 30 * 60
+    big = plan(cfg, 600, 320, ["http", "local"])
+    assert big.limited and 1 <= big.epochs < cfg.epochs and big.converged_seconds > 30 * 60
+    assert big.at_most_seconds <= 30 * 60 + 1 and big.train_seconds is not None
+    unlimited = plan(StudyConfig(data=["x"], bench_seconds=5.0), 600, 320, ["http", "local"])
+    assert not unlimited.limited and unlimited.budget_seconds is None
+    with pytest.raises(SpeedmapError, match="--budget 1 min leaves no time to train"):
+        plan(StudyConfig(data=["x"], budget_minutes=1, bench_seconds=5.0), 600, 320, ["http", "local"])
+    bad = runner.invoke(app, ["compare", "--budget", "0.5", "--out", "/tmp/unused-study"])
+    assert bad.exit_code == 2 and "--budget" in bad.output

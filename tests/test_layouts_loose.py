@@ -146,7 +146,7 @@ def test_unsplit_dataset_gets_a_seeded_stratified_split(tmp_path: Path) -> None:
         assert {0, 1, 2} <= present
     assert 3 in {int(c) for r in ds.split_records("train") for c in r.class_ids}  # 2 images: kept in train
     names = {s: [r.path.name for r in ds.split_records(s)] for s in ("train", "valid", "test")}
-    assert sorted(sum(names.values(), [])) == sorted(r.path.name for r in raw.split_records("train"))
+    assert sorted(n for v in names.values() for n in v) == sorted(r.path.name for r in raw.split_records("train"))
     again = load_dataset(root, auto_split=True)  # reproducible
     assert {s: [r.path.name for r in again.split_records(s)] for s in names} == names
     other = auto_split(raw, seed=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from math import ceil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,7 +48,9 @@ class StudyUI:
 
 
 FULL = StudyConfig()  # the full study's settings; --quick's are QUICK on top
-DATA_IMGSZ = 640  # the full study's input size on your datasets (built-in tasks: StudyConfig.imgsz)
+# On your datasets: a verdict within half an hour per dataset on a 2-core CPU (training fits into what the other
+# steps leave), and 5 s benchmark runs (3 interleaved repeats of each scenario: enough for VALID windows).
+DATA_DEFAULTS: dict[str, Any] = {"budget_minutes": 30.0, "bench_seconds": 5.0}
 
 
 def _shown(value: Any) -> str:
@@ -93,7 +96,24 @@ ImgszOpt = Annotated[
     int | None,
     typer.Option(
         "--imgsz",
-        help=f"Input size (full: {FULL.imgsz} for tasks, {DATA_IMGSZ} for data; --quick: {QUICK['imgsz']}).",
+        help=f"Input size. Default: chosen from your data's box sizes (printed with its reason); built-in tasks "
+        f"at {FULL.task_imgsz} px (--quick: {QUICK['task_imgsz']}).",
+    ),
+]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget",
+        help=f"Minutes per dataset: training fits into what the other steps leave (your data: "
+        f"{DATA_DEFAULTS['budget_minutes']:g}; built-in tasks: none; 0: none). A verdict from training cut short "
+        "is marked provisional.",
+    ),
+]
+Int8Opt = Annotated[
+    bool | None,
+    typer.Option(
+        "--int8/--no-int8",
+        help="Also export, score and benchmark int8 models on the CPU destinations (default: yes; --quick: no).",
     ),
 ]
 ImagesOpt = Annotated[int | None, typer.Option("--images", help=f"Images per built-in task {presets('images')}.")]
@@ -129,6 +149,8 @@ def compare_command(
     max_latency_ms: MaxLatencyOpt = None,
     min_map: MinMapOpt = None,
     bench_seconds: BenchSecondsOpt = None,
+    budget: BudgetOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
     from speedmap.study.config import preset
@@ -136,8 +158,11 @@ def compare_command(
     from speedmap.study.run import Study
 
     task_list = None if tasks == "all" else _csv(tasks)
-    if data and imgsz is None and not quick:
-        imgsz = DATA_IMGSZ
+    defaults = DATA_DEFAULTS if data else {}
+    if budget is None:
+        budget = defaults.get("budget_minutes")
+    if bench_seconds is None and not quick:
+        bench_seconds = defaults.get("bench_seconds")
     cfg = preset(
         quick,
         data=[str(d) for d in data or []],
@@ -155,6 +180,8 @@ def compare_command(
         max_latency_ms=max_latency_ms,
         min_map=min_map,
         bench_seconds=bench_seconds,
+        budget_minutes=budget or None,
+        int8=int8,
     )
     cfg.check()
     for d in cfg.data:
@@ -175,25 +202,58 @@ def compare_command(
 
 def _announce(cfg: StudyConfig, out_dir: Path) -> StudyUI:
     """What the study will do and about how long it takes, stated up front; the progress display for its steps."""
-    from speedmap.study.config import expected_seconds
-
-    n_sets = len(cfg.data) or len(cfg.tasks)
-    train_images = [round(cfg.images * 0.7)] * n_sets if not cfg.data else [_train_count(d) for d in cfg.data]
-    expected, at_most = expected_seconds(cfg, train_images)
-    steps = n_sets * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
+    plans = _plans(cfg)
+    expected = sum(p.expected_seconds for _, p, _ in plans)
+    at_most = sum(p.at_most_seconds for _, p, _ in plans)
+    steps = len(plans) * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
     what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
+    budget = f"; budget {cfg.budget_minutes:g} min per dataset" if cfg.budget_minutes else ""
     err.print(
         f"speedmap compare{' --quick' if cfg.quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
-        f"at most {cfg.epochs} epochs (patience {cfg.patience}) at {cfg.imgsz} px; destinations "
-        f"{', '.join(cfg.targets)}; seed {cfg.seed}",
+        f"at most {cfg.epochs} epochs (patience {cfg.patience}){' with int8' if cfg.int8 else ''}; destinations "
+        f"{', '.join(cfg.targets)}; seed {cfg.seed}{budget}",
         highlight=False,
     )
+    for name, p, reason in plans:
+        err.print(
+            f"  {escape(name)}: {p.train_images} training images at {p.imgsz} px ({escape(reason)})", highlight=False
+        )
+        if p.limited:
+            err.print(
+                f"  [yellow]the budget gives at most {p.epochs} epochs per size[/] (of --epochs {cfg.epochs}); a "
+                f"converged answer typically needs about {p.converged_seconds / 60:.0f} min (--budget "
+                f"{ceil(p.converged_seconds / 60)}); a run cut short makes the verdict provisional",
+                highlight=False,
+            )
+    limit = (
+        " (training is cut to fit the budget)"
+        if any(p.limited for _, p, _ in plans)
+        else (f", at most {at_most / 60:.0f} if no model plateaus before --epochs")
+    )
     err.print(
-        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU, at most {at_most / 60:.0f} if no "
-        f"model plateaus before --epochs (finished steps in {escape(str(out_dir))} are reused)",
+        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU{limit} (finished steps in "
+        f"{escape(str(out_dir))} are reused)",
         highlight=False,
     )
     return StudyUI(steps, expected)
+
+
+def _plans(cfg: StudyConfig) -> list[tuple[str, Any, str]]:
+    """Per dataset (or built-in task): its name, the schedule within the budget, and why its input size."""
+    from speedmap.study.config import plan
+
+    if not cfg.data:
+        size = cfg.imgsz or cfg.task_imgsz
+        return [(t, plan(cfg, round(cfg.images * 0.7), size), "built-in task") for t in cfg.tasks]
+    from speedmap.data.imgsz import choose_imgsz
+    from speedmap.data.io import load_dataset
+
+    out = []
+    for d in cfg.data:
+        ds = load_dataset(d, auto_split=True)
+        size, reason = (cfg.imgsz, "--imgsz") if cfg.imgsz else choose_imgsz(ds)
+        out.append((d, plan(cfg, len(ds.split_records("train")), size), reason))
+    return out
 
 
 def _command(cfg: Any, out_dir: Path) -> list[str]:
@@ -212,8 +272,6 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         str(cfg.seed),
         "--bench-repeats",
         str(cfg.bench_repeats),
-        "--imgsz",
-        str(cfg.imgsz),
         "--batch",
         str(cfg.batch),
         "--targets",
@@ -223,6 +281,9 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         "--out",
         str(out_dir),
     ]
+    if cfg.imgsz:
+        cmd += ["--imgsz", str(cfg.imgsz)]
+    cmd += ["--budget", f"{cfg.budget_minutes or 0:g}", "--int8" if cfg.int8 else "--no-int8"]
     if not cfg.data:
         cmd += ["--images", str(cfg.images)]
     if cfg.quick:
@@ -231,12 +292,6 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         if v is not None:
             cmd += [flag, f"{v:g}"]
     return cmd
-
-
-def _train_count(path: str) -> int:
-    from speedmap.data.io import load_dataset
-
-    return len(load_dataset(path, auto_split=True).split("train"))
 
 
 def _summary(results: Any) -> None:
@@ -259,6 +314,7 @@ def _summary(results: Any) -> None:
     for c in rec.choices if rec else []:
         strength = f" [dim](evidence: {c.evidence.strength})[/]" if c.evidence else ""
         out.print(
-            f"[bold]{escape(c.task)}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}[/]"
+            f"[bold]{escape(c.task)}: deploy {c.size.capitalize()}{' int8' if c.variant == 'int8' else ''}"
+            f"{' (provisional)' if c.provisional else ''}[/]"
             f" on {rec.destination}{strength}. " + escape(" ".join(c.reasons))
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from math import ceil
 from typing import Any
 
 from speedmap.data.tasks.builtin import TASKS
@@ -36,7 +37,10 @@ class StudyConfig:
     sizes: list[str] = field(default_factory=lambda: list(SIZES))
     epochs: int = 60  # a maximum: training stops earlier at a plateau (``patience``)
     patience: int = 8  # epochs without a validation mAP50-95 gain before a run counts as converged
-    imgsz: int = 256
+    imgsz: int | None = None  # the input size everywhere; None: built-in tasks at task_imgsz, data by its boxes
+    task_imgsz: int = 256  # built-in tasks: generated and trained at this size
+    budget_minutes: float | None = None  # per dataset: training fits into what the other steps leave of it
+    int8: bool = True  # also export int8 (CPU deployment), score it and benchmark it on the CPU destinations
     batch: int = 16
     images: int = 600  # per built-in task
     seed: int = 0
@@ -72,8 +76,11 @@ class StudyConfig:
                     raise SpeedmapError(f"unknown task {t!r}; built-in tasks: {', '.join(TASKS)}")
 
     def _check_schedule(self) -> None:
-        if self.imgsz % 32 or not 64 <= self.imgsz <= 2048:
-            raise SpeedmapError(f"--imgsz must be a multiple of 32 between 64 and 2048, got {self.imgsz}")
+        for v in (self.imgsz, self.task_imgsz):
+            if v is not None and (v % 32 or not 64 <= v <= 2048):
+                raise SpeedmapError(f"--imgsz must be a multiple of 32 between 64 and 2048, got {v}")
+        if self.budget_minutes is not None and not 1 <= self.budget_minutes <= 100_000:
+            raise SpeedmapError(f"--budget is in minutes, at least 1; got {self.budget_minutes:g}")
         if self.epochs < 1 or self.batch < 1 or self.images < 3:
             raise SpeedmapError("--epochs and --batch must be at least 1, --images at least 3")
         if self.patience < 0 or self.bench_repeats < 1 or self.probe_steps < 1 or self.bootstrap_resamples < 100:
@@ -100,7 +107,8 @@ QUICK = {
     "tasks": ["crowd"],
     "epochs": 40,
     "patience": 8,
-    "imgsz": 96,
+    "task_imgsz": 96,
+    "int8": False,  # int8's exports, scoring and benchmarks add about a minute and a half: --quick --int8 asks
     "images": 300,
     "batch": 8,
     "bench_seconds": 1.0,
@@ -123,25 +131,73 @@ def key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def estimate_seconds(cfg: StudyConfig, train_images: list[int], epochs: float | None = None) -> float:
-    """A rough total at ``epochs`` per model (default: the maximum, ``cfg.epochs``): training from reference
-    images/s scaled by pixels, the training-speed probe, interleaved benchmarks, scoring and overheads."""
-    ep = cfg.epochs if epochs is None else epochs
-    ips = {s: train_images_per_second(s, cfg.imgsz) for s in cfg.sizes}
-    train = sum(n * ep / ips[s] * 1.3 for n in train_images for s in cfg.sizes)  # +30%: validation, checkpoints
-    probe = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (ips[s] / 2) for s in cfg.sizes)  # one thread
-    probe = probe * len(train_images) if len(cfg.sizes) == 2 else 0.0
-    models = len(train_images) * len(cfg.sizes)
+# About where a run plateaus: with --patience 8, early stopping ended the built-in tasks' runs at about two
+# thirds of 60 epochs (BENCHMARKS.md); a budget that gives fewer epochs is not expected to converge.
+CONVERGED_EPOCHS = 40
+EPOCH_OVERHEAD = 1.3  # validation and checkpoints on top of the training pass
+
+
+def epoch_seconds(size: str, imgsz: int, train_images: int) -> float:
+    return train_images / train_images_per_second(size, imgsz) * EPOCH_OVERHEAD
+
+
+def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None = None) -> float:
+    """Everything but training for one dataset: the probe, exports (int8 calibration), scoring, benchmarks."""
+    ips = {s: train_images_per_second(s, imgsz) for s in cfg.sizes}
+    probe = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (ips[s] / 2) for s in cfg.sizes) if len(cfg.sizes) == 2 else 0
+    variants = 2 if cfg.int8 else 1
     bench = 0.0
-    for d in cfg.targets:
-        scenarios = 1 if d == "browser" else 2
-        bench += models * cfg.bench_repeats * scenarios * (cfg.bench_seconds + (6 if d == "browser" else 0.7))
-    return train + probe + bench + models * 8  # export, scoring, bootstrap
+    for d in destinations if destinations is not None else cfg.targets:
+        scenarios, extra = (1, 6.0) if d == "browser" else (2, 0.7)
+        runs = len(cfg.sizes) * cfg.bench_repeats * scenarios * (1 if d == "browser" else variants)
+        bench += runs * (cfg.bench_seconds + extra)
+    export = len(cfg.sizes) * (8 + (25 * (imgsz / 256) ** 2 if cfg.int8 else 0))  # int8: calibration
+    return probe + bench + export + len(cfg.sizes) * variants * 6  # + scoring and bootstrap
 
 
-def expected_seconds(cfg: StudyConfig, train_images: list[int]) -> tuple[float, float]:
-    """(typical, at most): early stopping usually ends a run before ``--epochs``; the typical figure
-    assumes runs stop at about two thirds of it."""
-    return estimate_seconds(cfg, train_images, max(1.0, min(cfg.epochs, 0.67 * cfg.epochs))), estimate_seconds(
-        cfg, train_images
-    )
+@dataclass
+class Plan:
+    """One dataset's schedule: the epochs that fit the budget and what the study should take."""
+
+    imgsz: int
+    train_images: int
+    epochs: int  # the most each size trains
+    expected_seconds: float  # typical: runs stop at a plateau near CONVERGED_EPOCHS, or at the budget's epochs
+    at_most_seconds: float
+    limited: bool  # the budget allows fewer epochs than --epochs
+    converged_seconds: float  # what a run to CONVERGED_EPOCHS (or --epochs) would take
+    budget_seconds: float | None
+    train_seconds: float | None  # of the budget, what is left for training (both sizes)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(cfg: StudyConfig, train_images: int, imgsz: int, destinations: list[str] | None = None) -> Plan:
+    """Fit the schedule into ``cfg.budget_minutes``: the epochs both sizes can train after the fixed steps."""
+    per = sum(epoch_seconds(s, imgsz, train_images) for s in cfg.sizes)
+    fixed = fixed_seconds(cfg, imgsz, destinations)
+    want = min(cfg.epochs, CONVERGED_EPOCHS)
+    converged = fixed + per * want
+    budget = None if cfg.budget_minutes is None else cfg.budget_minutes * 60
+    epochs, train_s = cfg.epochs, None
+    if budget is not None:
+        train_s = budget - fixed
+        if train_s < per:
+            raise SpeedmapError(
+                f"--budget {cfg.budget_minutes:g} min leaves no time to train: the benchmarks, exports and scoring"
+                f" take about {fixed / 60:.0f} min and one epoch of each size {per / 60:.1f} min at {imgsz} px;"
+                f" give at least --budget {ceil((fixed + 3 * per) / 60)}"
+            )
+        epochs = min(cfg.epochs, int(train_s // per))
+    limited = epochs < cfg.epochs
+    typical = fixed + per * min(epochs, CONVERGED_EPOCHS)  # a run that can plateau typically stops about there
+    return Plan(imgsz, train_images, epochs, typical, fixed + per * epochs, limited, converged, budget, train_s)
+
+
+def estimate_seconds(cfg: StudyConfig, train_images: list[int], epochs: float | None = None) -> float:
+    """A rough total at ``epochs`` per model (default: the maximum, ``cfg.epochs``) at the built-in tasks' size."""
+    ep = cfg.epochs if epochs is None else epochs
+    imgsz = cfg.imgsz or cfg.task_imgsz
+    per = sum(sum(epoch_seconds(s, imgsz, n) for s in cfg.sizes) for n in train_images)
+    return per * ep + fixed_seconds(cfg, imgsz) * len(train_images)

@@ -6,6 +6,7 @@ counts for or against a general rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 from speedmap.study.config import REALTIME_FPS, StudyConfig
 from speedmap.study.results import (
@@ -474,6 +475,54 @@ def _realtime_rule(numbers: dict[str, Numbers], dest: str) -> Rule | None:
     )
 
 
+def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
+    """A provisional verdict whose training the budget cut short says so, with the time a converged one needs."""
+    pair = task.pair()
+    cut = [e.train for e in pair or () if e.train.budget and not e.train.converged]
+    if not c.provisional or not cut or not cfg.budget_minutes:
+        return
+    need = float(task.plan.get("converged_seconds") or 0.0) / 60
+    epochs = " and ".join(str(r) for r in sorted({t.epochs_run for t in cut}))
+    again = ceil(max(need, cfg.budget_minutes + 1))
+    c.reasons[0] = (
+        f"Provisional: the {cfg.budget_minutes:g}-minute budget cut training at {epochs} epochs, before "
+        f"{' and '.join(t.size.capitalize() for t in cut)} converged; the gap reflects the budget, not the sizes. "
+        f"A converged answer needs about {need:.0f} minutes: rerun with --budget {again}."
+    )
+
+
+def deploy_variant(task: TaskResult, c: Choice) -> None:
+    """Name the export to deploy: int8 where it was measured on the destination, is faster, and stays within
+    1 point of mAP50-95 of fp32; an int8 model that loses more is flagged."""
+    size = task.sizes.get(c.size)
+    q = size.int8 if size is not None else None
+    if size is None or q is None:
+        return
+    acc = (
+        f"int8 mAP50-95 {q.metrics.map:.3f} vs fp32 {size.metrics.map:.3f} ({_pct(q.delta_map)} points"
+        f"{_ci(q.delta_map_ci95)})"
+    )
+    qs, fs = q.speed.get(c.destination), size.speed.get(c.destination)
+    if q.loses:
+        c.reasons.append(
+            f"Its int8 export is flagged: {acc}, more than 1 point below fp32; deploy fp32 (or calibrate on more "
+            "images)."
+        )
+    elif qs is None or fs is None:
+        c.reasons.append(f"Its int8 export ({acc}) was not timed on {c.destination}; fp32 is what was measured.")
+    elif qs.single.p50_ms < fs.single.p50_ms:
+        c.variant = "int8"
+        c.reasons.append(
+            f"Deploy its int8 export: {qs.single.p50_ms:.1f} ms vs {fs.single.p50_ms:.1f} ms for fp32 on "
+            f"{c.destination} ({fs.single.p50_ms / qs.single.p50_ms:.2f}x faster), {acc}."
+        )
+    else:
+        c.reasons.append(
+            f"Its int8 export is not faster on {c.destination} ({qs.single.p50_ms:.1f} vs {fs.single.p50_ms:.1f} ms"
+            f" fp32; {acc}): deploy fp32."
+        )
+
+
 def recommend(results: StudyResults) -> Recommendation:
     cfg = results.config
     dest = primary_destination(results)
@@ -485,7 +534,10 @@ def recommend(results: StudyResults) -> Recommendation:
         n = task_numbers(task, dest)
         if n is not None:
             numbers[name] = n
-            out.choices.append(choose(name, n, dest, cfg))
+            c = choose(name, n, dest, cfg)
+            _budget_note(task, c, cfg)
+            deploy_variant(task, c)
+            out.choices.append(c)
     for d in results.destinations:
         out.per_destination[d] = {
             name: choose(name, n, d, cfg).size

@@ -102,8 +102,9 @@ def speed_table(results: StudyResults, dest: str) -> list[list[str]]:
         ]
     ]
     for name, t in results.tasks.items():
-        for size, e in t.sizes.items():
-            s = e.speed.get(dest)
+        variants = [(size, e.speed.get(dest)) for size, e in t.sizes.items()]
+        variants += [(f"{size} int8", e.int8.speed.get(dest)) for size, e in t.sizes.items() if e.int8 is not None]
+        for size, s in variants:
             if s is None:
                 continue
             one, many = s.single, s.loaded
@@ -358,7 +359,8 @@ def plot_accuracy(results: StudyResults, path: Path) -> Path | None:
 
 # ---- the document
 def _choice_line(c: Choice) -> str:
-    head = f"**{c.task}: deploy {c.size.capitalize()}{' (provisional)' if c.provisional else ''}.**"
+    variant = " int8" if c.variant == "int8" else ""
+    head = f"**{c.task}: deploy {c.size.capitalize()}{variant}{' (provisional)' if c.provisional else ''}.**"
     strength = f" Evidence: {c.evidence.strength}." if c.evidence else ""
     return f"{head}{strength} " + " ".join(c.reasons)
 
@@ -468,13 +470,89 @@ def _sureness_blocks(results: StudyResults) -> list[Block]:
     for c in rec.choices if rec else []:
         if c.evidence is not None:
             b.append(Block("p", f"**{c.task}** ({c.evidence.strength})"))
-            b.append(Block("list", list(c.evidence.lines)))
+            b.append(Block("list", list(c.evidence.lines) + data_lines(results.tasks[c.task], results.config)))
     return b
+
+
+SMALL_SPLIT = 50  # a test split under this many images gives wide intervals: the report says what it costs
+
+
+def data_lines(t: TaskResult, cfg: Any) -> list[str]:
+    """What the data and the schedule do to the verdict: the split, a small test split, the budget, int8."""
+    lines = []
+    sp = t.split or {}
+    if sp.get("source") == "automatic":
+        pct = "/".join(f"{round(100 * r)}" for r in sp.get("ratios") or [])
+        lines.append(
+            f"Split: the dataset came without {' and '.join(sp.get('carved') or [])}; speedmap split it {pct} "
+            f"(seed {sp.get('seed')}; `speedmap datasets split` writes another)."
+        )
+    pair = t.pair()
+    d = t.accuracy_delta
+    if pair is not None and pair[0].test_images < SMALL_SPLIT:
+        width = f"±{50 * (d.map_ci95[1] - d.map_ci95[0]):.1f} points" if d and d.map_ci95 else "wide"
+        need = (
+            f"; about {d.images_needed} test images would make this difference detectable"
+            if d and d.images_needed
+            else ""
+        )
+        lines.append(
+            f"Small test split: {pair[0].test_images} images (under {SMALL_SPLIT}), so the interval of the "
+            f"difference is {width}{need}. Label more images, or split with a larger test share."
+        )
+    plan = t.plan or {}
+    if plan.get("limited") and cfg.budget_minutes:
+        lines.append(
+            f"Budget: {cfg.budget_minutes:g} minutes allowed at most {plan.get('epochs')} epochs per size at "
+            f"{t.imgsz} px; a converged answer needs about {float(plan.get('converged_seconds') or 0) / 60:.0f} min."
+        )
+    for size, e in (t.sizes or {}).items():
+        if e.int8 is not None and e.int8.loses:
+            lines.append(
+                f"{size.capitalize()} int8 is {_pct_points(-e.int8.delta_map)} points below fp32 "
+                f"{_ci(e.int8.delta_map_ci95, True)}: more than the 1 point allowed, flagged."
+            )
+    return lines
+
+
+def data_rows(results: StudyResults) -> list[list[str]]:
+    rows = [["task", "train / test images", "split", "input size", "why this size"]]
+    for name, t in results.tasks.items():
+        pair = t.pair() or tuple(t.sizes.values())
+        train = pair[0].train.train_images if pair else "-"
+        test = pair[0].test_images if pair else "-"
+        sp = t.split or {}
+        how = "automatic, seed " + str(sp.get("seed")) if sp.get("source") == "automatic" else "as given"
+        rows.append([name, f"{train} / {test}", how, f"{t.imgsz or '-'} px", t.imgsz_reason or "-"])
+    return rows
+
+
+def int8_rows(results: StudyResults) -> list[list[str]]:
+    rows = [["task", "size", "fp32 mAP50-95", "int8 mAP50-95 [95% CI]", "int8 - fp32 points [95% CI]", "flag"]]
+    for name, t in results.tasks.items():
+        for size, e in t.sizes.items():
+            q = e.int8
+            if q is None:
+                continue
+            rows.append(
+                [
+                    name,
+                    size,
+                    _f(e.metrics.map),
+                    f"{_f(q.metrics.map)} {_ci(q.metrics.map_ci95)}",
+                    f"{_pct_points(q.delta_map)} {_ci(q.delta_map_ci95, True)}",
+                    "more than 1 point below fp32" if q.loses else "-",
+                ]
+            )
+    return rows
 
 
 def _accuracy_blocks(results: StudyResults, plots: dict[str, Path | None]) -> list[Block]:
     b = [Block("h2", "1. Accuracy (test split, scored through the exported ONNX model)")]
+    b.append(Block("table", data_rows(results), "The data as trained and scored"))
     b.append(Block("table", accuracy_table(results)))
+    if len(rows := int8_rows(results)) > 1:
+        b.append(Block("table", rows, "int8 exports (what a CPU deployment would run), paired with their fp32 model"))
     b.append(
         Block(
             "p",

@@ -15,6 +15,7 @@ from speedmap.cpustat import CONTENDED_SHARE
 from speedmap.study.config import SATURATED_MAP50, StudyConfig
 
 Interval = tuple[float, float]  # a 95% confidence interval, [low, high] in JSON
+INT8_TOLERANCE = 0.01  # an int8 model more than 1 point of mAP50-95 below its fp32 model is flagged
 
 
 def saturated(map50: float | None) -> bool:
@@ -47,6 +48,7 @@ class TrainResult:
     run: str
     train_images: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    budget: dict[str, Any] | None = None  # what the study's time budget changed (epochs fitted, stopped at)
 
     def curve(self) -> tuple[list[float], list[float]]:
         """Validation mAP50-95 against cumulative training wall time (seconds)."""
@@ -123,12 +125,30 @@ class Speed:
 
 
 @dataclass
+class Int8Result:
+    """A size's int8 export: test accuracy (interval from the bootstrap paired with its fp32 model), the
+    difference from fp32, and speed on the CPU destinations."""
+
+    model_id: str
+    metrics: Accuracy
+    delta_map: float  # int8 minus fp32, mAP50-95
+    delta_map_ci95: Interval | None
+    speed: dict[str, Speed] = field(default_factory=dict)
+
+    @property
+    def loses(self) -> bool:
+        """More than :data:`INT8_TOLERANCE` of mAP50-95 below its fp32 model: flagged."""
+        return self.delta_map < -INT8_TOLERANCE
+
+
+@dataclass
 class SizeResult:
     model_id: str
     train: TrainResult
     metrics: Accuracy
     test_images: int
     speed: dict[str, Speed] = field(default_factory=dict)
+    int8: Int8Result | None = None
 
 
 @dataclass
@@ -181,6 +201,10 @@ class TaskResult:
     accuracy_delta: AccuracyDelta | None = None
     train_speed_probe: TrainProbe | None = None
     speed_ratio: dict[str, SpeedRatio] = field(default_factory=dict)
+    imgsz: int | None = None  # the input size both sizes trained and run at
+    imgsz_reason: str = ""
+    split: dict[str, Any] = field(default_factory=dict)  # source (dataset | automatic), seed, ratios, carved
+    plan: dict[str, Any] = field(default_factory=dict)  # the schedule within the budget (config.Plan)
 
     def pair(self) -> tuple[SizeResult, SizeResult] | None:
         f, a = self.sizes.get("fast"), self.sizes.get("accurate")
@@ -220,6 +244,7 @@ class Choice:
     reasons: list[str]
     evidence: Evidence | None = None
     provisional: bool = False  # drawn from under-trained models: not a verdict on the sizes themselves
+    variant: str = "fp32"  # the export to deploy: "fp32" or "int8" (measured faster and within 1 point)
 
 
 @dataclass

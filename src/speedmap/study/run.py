@@ -23,10 +23,11 @@ from typing import Any, Protocol
 from speedmap import __version__
 from speedmap.errors import SpeedmapError
 from speedmap.jsonfile import write_json_atomic
-from speedmap.study.config import StudyConfig, key
+from speedmap.study.config import Plan, StudyConfig, key, plan
 from speedmap.study.results import (
     Accuracy,
     AccuracyDelta,
+    Int8Result,
     RunSummary,
     SizeResult,
     Speed,
@@ -40,6 +41,8 @@ from speedmap.study.results import (
 )
 
 STEPS_FILE, RESULTS_FILE = "steps.json", "results.json"
+INT8_SUFFIX = "-int8"  # the int8 export of size S is the model NAME/S-int8
+INT8_DESTINATIONS = ("local", "http")  # the CPU destinations int8 is measured on (not the browser's WebAssembly)
 PACKAGE = Path(__file__).resolve().parents[1]
 # The source each kind of step depends on (subpackages and modules of speedmap), for its key.
 COMMON = (
@@ -161,10 +164,10 @@ class Study:
         return out
 
     # ---- training speed, training, export, test-split score
-    def probe(self, name: str, data: Path, fingerprint: str) -> TrainProbe:
+    def probe(self, name: str, data: Path, fingerprint: str, imgsz: int) -> TrainProbe:
         c = self.cfg
         step = f"probe/{name}"
-        inputs = (fingerprint, c.imgsz, c.batch, c.probe_steps, c.seed)
+        inputs = (fingerprint, imgsz, c.batch, c.probe_steps, c.seed)
         k, cached, why = self.steps.lookup(step, "probe", *inputs)
         if cached is None:
             from speedmap.train.probe import probe_train_speed
@@ -173,49 +176,57 @@ class Study:
                 f"{name}: timing Fast and Accurate side by side ({c.probe_steps} optimizer steps each, "
                 f"Fast, Accurate, Accurate, Fast){why}"
             )
-            res = probe_train_speed(data, imgsz=c.imgsz, batch=c.batch, steps=c.probe_steps, seed=c.seed)
+            res = probe_train_speed(data, imgsz=imgsz, batch=c.batch, steps=c.probe_steps, seed=c.seed)
             cached = self.steps.put(step, k, res.to_json(), *inputs)
             self.ui.note(f"Accurate takes {res.ratio:.2f}x Fast's time per optimizer step")
         return from_plain(TrainProbe, cached)
 
-    def train(self, name: str, data: Path, fingerprint: str, size: str) -> tuple[str, TrainResult]:
+    def train(
+        self, name: str, data: Path, fingerprint: str, size: str, sched: Plan, time_limit: float | None
+    ) -> tuple[str, TrainResult]:
+        """Train ``size`` to a plateau within ``sched.epochs`` and, with a budget, within ``time_limit`` s."""
         c = self.cfg
         step = f"train/{name}/{size}"
-        inputs = (fingerprint, size, c.epochs, c.patience, c.imgsz, c.batch, c.seed)
+        inputs = (fingerprint, size, sched.epochs, c.patience, sched.imgsz, c.batch, c.seed, c.budget_minutes)
         k, cached, why = self.steps.lookup(step, "train", *inputs)
         if cached is None:
             from speedmap.train.trainer import TrainConfig, train
 
             run = self.out / "runs" / f"{name}-{size}-{k}"
             resume = (run / "last.pt").is_file()
+            within = f", within {time_limit / 60:.1f} min of the budget" if time_limit else ""
             self.ui.stage(
-                f"{name}: {'resuming' if resume else 'training'} {size} (at most {c.epochs} epochs, "
-                f"patience {c.patience}, at {c.imgsz} px){why}"
+                f"{name}: {'resuming' if resume else 'training'} {size} (at most {sched.epochs} epochs, "
+                f"patience {c.patience}, at {sched.imgsz} px{within}){why}"
             )
             tc = TrainConfig(
                 data=str(data),
                 size=size,
-                epochs=c.epochs,
-                imgsz=c.imgsz,
+                epochs=sched.epochs,
+                imgsz=sched.imgsz,
                 batch=c.batch,
                 out=str(run),
                 seed=c.seed,
                 patience=c.patience,
                 resume=resume,
+                time_limit=time_limit,
             )
             record = train(tc, progress=self.ui.training, log=self.ui.note)
             cached = self.steps.put(step, k, train_result(record, run), *inputs)
         return k, from_plain(TrainResult, cached)
 
-    def export(self, name: str, size: str, train_key: str, run: str) -> str:
-        step = f"export/{name}/{size}"
-        k, cached, why = self.steps.lookup(step, "export", train_key)
-        if cached is None or not (self.models_dir / name / size / "model.onnx").is_file():
+    def export(self, name: str, size: str, train_key: str, run: str, int8_data: Path | None = None) -> str:
+        """The fp32 ONNX model ``name/size``; with ``int8_data``, the int8 one ``name/size-int8`` calibrated on
+        that dataset's training images."""
+        variant = f"{size}{INT8_SUFFIX}" if int8_data is not None else size
+        step = f"export/{name}/{variant}"
+        k, cached, why = self.steps.lookup(step, "export", train_key, int8_data is not None)
+        if cached is None or not (self.models_dir / name / variant / "model.onnx").is_file():
             from speedmap.export import export_model
 
-            self.ui.stage(f"{name}: exporting {size} to ONNX{why}")
-            export_model(run, self.models_dir / name / size, evaluate=False, log=self.ui.note)
-            self.steps.put(step, k, {"model_id": f"{name}/{size}"}, train_key)
+            self.ui.stage(f"{name}: exporting {size} to ONNX{' int8' if int8_data is not None else ''}{why}")
+            export_model(run, self.models_dir / name / variant, int8=int8_data, evaluate=False, log=self.ui.note)
+            self.steps.put(step, k, {"model_id": f"{name}/{variant}"}, train_key, int8_data is not None)
         return k
 
     def score(self, name: str, data: Path, export_keys: dict[str, str]) -> dict[str, Any]:
@@ -241,9 +252,10 @@ class Study:
             s: evaluate_model(Model.load(f"{name}/{s}", models_dir=self.models_dir), ds.split(split))
             for s in export_keys
         }
-        out: dict[str, Any] = {"split": split, "images": len(ds.split_records(split)), "sizes": {}}
+        out: dict[str, Any] = {"split": split, "images": len(ds.split_records(split)), "sizes": {}, "int8": {}}
         for s, e in ev.items():
-            out["sizes"][s] = {"map": e.metrics.map, "map50": e.metrics.map50}
+            if not s.endswith(INT8_SUFFIX):
+                out["sizes"][s] = {"map": e.metrics.map, "map50": e.metrics.map50}
         if "fast" in ev and "accurate" in ev:
             f, a = ev["fast"], ev["accurate"]
             bs = paired_bootstrap(f.gt, f.predictions, a.predictions, resamples=c.bootstrap_resamples, seed=c.seed)
@@ -257,6 +269,17 @@ class Study:
                 "images": bs.images,
                 "resamples": bs.resamples,
                 "images_needed": bs.images_needed("map"),
+            }
+        for s in [v for v in ev if v.endswith(INT8_SUFFIX)]:
+            fp, q = ev[s.removesuffix(INT8_SUFFIX)], ev[s]  # int8 against its own fp32 model, paired
+            bs = paired_bootstrap(fp.gt, fp.predictions, q.predictions, resamples=c.bootstrap_resamples, seed=c.seed)
+            out["int8"][s.removesuffix(INT8_SUFFIX)] = {
+                "map": q.metrics.map,
+                "map50": q.metrics.map50,
+                "map_ci95": bs.b_map.to_json(),
+                "map50_ci95": bs.b_map50.to_json(),
+                "delta_map": q.metrics.map - fp.metrics.map,
+                "delta_map_ci95": bs.delta_map.to_json(),
             }
         return dict(self.steps.put(step, k, out, *inputs))
 
@@ -286,10 +309,13 @@ class Study:
             dests.insert(dests.index("local") + 1, "local-cuda")
         return dests
 
-    def bench(self, name: str, export_keys: dict[str, str], dest: str, images: list[Path]) -> dict[str, Any]:
-        """Every size on ``dest``, interleaved (Fast, Accurate, then Accurate, Fast, ...)."""
+    def bench(
+        self, name: str, export_keys: dict[str, str], dest: str, images: list[Path], suffix: str = ""
+    ) -> dict[str, Any]:
+        """Every size on ``dest``, interleaved (Fast, Accurate, then Accurate, Fast, ...); ``suffix``: the
+        models ``name/SIZE{suffix}`` (the int8 exports)."""
         c = self.cfg
-        step = f"bench/{dest}/{name}"
+        step = f"bench/{dest}/{name}{suffix}"
         inputs = (
             export_keys,
             dest,
@@ -304,11 +330,12 @@ class Study:
         if cached is not None:
             return dict(cached)
         self.ui.stage(
-            f"{name}: benchmarking {' and '.join(export_keys)} on {dest}, {c.bench_repeats} interleaved repeats{why}"
+            f"{name}: benchmarking {' and '.join(s + suffix for s in export_keys)} on {dest}, "
+            f"{c.bench_repeats} interleaved repeats{why}"
         )
-        doc_path = self.out / "bench" / f"{dest}-{name}.json"
+        doc_path = self.out / "bench" / f"{dest}-{name}{suffix}.json"
         doc_path.parent.mkdir(parents=True, exist_ok=True)
-        ids = {s: f"{name}/{s}" for s in export_keys}
+        ids = {s: f"{name}/{s}{suffix}" for s in export_keys}
         if dest == "browser":
             result = self._bench_browser(ids, images, doc_path)
         else:
@@ -413,50 +440,103 @@ class Study:
 
     # ---- the whole loop
     def run(self) -> StudyResults:
-        from speedmap.data.io import load_dataset
-
         started = time.time()
         results = StudyResults(self.cfg)
         try:
             dests = self.destinations()
             results.destinations = dests
             for name, path in self.datasets():
-                ds = load_dataset(path, auto_split=True)
-                test = [r.path for r in ds.split_records("test")] or [r.path for r in ds.split_records("valid")]
-                if not test:
-                    raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")
-                task = TaskResult(str(path), list(ds.classes), ds.fingerprint())
-                results.tasks[name] = task
-                if set(self.cfg.sizes) == {"fast", "accurate"}:
-                    task.train_speed_probe = self.probe(name, path, task.fingerprint)
-                    self.ui.step_done()
-                trained, keys = {}, {}
-                for size in self.cfg.sizes:
-                    tk, trained[size] = self.train(name, path, task.fingerprint, size)
-                    self.ui.step_done()
-                    keys[size] = self.export(name, size, tk, trained[size].run)
-                    self._save(results, started)
-                scores = self.score(name, path, keys)
-                self.ui.step_done()
-                for size in self.cfg.sizes:
-                    m = scores["sizes"][size]
-                    acc = Accuracy(m["map"], m["map50"], _pair(m.get("map_ci95")), _pair(m.get("map50_ci95")))
-                    task.sizes[size] = SizeResult(f"{name}/{size}", trained[size], acc, scores["images"])
-                if "delta" in scores:
-                    task.accuracy_delta = from_plain(AccuracyDelta, scores["delta"])
-                self._save(results, started)
-                for dest in dests:
-                    got = self.bench(name, keys, dest, test[:50])
-                    for size, sp in got["sizes"].items():
-                        task.sizes[size].speed[dest] = from_plain(Speed, sp)
-                    if "ratio" in got:
-                        task.speed_ratio[dest] = from_plain(SpeedRatio, got["ratio"])
-                    self.ui.step_done()
-                    self._save(results, started)
+                self.task(name, path, dests, results, started)
         finally:
             if self.server is not None:
                 self.server.stop()
         return self._save(results, started, finished=True)
+
+    def setup_task(self, name: str, path: Path, dests: list[str]) -> tuple[TaskResult, list[Path], Plan]:
+        """The dataset as training sees it (its split), its input size and the schedule within the budget."""
+        from speedmap.data.imgsz import choose_imgsz
+        from speedmap.data.io import load_dataset
+
+        ds = load_dataset(path, auto_split=True)
+        test = [r.path for r in ds.split_records("test")] or [r.path for r in ds.split_records("valid")]
+        if not test:
+            raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")
+        if self.cfg.imgsz:
+            imgsz, reason = self.cfg.imgsz, "given with --imgsz"
+        elif not self.cfg.data:
+            imgsz, reason = self.cfg.task_imgsz, "the built-in task's own image size"
+        else:
+            imgsz, reason = choose_imgsz(ds)
+        sched = plan(self.cfg, len(ds.split_records("train")), imgsz, dests)
+        task = TaskResult(str(path), list(ds.classes), ds.fingerprint())
+        task.imgsz, task.imgsz_reason, task.split = imgsz, reason, ds.split_info.to_json()
+        task.plan = sched.to_json()
+        if ds.split_info.source == "automatic":
+            self.ui.note(f"{name}: split {ds.split_info.describe()}")
+        self.ui.note(f"{name}: {imgsz} px, {reason}")
+        return task, test, sched
+
+    def task(self, name: str, path: Path, dests: list[str], results: StudyResults, started: float) -> None:
+        task, test, sched = self.setup_task(name, path, dests)
+        results.tasks[name] = task
+        if set(self.cfg.sizes) == {"fast", "accurate"}:
+            task.train_speed_probe = self.probe(name, path, task.fingerprint, sched.imgsz)
+            self.ui.step_done()
+        trained, keys, q_keys = {}, {}, {}
+        for size in self.cfg.sizes:
+            tk, trained[size] = self.train(
+                name, path, task.fingerprint, size, sched, self._time_limit(name, sched, size)
+            )
+            self.ui.step_done()
+            keys[size] = self.export(name, size, tk, trained[size].run)
+            if self.cfg.int8:
+                q_keys[size] = self.export(name, size, tk, trained[size].run, int8_data=path)
+            self._save(results, started)
+        scores = self.score(name, path, {**keys, **{f"{s}{INT8_SUFFIX}": k for s, k in q_keys.items()}})
+        self.ui.step_done()
+        for size in self.cfg.sizes:
+            task.sizes[size] = SizeResult(
+                f"{name}/{size}", trained[size], _accuracy(scores["sizes"][size]), scores["images"]
+            )
+            q = scores.get("int8", {}).get(size)
+            if q is not None:
+                task.sizes[size].int8 = Int8Result(
+                    f"{name}/{size}{INT8_SUFFIX}", _accuracy(q), q["delta_map"], _pair(q.get("delta_map_ci95"))
+                )
+        if "delta" in scores:
+            task.accuracy_delta = from_plain(AccuracyDelta, scores["delta"])
+        self._save(results, started)
+        for dest in dests:
+            self._bench_task(name, task, keys, dest, test[:50], "")
+            if q_keys and dest in INT8_DESTINATIONS:
+                self._bench_task(name, task, q_keys, dest, test[:50], INT8_SUFFIX)
+            self.ui.step_done()
+            self._save(results, started)
+
+    def _bench_task(
+        self, name: str, task: TaskResult, keys: dict[str, str], dest: str, images: list[Path], suffix: str
+    ) -> None:
+        got = self.bench(name, keys, dest, images, suffix)
+        for size, sp in got["sizes"].items():
+            holder = task.sizes[size].int8 if suffix else task.sizes[size]
+            if holder is not None:
+                holder.speed[dest] = from_plain(Speed, sp)
+        if "ratio" in got and not suffix:
+            task.speed_ratio[dest] = from_plain(SpeedRatio, got["ratio"])
+
+    def _time_limit(self, name: str, sched: Plan, size: str) -> float | None:
+        """A size's share of the budget's training time: Fast its share by epoch cost, Accurate what Fast left."""
+        if sched.train_seconds is None or not sched.limited:
+            return None
+        from speedmap.study.config import epoch_seconds
+
+        cost = {s: epoch_seconds(s, sched.imgsz, sched.train_images) for s in self.cfg.sizes}
+        spent = sum(
+            float(self.steps.done.get(f"train/{name}/{s}", {}).get("seconds", 0.0)) for s in self.cfg.sizes if s != size
+        )
+        if size == self.cfg.sizes[-1] and len(self.cfg.sizes) == 2:
+            return max(sched.train_seconds - spent, cost[size] * 2)
+        return sched.train_seconds * cost[size] / sum(cost.values())
 
     def _save(self, results: StudyResults, started: float, finished: bool = False) -> StudyResults:
         results.provenance = provenance(self.command)
@@ -473,6 +553,10 @@ class Study:
 
 def _pair(v: Any) -> tuple[float, float] | None:
     return None if v is None else (float(v[0]), float(v[1]))
+
+
+def _accuracy(m: dict[str, Any]) -> Accuracy:
+    return Accuracy(m["map"], m["map50"], _pair(m.get("map_ci95")), _pair(m.get("map50_ci95")))
 
 
 def _summary(runs: list[Any]) -> dict[str, Any]:
@@ -512,6 +596,7 @@ TRAIN_FIELDS = (
     "other_cpu_share",
     "time_to_95_seconds",
     "epoch_to_95",
+    "budget",
 )
 
 
