@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from speedmap.cli import app
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import MIN_IMGSZ, choose_imgsz
+from speedmap.data.tasks import default_imgsz
 from speedmap.imageio import read_image
 from tests.test_serve import start_server
 
@@ -46,6 +47,7 @@ def test_input_size_follows_the_objects() -> None:
     assert MIN_IMGSZ < size <= 640 and "px" in why  # platelets are small on 640 px images
     size, why = choose_imgsz(load_dataset(REAL / "raccoon", auto_split=True))
     assert size == MIN_IMGSZ and "large" in why  # raccoons fill the frame
+    assert default_imgsz(REAL / "raccoon") == (size, why)  # `speedmap train` without --imgsz
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,9 @@ def train_command(
     size: str = typer.Option("fast", "--size", help="Model size: fast | accurate."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     imgsz: int | None = typer.Option(
-        None, "--imgsz", help="Input size, a multiple of 32 (256 for built-in tasks, 640 otherwise)."
+        None,
+        "--imgsz",
+        help="Input size, a multiple of 32 (default: 256 for built-in tasks, else chosen from the box sizes).",
     ),
     batch: int = typer.Option(16, "--batch", min=1),
     weights: Path | None = typer.Option(None, "--weights", help="Start from this checkpoint (any class count)."),
@@ -92,11 +94,14 @@ def train_command(
         raise typer.Exit(2)
     from speedmap.data.tasks import default_imgsz
 
+    if imgsz is None and not resume:
+        imgsz, why = default_imgsz(data)
+        err.print(f"input size {imgsz} px: {escape(why)} (--imgsz to choose another)", highlight=False)
     cfg = TrainConfig(
         data=str(data),
         size=size,
         epochs=epochs,
-        imgsz=imgsz or default_imgsz(data),
+        imgsz=imgsz or default_imgsz(data)[0],
         batch=batch,
         weights=str(weights) if weights else None,
         out=str(out) if out else None,

@@ -131,7 +131,7 @@ def voc_groups(s: Scan) -> tuple[dict[str, list[tuple[Path, Path]]], Callable[[P
 
 
 def has_voc_xml(s: Scan) -> bool:
-    return any(is_voc_xml(x) for x in s.xml[:20]) or any(is_voc_xml(x) for x in s.xml[20:])
+    return any(is_voc_xml(x) for x in s.xml)
 
 
 def read_loose_voc(s: Scan) -> Dataset:

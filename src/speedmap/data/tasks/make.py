@@ -24,15 +24,20 @@ DEFAULT_IMGSZ = 256
 TASK_FILE = "task.json"
 GENERATOR_VERSION = 1  # bump when rendering changes: made tasks are then regenerated
 TASK_TRAIN_IMGSZ = 256  # training input size for a built-in task when none is asked for
-OTHER_TRAIN_IMGSZ = 640  # training input size for any other dataset when none is asked for
 
 
-def default_imgsz(data: str | Path) -> int:
-    """The training input size for ``data`` when the user gives none: :data:`TASK_TRAIN_IMGSZ` for a built-in
-    task (a folder holding ``task.json``, or an annotation file in one), else :data:`OTHER_TRAIN_IMGSZ`."""
+def default_imgsz(data: str | Path) -> tuple[int, str]:
+    """The training input size for ``data`` when the user gives none, and why: :data:`TASK_TRAIN_IMGSZ` for a
+    built-in task (a folder holding ``task.json``, or an annotation file in one), else from its boxes
+    (:func:`speedmap.data.imgsz.choose_imgsz`)."""
     path = Path(data)
     root = path if path.is_dir() else path.parent
-    return TASK_TRAIN_IMGSZ if (root / TASK_FILE).is_file() else OTHER_TRAIN_IMGSZ
+    if (root / TASK_FILE).is_file():
+        return TASK_TRAIN_IMGSZ, "a built-in task"
+    from speedmap.data.imgsz import choose_imgsz
+    from speedmap.data.io import load_dataset
+
+    return choose_imgsz(load_dataset(path, auto_split=True))
 
 
 def split_counts(n: int) -> tuple[int, int, int]:
