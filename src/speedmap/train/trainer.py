@@ -412,7 +412,8 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train from the first unfinished epoch; returns the run record (``train.json``)."""
         first, setup = self.state.epoch + 1, time.perf_counter() - self.t_built  # setup: reading, caching images
-        for epoch in range(first, self.cfg.epochs):
+        epoch = first
+        while epoch < self.cfg.epochs:  # not a range: a time limit may shorten the schedule mid-run
             losses, cpu = self.train_epoch(epoch)
             self.state.epoch_seconds.append(cpu.wall_s)
             metrics = self.validate()
@@ -422,6 +423,7 @@ class Trainer:
                 stop = self._fit_time_limit(epoch, (spent - setup) / (epoch + 1 - first), spent, epoch == first)
             if self._agree(stop):
                 break
+            epoch += 1
         if self.ddp:
             dist.barrier()
             dist.destroy_process_group()
