@@ -64,6 +64,30 @@ def rows(name: str, doc: dict, wall: float, stated: float | None) -> list[str]:
     return out
 
 
+def time_split(name: str, out: Path) -> str:
+    """Where the study's time went, from steps.json and each run's train.json: probe, per size the training
+    pass and the rest of an epoch (validation, checkpoints, data set-up), exports, scoring, benchmarks."""
+    steps = json.loads((out / "steps.json").read_text())
+    parts: dict[str, float] = {}
+    for step, e in steps.items():
+        kind = step.split("/")[0]
+        secs = float(e.get("seconds", 0.0))
+        if kind == "train":
+            size = step.split("/")[2]
+            rec = json.loads((Path(e["result"]["run"]) / "train.json").read_text())
+            loop = float(sum(rec["epoch_seconds"]))
+            parts[f"{size} training pass"] = loop
+            parts[f"{size} validation + set-up"] = secs - loop
+        elif kind == "export" and step.endswith("-int8"):
+            parts["int8 exports (calibration)"] = parts.get("int8 exports (calibration)", 0.0) + secs
+        else:
+            label = "benchmarks" if kind == "bench" else "fp32 exports" if kind == "export" else kind
+            parts[label] = parts.get(label, 0.0) + secs
+    total = sum(parts.values())
+    cells = ", ".join(f"{k} {v / 60:.1f} min ({100 * v / total:.0f}%)" for k, v in parts.items())
+    return f"{name}: {total / 60:.1f} min of steps: {cells}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="+", type=Path)
@@ -75,6 +99,7 @@ def main() -> None:
         "| mAP50 [95% CI] | int8 mAP50-95 (points vs fp32) | actual min | stated min | stated vs actual | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    splits: list[str] = []
     for data in args.data:
         out = args.out / data.name
         out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +110,11 @@ def main() -> None:
         print("\n".join(new), flush=True)
         t = doc["tasks"][next(iter(doc["tasks"]))]
         print(f"  {data.name}: {t['imgsz']} px because {t['imgsz_reason']}", flush=True)
+        splits.append(time_split(data.name, out))
+        print("  " + splits[-1], flush=True)
     print("\n".join(table))
-    (args.out / "table.md").write_text("\n".join(table) + "\n")
+    print("\n".join(splits))
+    (args.out / "table.md").write_text("\n".join(table) + "\n\n" + "\n".join(f"- {x}" for x in splits) + "\n")
 
 
 if __name__ == "__main__":
