@@ -16,7 +16,7 @@ from speedmap.bench.browser import chromium_available
 from speedmap.cli import app
 from speedmap.errors import SpeedmapError
 from speedmap.study import run as run_module
-from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset
+from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset, train_images_per_second
 from speedmap.study.recommend import recommend
 from speedmap.study.report import blocks, to_html, to_markdown, write_report
 from speedmap.study.results import (
@@ -491,3 +491,11 @@ def test_the_budget_fits_the_schedule_and_says_what_a_converged_answer_needs() -
         plan(StudyConfig(data=["x"], budget_minutes=1, bench_seconds=5.0), 600, 320, ["http", "local"])
     bad = runner.invoke(app, ["compare", "--budget", "0.5", "--out", "/tmp/unused-study"])
     assert bad.exit_code == 2 and "--budget" in bad.output
+    # measured speeds (the probe) replace the reference ones: twice the speed, about twice the epochs; the
+    # probe's own time counts as spent, once
+    ref = {s: train_images_per_second(s, 320) for s in ("fast", "accurate")}
+    quick = plan(cfg, 600, 320, ["http", "local"], ips={s: 2 * v for s, v in ref.items()}, spent_seconds=60.0)
+    same = plan(cfg, 600, 320, ["http", "local"], ips=ref, spent_seconds=60.0)
+    assert quick.ips is not None and quick.spent_seconds == 60.0
+    assert 1.8 * same.epochs <= quick.epochs <= 2.2 * same.epochs + 1 and quick.at_most_seconds <= 30 * 60 + 1
+    assert same.converged_seconds - quick.converged_seconds > 0

@@ -123,3 +123,32 @@ def test_real_images_train_export_eval_and_serve(real_run: Path, tmp_path: Path)
         proc.terminate()
         proc.wait(10)
     assert np.isfinite(metrics["map50"])
+
+
+def test_a_study_on_an_unsplit_real_folder_times_training_before_stating_its_duration(tmp_path: Path) -> None:
+    """`compare` on a LabelImg folder (images/ + annotations/, unsplit): the split, the input size from the boxes,
+    training timed on the data before the duration is stated, and the int8 models scored and benchmarked."""
+    out = tmp_path / "study"
+    args = ["compare", str(REAL / "raccoon"), "--epochs", "2", "--batch", "4", "--bench-seconds", "0.3"]
+    r = runner.invoke(app, [*args, "--bench-repeats", "1", "--targets", "local", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    order = [said.find(w) for w in ("timing Fast and Accurate", "measured training speed", "expected duration")]
+    assert -1 not in order and order == sorted(order), order  # the probe runs before the estimate is stated
+    assert said.count("timing Fast and Accurate") == 1  # and the study reuses it
+    task = json.loads((out / "results.json").read_text())["tasks"]["raccoon"]
+    assert task["split"]["source"] == "automatic" and task["split"]["seed"] == 0
+    assert task["split"]["ratios"] == [0.7, 0.15, 0.15] and sorted(task["split"]["carved"]) == ["test", "valid"]
+    size, reason = choose_imgsz(load_dataset(REAL / "raccoon", auto_split=True))
+    assert (task["imgsz"], task["imgsz_reason"]) == (size, reason)
+    plan = task["plan"]
+    assert set(plan["ips"]) == {"fast", "accurate"} and plan["ips"]["fast"] > plan["ips"]["accurate"] > 0
+    assert plan["spent_seconds"] > 0  # the probe's time counts in the stated total
+    for e in task["sizes"].values():
+        q = e["int8"]
+        assert 0 <= q["metrics"]["map"] <= 1 and 0 <= q["metrics"]["map50"] <= 1
+        assert q["metrics"]["map_ci95"][0] <= q["metrics"]["map"] <= q["metrics"]["map_ci95"][1]
+        for s in (e["speed"]["local"], q["speed"]["local"]):
+            assert s["single"]["p50_ms"] > 0 and isinstance(s["contended"], bool) and s["other_cpu_share"] >= 0
+    md = (out / "report.md").read_text()
+    assert f"{size} px" in md and "speedmap split it" in md and "int8 exports" in md

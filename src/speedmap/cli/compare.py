@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from math import ceil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from speedmap.cli.common import clean_errors, err, out
 from speedmap.errors import SpeedmapError
-from speedmap.study.config import QUICK, StudyConfig
+from speedmap.study.config import QUICK, Plan, StudyConfig, plan
+
+if TYPE_CHECKING:
+    from speedmap.study.run import Study
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -30,6 +33,8 @@ class StudyUI:
 
     def _clock(self) -> str:
         minutes = (time.time() - self.t0) / 60
+        if not self.steps:  # before the plan: setting up, timing training
+            return f"[{minutes:.1f} min]"
         return f"[{self.done}/{self.steps} steps, {minutes:.1f} of ~{self.expected_s / 60:.0f} min]"
 
     def stage(self, text: str) -> None:
@@ -187,9 +192,11 @@ def compare_command(
     for d in cfg.data:
         if not Path(d).exists():
             raise SpeedmapError(f"dataset not found: {d}")
-    ui = _announce(cfg, out_dir)
+    ui = StudyUI(0, 0.0)
+    study = Study(cfg, out_dir, ui, command=_command(cfg, out_dir))
     try:
-        results = Study(cfg, out_dir, ui, command=_command(cfg, out_dir)).run()
+        _announce(cfg, out_dir, study, ui)
+        results = study.run()
     finally:
         ui.bars.close()
     paths = write_report(results, out_dir)
@@ -200,12 +207,12 @@ def compare_command(
     )
 
 
-def _announce(cfg: StudyConfig, out_dir: Path) -> StudyUI:
-    """What the study will do and about how long it takes, stated up front; the progress display for its steps."""
-    plans = _plans(cfg)
-    expected = sum(p.expected_seconds for _, p, _ in plans)
-    at_most = sum(p.at_most_seconds for _, p, _ in plans)
-    steps = len(plans) * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
+def _announce(cfg: StudyConfig, out_dir: Path, study: Study, ui: StudyUI) -> None:
+    """What the study will do and about how long it takes, stated up front (on your data after timing both
+    sizes' training steps on it, a minute or two that the study would spend anyway); sets the progress
+    display's step count and expected time."""
+    from speedmap.study.run import train_threads
+
     what = ", ".join(cfg.data) if cfg.data else f"built-in tasks {', '.join(cfg.tasks)}"
     budget = f"; budget {cfg.budget_minutes:g} min per dataset" if cfg.budget_minutes else ""
     err.print(
@@ -214,10 +221,16 @@ def _announce(cfg: StudyConfig, out_dir: Path) -> StudyUI:
         f"{', '.join(cfg.targets)}; seed {cfg.seed}{budget}",
         highlight=False,
     )
-    for name, p, reason in plans:
-        err.print(
-            f"  {escape(name)}: {p.train_images} training images at {p.imgsz} px ({escape(reason)})", highlight=False
-        )
+    plans = _plans(cfg, study)
+    expected = sum(p.expected_seconds for _, p in plans)
+    at_most = sum(p.at_most_seconds for _, p in plans)
+    for name, p in plans:
+        if p.ips:
+            err.print(
+                f"  {escape(name)}: measured training speed {p.ips['fast']:.0f} (Fast) and "
+                f"{p.ips['accurate']:.0f} (Accurate) images/s",
+                highlight=False,
+            )
         if p.limited:
             err.print(
                 f"  [yellow]the budget gives at most {p.epochs} epochs per size[/] (of --epochs {cfg.epochs}); a "
@@ -227,33 +240,29 @@ def _announce(cfg: StudyConfig, out_dir: Path) -> StudyUI:
             )
     limit = (
         " (training is cut to fit the budget)"
-        if any(p.limited for _, p, _ in plans)
+        if any(p.limited for _, p in plans)
         else (f", at most {at_most / 60:.0f} if no model plateaus before --epochs")
     )
     err.print(
-        f"expected duration: about {expected / 60:.0f} minutes on a 2-core CPU{limit} (finished steps in "
-        f"{escape(str(out_dir))} are reused)",
+        f"expected duration: about {expected / 60:.0f} minutes on this {train_threads()}-core CPU{limit} (finished "
+        f"steps in {escape(str(out_dir))} are reused)",
         highlight=False,
     )
-    return StudyUI(steps, expected)
+    ui.steps = len(plans) * (len(cfg.sizes) + 1 + len(cfg.targets) + (len(cfg.sizes) == 2))
+    ui.expected_s = expected
 
 
-def _plans(cfg: StudyConfig) -> list[tuple[str, Any, str]]:
-    """Per dataset (or built-in task): its name, the schedule within the budget, and why its input size."""
-    from speedmap.study.config import plan
-
+def _plans(cfg: StudyConfig, study: Study) -> list[tuple[str, Plan]]:
+    """Per dataset (or built-in task): its name and its schedule within the budget. Your datasets are set up
+    by the study itself (split, input size, the training-speed probe); built-in tasks, generated later, are
+    planned on the reference speeds."""
     if not cfg.data:
         size = cfg.imgsz or cfg.task_imgsz
-        return [(t, plan(cfg, round(cfg.images * 0.7), size), "built-in task") for t in cfg.tasks]
-    from speedmap.data.imgsz import choose_imgsz
-    from speedmap.data.io import load_dataset
-
-    out = []
-    for d in cfg.data:
-        ds = load_dataset(d, auto_split=True)
-        size, reason = (cfg.imgsz, "--imgsz") if cfg.imgsz else choose_imgsz(ds)
-        out.append((d, plan(cfg, len(ds.split_records("train")), size), reason))
-    return out
+        for t in cfg.tasks:
+            err.print(f"  {t}: {round(cfg.images * 0.7)} training images at {size} px (built-in task)")
+        return [(t, plan(cfg, round(cfg.images * 0.7), size)) for t in cfg.tasks]
+    dests = study.destinations()
+    return [(name, study.setup_task(name, path, dests)[2]) for name, path in study.datasets()]
 
 
 def _command(cfg: Any, out_dir: Path) -> list[str]:

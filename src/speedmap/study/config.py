@@ -19,15 +19,26 @@ REALTIME_FPS = 30.0
 
 # Training images per second at 128 px, batch 8, on this project's reference machine (2 cores; measured by the
 # --quick study, BENCHMARKS.md), and how it falls with the input size (fitted to the 256 px runs: 18.2 and 6.8
-# images/s); only for the duration estimate stated up front.
+# images/s). Only for the built-in tasks' estimate: on your data the probe measures it (``measured_ips``) before
+# the estimate is stated, since it varies with the data (real photos trained 1.4-2x faster per image than the
+# generated tasks at the same size, BENCHMARKS.md "Real data").
 REFERENCE_TRAIN_IPS = {"fast": 74.0, "accurate": 37.0}
 IPS_EXPONENT = {"fast": 2.0, "accurate": 2.4}
+# Training (2 threads, data loading in workers) against the probe's one-thread step: 1.52-1.87x per image on the
+# three real datasets at 128-320 px (BENCHMARKS.md "Real data"); other thread counts are a guess on the same slope.
+PROBE_THREAD_GAIN_2 = 1.7
 
 
 def train_images_per_second(size: str, imgsz: int) -> float:
     """Measured: below 128 px an epoch is no faster (96 px trained at the 128 px rate: small inputs leave the
     cores idle)."""
     return REFERENCE_TRAIN_IPS[size] * (128 / max(imgsz, 128)) ** IPS_EXPONENT[size]
+
+
+def measured_ips(fast_step_s: float, accurate_step_s: float, batch: int, threads: int) -> dict[str, float]:
+    """Training images per second per size, from the probe's one-thread seconds per optimizer step."""
+    gain = 1.0 + (PROBE_THREAD_GAIN_2 - 1.0) * max(threads - 1, 0)
+    return {"fast": gain * batch / fast_step_s, "accurate": gain * batch / accurate_step_s}
 
 
 @dataclass
@@ -137,22 +148,30 @@ CONVERGED_EPOCHS = 40
 EPOCH_OVERHEAD = 1.3  # validation and checkpoints on top of the training pass
 
 
-def epoch_seconds(size: str, imgsz: int, train_images: int) -> float:
-    return train_images / train_images_per_second(size, imgsz) * EPOCH_OVERHEAD
+def epoch_seconds(size: str, imgsz: int, train_images: int, ips: dict[str, float] | None = None) -> float:
+    rate = ips[size] if ips else train_images_per_second(size, imgsz)
+    return train_images / rate * EPOCH_OVERHEAD
 
 
-def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None = None) -> float:
-    """Everything but training for one dataset: the probe, exports (int8 calibration), scoring, benchmarks."""
+# A benchmark run's wall time against its configured duration: HTTP runs at 100 in flight are often UNSTABLE at
+# 5 s and tried again at 10 and 20 s (real-data study: 2.4x on average, 1.3-3.3x per step), the others rarely.
+HTTP_RUN_FACTOR = 2.4
+
+
+def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None = None, probe: bool = True) -> float:
+    """Everything but training for one dataset: the probe (unless already run), exports (int8 calibration),
+    scoring, benchmarks."""
     ips = {s: train_images_per_second(s, imgsz) for s in cfg.sizes}
-    probe = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (ips[s] / 2) for s in cfg.sizes) if len(cfg.sizes) == 2 else 0
+    probe_s = sum(2 * (cfg.probe_steps + 2) * cfg.batch / (ips[s] / 2) for s in cfg.sizes)
     variants = 2 if cfg.int8 else 1
     bench = 0.0
     for d in destinations if destinations is not None else cfg.targets:
-        scenarios, extra = (1, 6.0) if d == "browser" else (2, 0.7)
+        scenarios, extra, factor = (1, 8.0, 1.0) if d == "browser" else (2, 0.7, HTTP_RUN_FACTOR if d == "http" else 1)
         runs = len(cfg.sizes) * cfg.bench_repeats * scenarios * (1 if d == "browser" else variants)
-        bench += runs * (cfg.bench_seconds + extra)
-    export = len(cfg.sizes) * (8 + (25 * (imgsz / 256) ** 2 if cfg.int8 else 0))  # int8: calibration
-    return probe + bench + export + len(cfg.sizes) * variants * 6  # + scoring and bootstrap
+        bench += runs * (cfg.bench_seconds * factor + extra)
+    export = len(cfg.sizes) * (2 + (3 + 4 * (imgsz / 256) ** 2 if cfg.int8 else 0))  # int8: calibration
+    probe_s = probe_s if probe and len(cfg.sizes) == 2 else 0.0
+    return probe_s + bench + export + len(cfg.sizes) * variants * 6  # + scoring and bootstrap
 
 
 @dataclass
@@ -168,15 +187,25 @@ class Plan:
     converged_seconds: float  # what a run to CONVERGED_EPOCHS (or --epochs) would take
     budget_seconds: float | None
     train_seconds: float | None  # of the budget, what is left for training (both sizes)
+    ips: dict[str, float] | None = None  # training images/s per size, measured by the probe (None: estimated)
+    spent_seconds: float = 0.0  # already spent before the plan (the probe), counted in the totals
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def plan(cfg: StudyConfig, train_images: int, imgsz: int, destinations: list[str] | None = None) -> Plan:
-    """Fit the schedule into ``cfg.budget_minutes``: the epochs both sizes can train after the fixed steps."""
-    per = sum(epoch_seconds(s, imgsz, train_images) for s in cfg.sizes)
-    fixed = fixed_seconds(cfg, imgsz, destinations)
+def plan(
+    cfg: StudyConfig,
+    train_images: int,
+    imgsz: int,
+    destinations: list[str] | None = None,
+    ips: dict[str, float] | None = None,
+    spent_seconds: float = 0.0,
+) -> Plan:
+    """Fit the schedule into ``cfg.budget_minutes``: the epochs both sizes can train after the fixed steps.
+    ``ips``: measured training speeds (the probe, which then counts as ``spent_seconds`` instead of estimated)."""
+    per = sum(epoch_seconds(s, imgsz, train_images, ips) for s in cfg.sizes)
+    fixed = fixed_seconds(cfg, imgsz, destinations, probe=ips is None) + spent_seconds
     want = min(cfg.epochs, CONVERGED_EPOCHS)
     converged = fixed + per * want
     budget = None if cfg.budget_minutes is None else cfg.budget_minutes * 60
@@ -192,7 +221,19 @@ def plan(cfg: StudyConfig, train_images: int, imgsz: int, destinations: list[str
         epochs = min(cfg.epochs, int(train_s // per))
     limited = epochs < cfg.epochs
     typical = fixed + per * min(epochs, CONVERGED_EPOCHS)  # a run that can plateau typically stops about there
-    return Plan(imgsz, train_images, epochs, typical, fixed + per * epochs, limited, converged, budget, train_s)
+    return Plan(
+        imgsz,
+        train_images,
+        epochs,
+        typical,
+        fixed + per * epochs,
+        limited,
+        converged,
+        budget,
+        train_s,
+        ips,
+        spent_seconds,
+    )
 
 
 def estimate_seconds(cfg: StudyConfig, train_images: list[int], epochs: float | None = None) -> float:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 from speedmap import __version__
 from speedmap.errors import SpeedmapError
 from speedmap.jsonfile import write_json_atomic
-from speedmap.study.config import Plan, StudyConfig, key, plan
+from speedmap.study.config import Plan, StudyConfig, key, measured_ips, plan
 from speedmap.study.results import (
     Accuracy,
     AccuracyDelta,
@@ -143,6 +144,8 @@ class Study:
         self.models_dir = out / "models"
         self.command = command or sys.argv
         self.server: Any = None
+        self._prepared: dict[str, tuple[TaskResult, list[Path], Plan]] = {}
+        self._dests: list[str] | None = None
 
     # ---- datasets
     def datasets(self) -> list[tuple[str, Path]]:
@@ -285,6 +288,11 @@ class Study:
 
     # ---- benchmarks
     def destinations(self) -> list[str]:
+        if self._dests is None:
+            self._dests = self._find_destinations()
+        return list(self._dests)
+
+    def _find_destinations(self) -> list[str]:
         dests = [d for d in self.cfg.targets if d != "browser"]
         if "browser" in self.cfg.targets:
             from speedmap.bench.browser import chromium_available
@@ -453,7 +461,11 @@ class Study:
         return self._save(results, started, finished=True)
 
     def setup_task(self, name: str, path: Path, dests: list[str]) -> tuple[TaskResult, list[Path], Plan]:
-        """The dataset as training sees it (its split), its input size and the schedule within the budget."""
+        """The dataset as training sees it (its split), its input size, the training-speed probe (both sizes)
+        and the schedule within the budget, planned on the probe's measured speeds. The CLI calls it before
+        stating the study's duration; the study's own call reuses the result."""
+        if name in self._prepared:
+            return self._prepared[name]
         from speedmap.data.imgsz import choose_imgsz
         from speedmap.data.io import load_dataset
 
@@ -467,20 +479,26 @@ class Study:
             imgsz, reason = self.cfg.task_imgsz, "the built-in task's own image size"
         else:
             imgsz, reason = choose_imgsz(ds)
-        sched = plan(self.cfg, len(ds.split_records("train")), imgsz, dests)
         task = TaskResult(str(path), list(ds.classes), ds.fingerprint())
         task.imgsz, task.imgsz_reason, task.split = imgsz, reason, ds.split_info.to_json()
-        task.plan = sched.to_json()
+        n_train = len(ds.split_records("train"))
         if ds.split_info.source == "automatic":
             self.ui.note(f"{name}: split {ds.split_info.describe()}")
-        self.ui.note(f"{name}: {imgsz} px, {reason}")
+        self.ui.note(f"{name}: {n_train} training images at {imgsz} px, {reason}")
+        ips, spent = None, 0.0
+        if set(self.cfg.sizes) == {"fast", "accurate"}:
+            probe = task.train_speed_probe = self.probe(name, path, task.fingerprint, imgsz)
+            ips = measured_ips(probe.fast_step_s, probe.accurate_step_s, self.cfg.batch, train_threads())
+            spent = float(self.steps.done[f"probe/{name}"].get("seconds", 0.0))
+        sched = plan(self.cfg, n_train, imgsz, dests, ips=ips, spent_seconds=spent)
+        task.plan = sched.to_json()
+        self._prepared[name] = (task, test, sched)
         return task, test, sched
 
     def task(self, name: str, path: Path, dests: list[str], results: StudyResults, started: float) -> None:
         task, test, sched = self.setup_task(name, path, dests)
         results.tasks[name] = task
-        if set(self.cfg.sizes) == {"fast", "accurate"}:
-            task.train_speed_probe = self.probe(name, path, task.fingerprint, sched.imgsz)
+        if task.train_speed_probe is not None:
             self.ui.step_done()
         trained, keys, q_keys = {}, {}, {}
         for size in self.cfg.sizes:
@@ -530,7 +548,7 @@ class Study:
             return None
         from speedmap.study.config import epoch_seconds
 
-        cost = {s: epoch_seconds(s, sched.imgsz, sched.train_images) for s in self.cfg.sizes}
+        cost = {s: epoch_seconds(s, sched.imgsz, sched.train_images, sched.ips) for s in self.cfg.sizes}
         spent = sum(
             float(self.steps.done.get(f"train/{name}/{s}", {}).get("seconds", 0.0)) for s in self.cfg.sizes if s != size
         )
@@ -549,6 +567,11 @@ class Study:
             results.recommendation = recommend(results)
         write_json_atomic(self.out / RESULTS_FILE, results.to_json())
         return results
+
+
+def train_threads() -> int:
+    """The CPU threads training runs on (torch's default: the cores this process may use)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pair(v: Any) -> tuple[float, float] | None:
