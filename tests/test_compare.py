@@ -354,6 +354,20 @@ def test_an_under_trained_pair_is_provisional_and_says_what_to_do() -> None:
     assert "| t | weak | NOT converged (10 epochs) | converged (12 epochs) |" in md
 
 
+def test_a_run_the_budget_planned_short_asks_for_a_budget_not_epochs() -> None:
+    """The plan gave 9 of 60 epochs (the budget): the advice is the budget a converged answer needs."""
+    cfg = StudyConfig(data=["x"], targets=["http"], budget_minutes=30)
+    res = study(fast={"converged": False, "epochs": 9}, cfg=cfg)
+    res.tasks["t"].plan = {"limited": True, "converged_seconds": 96 * 60.0}
+    res.recommendation = recommend(res)
+    c = choice(res)
+    assert c.provisional and c.reasons[0].startswith("Provisional: the 30-minute budget cut training at 9 epochs")
+    assert "rerun with --budget 96" in c.reasons[0] and "--epochs" not in c.reasons[0]
+    res.tasks["t"].plan = {"limited": False}  # not the budget: more epochs, as before
+    res.recommendation = recommend(res)
+    assert "rerun with --epochs 18" in choice(res).reasons[0]
+
+
 def test_an_overlapping_interval_is_no_detectable_difference() -> None:
     res = study(accurate={"m": 0.52}, delta_ci=(-0.01, 0.05))
     c = choice(res)

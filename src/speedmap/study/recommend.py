@@ -478,7 +478,8 @@ def _realtime_rule(numbers: dict[str, Numbers], dest: str) -> Rule | None:
 def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
     """A provisional verdict whose training the budget cut short says so, with the time a converged one needs."""
     pair = task.pair()
-    cut = [e.train for e in pair or () if e.train.budget and not e.train.converged]
+    limited = bool(task.plan.get("limited"))  # the plan gave fewer epochs than --epochs: the budget's cut too
+    cut = [e.train for e in pair or () if (e.train.budget or limited) and not e.train.converged]
     if not c.provisional or not cut or not cfg.budget_minutes:
         return
     need = float(task.plan.get("converged_seconds") or 0.0) / 60
