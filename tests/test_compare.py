@@ -18,11 +18,12 @@ from speedmap.errors import SpeedmapError
 from speedmap.study import run as run_module
 from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset, train_images_per_second
 from speedmap.study.recommend import recommend
-from speedmap.study.report import blocks, to_html, to_markdown, write_report
+from speedmap.study.report import blocks, data_lines, to_html, to_markdown, write_report
 from speedmap.study.results import (
     Accuracy,
     AccuracyDelta,
     Choice,
+    Int8Result,
     RunSummary,
     SizeResult,
     Speed,
@@ -366,6 +367,18 @@ def test_a_run_the_budget_planned_short_asks_for_a_budget_not_epochs() -> None:
     res.tasks["t"].plan = {"limited": False}  # not the budget: more epochs, as before
     res.recommendation = recommend(res)
     assert "rerun with --epochs 18" in choice(res).reasons[0]
+
+
+def test_an_int8_model_more_than_a_point_below_fp32_is_flagged_in_words() -> None:
+    res = study()
+    fast = res.tasks["t"].sizes["fast"]
+    fast.int8 = Int8Result("t/fast-int8", Accuracy(0.489, 0.69, (0.46, 0.52), None), -0.011, (-0.032, 0.003))
+    lines = data_lines(res.tasks["t"], res.config)
+    assert "Fast int8 is 1.1 points below fp32 (int8 - fp32: -1.1 [-3.2, +0.3]): more than the 1 point" in " ".join(
+        lines
+    )
+    fast.int8.delta_map = -0.009  # within the point: not flagged
+    assert not any("int8" in line for line in data_lines(res.tasks["t"], res.config))
 
 
 def test_an_overlapping_interval_is_no_detectable_difference() -> None:

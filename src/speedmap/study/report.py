@@ -509,8 +509,9 @@ def data_lines(t: TaskResult, cfg: Any) -> list[str]:
     for size, e in (t.sizes or {}).items():
         if e.int8 is not None and e.int8.loses:
             lines.append(
-                f"{size.capitalize()} int8 is {_pct_points(-e.int8.delta_map)} points below fp32 "
-                f"{_ci(e.int8.delta_map_ci95, True)}: more than the 1 point allowed, flagged."
+                f"{size.capitalize()} int8 is {-100 * e.int8.delta_map:.1f} points below fp32 (int8 - fp32: "
+                f"{_pct_points(e.int8.delta_map)} {_ci(e.int8.delta_map_ci95, True)}): more than the 1 point "
+                "allowed, flagged."
             )
     return lines
 
