@@ -26,15 +26,32 @@ import torch
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
 from speedmap.plotting import pyplot
+from speedmap.train.schedule import auto_adamw_lr
 from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
 
 
-def run_one(data: Path, size: str, imgsz: int, epochs: int, out: Path, seed: int) -> dict[str, float]:
-    run = out / f"{data.name}-{size}-{imgsz}"
+def run_one(
+    data: Path, size: str, imgsz: int, epochs: int, out: Path, seed: int, lr_scale: float = 1.0
+) -> dict[str, float]:
+    """Train ``size`` for ``epochs`` (no early stopping; ``lr_scale`` != 1: AdamW at that multiple of the automatic
+    rate) and score its best checkpoint on the test split."""
+    tag = f"-lr{lr_scale:g}" if lr_scale != 1 else ""
+    run = out / f"{data.name}-{size}-{imgsz}{tag}{f'-s{seed}' if seed else ''}"
     done = run / "train.json"
     if not done.is_file() or json.loads(done.read_text()).get("epochs_run", 0) < epochs:
+        recipe: dict = {}
+        if lr_scale != 1:
+            recipe = {"optimizer": "adamw", "lr0": auto_adamw_lr(len(load_dataset(data).classes)) * lr_scale}
         cfg = TrainConfig(
-            data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, out=str(run), seed=seed, patience=0
+            data=str(data),
+            size=size,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=16,
+            out=str(run),
+            seed=seed,
+            patience=0,
+            **recipe,
         )
         cfg.resume = (run / "last.pt").is_file()
         train(cfg, log=lambda m: None)

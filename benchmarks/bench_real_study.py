@@ -54,10 +54,11 @@ def rows(name: str, doc: dict, wall: float, stated: float | None) -> list[str]:
     for size, s in t["sizes"].items():
         tr, m, q = s["train"], s["metrics"], s.get("int8")
         int8 = f"{q['metrics']['map']:.3f} ({100 * q['delta_map']:+.1f})" if q else "-"
+        cut = tr.get("budget") or t.get("plan", {}).get("limited")  # the trainer's time limit or the plan's epochs
         out.append(
             f"| {name} | {size} | {t['imgsz']} | {t['split'].get('source')} "
             f"| {tr['train_images']} / {s['test_images']} "
-            f"| {tr['epochs_run']}{' (budget)' if tr.get('budget') else ''} | {'yes' if tr['converged'] else 'no'} "
+            f"| {tr['epochs_run']}{' (budget)' if cut else ''} | {'yes' if tr['converged'] else 'no'} "
             f"| {m['map']:.3f} {_ci(m.get('map_ci95'))} | {m['map50']:.3f} {_ci(m.get('map50_ci95'))} | {int8} "
             f"| {wall / 60:.1f} | {stated or '-'} | {off} | {verdict} |"
         )
