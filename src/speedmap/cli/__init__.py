@@ -12,11 +12,12 @@ from speedmap.cli.datasets import app as datasets_app
 from speedmap.cli.evaluate import eval_command
 from speedmap.cli.export import export_command, models_list_command
 from speedmap.cli.predict import predict_command
+from speedmap.cli.pretrain import pretrain_command
 from speedmap.cli.serve import serve_command
 from speedmap.cli.train import train_command
 
 # The order a user meets the commands in: the whole study first, then its steps one by one, then the model store.
-WORKFLOW = ("compare", "datasets", "train", "export", "predict", "eval", "serve", "bench", "models")
+WORKFLOW = ("compare", "datasets", "train", "pretrain", "export", "predict", "eval", "serve", "bench", "models")
 
 
 class WorkflowGroup(Group):
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.command("compare", cls=Command)(compare_command)
 app.add_typer(datasets_app, name="datasets")
 app.command("train", cls=Command)(train_command)
+app.command("pretrain", cls=Command)(pretrain_command)
 app.command("export", cls=Command)(export_command)
 app.command("predict", cls=Command)(predict_command)
 app.command("eval", cls=Command)(eval_command)

@@ -38,9 +38,9 @@ def auto_adamw_lr(nc: int) -> float:
     return round(AUTO_ADAMW_LR * (AUTO_ADAMW_CLASS_OFFSET + 1) / (AUTO_ADAMW_CLASS_OFFSET + nc), AUTO_ADAMW_LR_DIGITS)
 
 
-def warmup_iterations(warmup_epochs: float, batches_per_epoch: int) -> int:
-    """Optimizer steps of warm-up: ``warmup_epochs`` worth, at least :data:`WARMUP_MIN_ITERS`; 0 turns it off."""
-    return max(round(warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERS) if warmup_epochs > 0 else 0
+def warmup_iterations(warmup_epochs: float, batches_per_epoch: int, min_iters: int = WARMUP_MIN_ITERS) -> int:
+    """Optimizer steps of warm-up: ``warmup_epochs`` worth, at least ``min_iters``; 0 turns it off."""
+    return max(round(warmup_epochs * batches_per_epoch), min_iters) if warmup_epochs > 0 else 0
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from speedmap.train.checkpoint import (
     saved_config,
 )
 from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
-from speedmap.train.data import TrainData, ValData, collate
+from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
@@ -65,6 +65,7 @@ from speedmap.train.schedule import (
     auto_optimizer,
     warmup_iterations,
 )
+from speedmap.train.weights import resolve_weights, weights_record
 
 IMGSZ_STRIDE = 32  # the input size must be a multiple of the model's largest stride ...
 IMGSZ_MAX = 4096  # ... and at most this
@@ -94,6 +95,10 @@ class TrainConfig:
     cos_lr: bool = False
     warmup_epochs: float = 3.0
     weight_decay: float = 5e-4
+    ema_tau: float = 2000.0  # the EMA's decay ramps up as 1 - exp(-updates / ema_tau)
+    warmup_min_iters: int = 100  # warm-up lasts at least this many optimizer steps
+    aug_scale: float = 0.5  # random scaling of training samples: 1 +- this
+    mosaic: float = 1.0  # probability of a mosaic sample (before close_mosaic)
     val: bool = True
     # seconds this run may take (training and validation); after its first epoch the run fits its epochs into
     # them (the schedule shortened to what fits), and it stops when the next epoch would not fit
@@ -350,8 +355,10 @@ class Trainer:
         # a resumed run keeps the architecture it started with, even if its size's registered spec changed
         model = create_model(self.cfg.size, self.nc, checkpoint_spec(self.resume_ckpt) if self.resume_ckpt else None)
         model.head.init_bias(self.imgsz)
-        if self.cfg.weights and not self.resume_ckpt:
-            model = self._transferred(self.cfg.weights)
+        start = resolve_weights(self.cfg.weights, self.cfg.size)
+        self.start_weights = weights_record(self.cfg.weights, start)
+        if start and not self.resume_ckpt:
+            model = self._transferred(start)
         if self.resume_ckpt:
             load_train_weights(model, self.resume_ckpt)
         model.to(self.device)
@@ -377,7 +384,7 @@ class Trainer:
         self.per_rank_batch = cfg.batch // self.world
         self.batches_per_epoch = math.ceil(self.n_train / self.world / self.per_rank_batch)
         self.optimizer = build_optimizer(self.model, cfg, cfg.epochs * self.batches_per_epoch, self.nc)
-        self.ema = ModelEMA(self.model)
+        self.ema = ModelEMA(self.model, tau=cfg.ema_tau)
         self.state = RunState()
         if self.resume_ckpt:
             self.state = restore_training(self.resume_ckpt, self.optimizer, self.ema)
@@ -392,11 +399,12 @@ class Trainer:
 
     def _build_data(self) -> None:
         cfg = self.cfg
-        self.data = TrainData(self.train_split, self.imgsz, cfg.seed)
+        aug = AugmentConfig(mosaic=cfg.mosaic, scale=cfg.aug_scale)
+        self.data = TrainData(self.train_split, self.imgsz, cfg.seed, aug)
         use_val = self.val_split is not None and cfg.val and self.main
         self.val = ValData(self.val_split, self.imgsz) if use_val else None
         self.workers = default_workers() if cfg.workers is None else cfg.workers
-        warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch)
+        warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch, cfg.warmup_min_iters)
         self.schedule = Schedule(cfg.epochs, cfg.lrf, cfg.cos_lr, self.batches_per_epoch, warmup)
 
     def _log_start(self) -> None:
@@ -602,6 +610,7 @@ class Trainer:
             "processes": self.world,
             "threads": torch.get_num_threads(),
             "seed": cfg.seed,
+            "weights": self.start_weights,
             "machine": {
                 "platform": platform.platform(),
                 "python": platform.python_version(),

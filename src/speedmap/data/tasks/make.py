@@ -14,7 +14,8 @@ import numpy as np
 
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.io import save_dataset
-from speedmap.data.tasks.builtin import TASKS
+from speedmap.data.tasks.builtin import TASKS, Task
+from speedmap.data.tasks.mixture import PRETRAIN_TASKS
 from speedmap.data.writing import check_output
 from speedmap.errors import DatasetError
 
@@ -47,9 +48,14 @@ def split_counts(n: int) -> tuple[int, int, int]:
     return n - valid - test, valid, test
 
 
+def generator(name: str) -> Task | None:
+    """A built-in task, or a scene generator only pretraining uses (``mixture``); None if neither."""
+    return TASKS.get(name) or PRETRAIN_TASKS.get(name)
+
+
 def check_task_args(name: str, dst: str | Path, images: int, imgsz: int) -> None:
     """Fail fast, before any work, on arguments :func:`make_task` cannot use."""
-    if name not in TASKS:
+    if generator(name) is None:
         raise DatasetError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}")
     if images < 1:
         raise DatasetError("--images must be at least 1")
@@ -60,7 +66,8 @@ def check_task_args(name: str, dst: str | Path, images: int, imgsz: int) -> None
 
 def task_meta(name: str, seed: int, images: int, imgsz: int, format: str) -> dict[str, Any]:
     """What ``task.json`` records: everything that determines the generated files."""
-    task = TASKS[name]
+    task = generator(name)
+    assert task is not None, name
     return {
         "task": name,
         "generator": GENERATOR_VERSION,
@@ -102,10 +109,10 @@ def make_task(
     ``dst`` and renamed into place at the end, so an interrupted run leaves nothing half-written.
     """
     dst = Path(dst)
-    if name in TASKS and is_made(dst, task_meta(name, seed, images, imgsz, format)):
+    if generator(name) is not None and is_made(dst, task_meta(name, seed, images, imgsz, format)):
         return dst
     check_task_args(name, dst, images, imgsz)
-    task = TASKS[name]
+    task = generator(name)
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:

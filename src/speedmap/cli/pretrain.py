@@ -1,0 +1,54 @@
+"""``speedmap pretrain``: pretrain each size on generated scenes, resumable across sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from speedmap.cli.common import clean_errors, err, progress_bar
+from speedmap.cli.train import EpochBars, print_outcome
+from speedmap.errors import MissingExtra
+
+
+@clean_errors
+def pretrain_command(
+    size: str = typer.Option("fast,accurate", "--size", help="Sizes to pretrain, comma-separated."),
+    images: int = typer.Option(8000, "--images", min=30, help="Generated scenes (70% train, 15% valid, 15% test)."),
+    imgsz: int = typer.Option(256, "--imgsz", help="Scene and input size, a multiple of 32."),
+    epochs: int = typer.Option(60, "--epochs", min=1),
+    batch: int = typer.Option(16, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seeds the scenes and the training."),
+    out: Path = typer.Option(Path("runs/pretrain"), "--out", help="Folder of the scenes and one run per size."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    workers: int | None = typer.Option(None, "--workers", help="Data-loading processes (default: by CPU count)."),
+) -> None:
+    """Pretrain on generated scenes (no photographs, no download). Run the same command again to continue
+    where it stopped; fine-tune with `speedmap train DATA --weights OUT/SIZE/best.pt`."""
+    try:
+        from speedmap.models import SIZES
+        from speedmap.train.pretrain import PretrainConfig, make_scenes, pretrain
+    except ImportError as exc:
+        raise MissingExtra("training", "train", exc) from None
+    sizes = [s.strip() for s in size.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        err.print(f"[bold red]error:[/] unknown size {','.join(unknown)!r}; choose from {', '.join(SIZES)}")
+        raise typer.Exit(2)
+    cfg = PretrainConfig(str(out), sizes, images, imgsz, epochs, batch, seed, device, workers)
+    with progress_bar("generating scenes") as scenes:
+        make_scenes(cfg, scenes)
+    bars = EpochBars()
+    try:
+        records = pretrain(cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    finally:
+        bars.close()
+    for s, record in records.items():
+        if record:
+            err.print(
+                f"[green]{s}[/]: best epoch {record['best_epoch']} mAP50-95 {record['best_map'] or 0:.3f} on the "
+                f"scenes; fine-tune with --weights {escape(str(out / s / 'best.pt'))}",
+                highlight=False,
+            )
+            print_outcome(record)

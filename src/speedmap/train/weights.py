@@ -1,0 +1,51 @@
+"""Where a training run starts: from scratch, from the weights shipped in the package, or from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from speedmap import __version__
+from speedmap.train.checkpoint import TrainError
+
+SCRATCH = "scratch"  # random initialisation
+PRETRAINED = "pretrained"  # the package's weights for the size (speedmap/weights/SIZE.pt), never downloaded
+
+
+def packaged_weights(size: str) -> Path | None:
+    """The package's pretrained checkpoint for ``size``, or None when this version ships none."""
+    path = resources.files("speedmap").joinpath("weights", f"{size}.pt")
+    return Path(str(path)) if path.is_file() else None
+
+
+def resolve_weights(spec: str | None, size: str) -> str | None:
+    """The checkpoint path a run starts from (None: from scratch) for ``--weights``: scratch, pretrained or a
+    path."""
+    if spec is None or spec == SCRATCH:
+        return None
+    if spec == PRETRAINED:
+        path = packaged_weights(size)
+        if path is None:
+            raise TrainError(
+                f"speedmap {__version__} ships no pretrained {size!r} weights: train from scratch "
+                "(--weights scratch) or pretrain your own (speedmap pretrain) and pass its best.pt"
+            )
+        return str(path)
+    if not Path(spec).is_file():
+        raise TrainError(f"--weights {Path(spec).name}: no such checkpoint file (or use scratch / pretrained)")
+    return spec
+
+
+def weights_record(spec: str | None, path: str | None) -> dict[str, Any]:
+    """What ``train.json`` says about the start: scratch, or the checkpoint and, when it came from
+    ``speedmap pretrain``, the pretraining's provenance (its ``pretrain.json``)."""
+    if path is None:
+        return {"start": SCRATCH}
+    provenance = Path(path).parent / "pretrain.json"
+    try:
+        pre = json.loads(provenance.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pre = None
+    return {"start": PRETRAINED if spec == PRETRAINED else "checkpoint", "file": Path(path).name, "pretrain": pre}

@@ -1,0 +1,101 @@
+"""`speedmap pretrain`: generated scenes, training that survives an interruption and continues exactly,
+provenance that reproduces it, and fine-tuning from its weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from speedmap.data import load_dataset
+from speedmap.data.tasks import TASKS, make_task
+from speedmap.train.checkpoint import TrainError
+from speedmap.train.pretrain import PretrainConfig, pretrain
+from speedmap.train.weights import packaged_weights
+
+TINY = dict(sizes=["fast"], images=40, imgsz=64, epochs=3, batch=8, workers=0)
+
+
+def test_mixture_scenes_are_wider_than_the_tasks_and_not_one_of_them(tmp_path: Path) -> None:
+    ds = load_dataset(make_task("mixture", tmp_path / "mix", images=60, imgsz=128))
+    assert "mixture" not in TASKS  # never part of a study
+    assert len(ds.classes) > max(len(t.classes) for t in TASKS.values())
+    records = [r for s in ("train", "valid", "test") for r in ds.split(s).records]
+    counts = [len(r.boxes) for r in records]
+    sides = [float(max(b[2] - b[0], b[3] - b[1])) for r in records for b in r.boxes]
+    assert max(counts) >= 15 and min(counts) <= 3  # sparse and dense scenes
+    assert min(sides) < 8 and max(sides) > 50  # tiny and large objects
+    assert len({int(c) for r in records for c in r.class_ids}) >= 12
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_at(epoch: int):  # type: ignore[no-untyped-def]
+    def progress(ev: dict[str, Any]) -> None:
+        if ev.get("epoch") == epoch and ev.get("batch") == 1:
+            raise Interrupt  # as a Ctrl-C in the middle of an epoch
+
+    return progress
+
+
+def test_an_interrupted_pretraining_continues_where_it_stopped_and_ends_as_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    whole = pretrain(PretrainConfig(out=str(tmp_path / "whole"), **TINY), log=lambda m: None)["fast"]
+    cfg = PretrainConfig(out=str(tmp_path / "cut"), **TINY)
+    with pytest.raises(Interrupt):
+        pretrain(cfg, progress=_stop_at(2), log=lambda m: None)
+    cut = tmp_path / "cut" / "fast"
+    assert json.loads((cut / "train.json").read_text())["epochs_run"] == 2  # epochs 1-2 kept, 3 lost
+    lines: list[str] = []
+    resumed = pretrain(cfg, log=lines.append)["fast"]
+    assert any("continuing" in m for m in lines)
+    assert resumed["epochs_run"] == whole["epochs_run"] == 3
+    hist_cut = [line.split(",")[1:4] for line in (cut / "metrics.csv").read_text().splitlines()[1:]]
+    hist_whole = [line.split(",")[1:4] for line in (tmp_path / "whole/fast/metrics.csv").read_text().splitlines()[1:]]
+    assert hist_cut == hist_whole  # the same losses epoch by epoch: the same run
+    prov = json.loads((cut / "pretrain.json").read_text())
+    assert prov["command"].startswith("speedmap pretrain ") and "--seed 0" in prov["command"]
+    assert prov["config"] == {"images": 40, "imgsz": 64, "epochs": 3, "batch": 8, "seed": 0, "size": "fast"}
+    assert prov["code"]["speedmap"] and len(prov["continued"]) == 1
+    # a finished run is skipped; other settings in the same folder are refused, not mixed in
+    again: list[str] = []
+    pretrain(cfg, log=again.append)
+    assert any("already pretrained" in m for m in again)
+    with pytest.raises(TrainError, match="other settings"):
+        pretrain(PretrainConfig(out=str(tmp_path / "cut"), **{**TINY, "epochs": 5}), log=lambda m: None)
+
+
+def test_fine_tuning_from_pretrained_weights_records_where_it_started(tmp_path: Path) -> None:
+    pretrain(PretrainConfig(out=str(tmp_path / "pre"), **{**TINY, "epochs": 1}), log=lambda m: None)
+    data = make_task("fine", tmp_path / "fine", images=24, imgsz=64)  # 6 classes, not the scenes' 16
+    env_run = tmp_path / "ft"
+    cmd = [sys.executable, "-m", "speedmap", "train", str(data), "--epochs", "1", "--imgsz", "64", "--batch", "8"]
+    cmd += ["--workers", "0", "--out", str(env_run), "--weights", str(tmp_path / "pre" / "fast" / "best.pt")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "class head re-initialised" in proc.stderr
+    rec = json.loads((env_run / "train.json").read_text())
+    assert rec["weights"]["start"] == "checkpoint"
+    assert rec["weights"]["pretrain"]["command"].startswith("speedmap pretrain ")
+    scratch = json.loads((tmp_path / "pre" / "fast" / "train.json").read_text())["weights"]
+    assert scratch == {"start": "scratch"}
+
+
+def test_weights_that_do_not_exist_fail_clearly(tmp_path: Path) -> None:
+    data = make_task("shapes", tmp_path / "shapes", images=12, imgsz=64)
+    base = [sys.executable, "-m", "speedmap", "train", str(data), "--epochs", "1", "--imgsz", "64"]
+    missing = subprocess.run([*base, "--weights", str(tmp_path / "nope.pt")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr
+    assert str(tmp_path) not in missing.stderr  # the file's name, not its path
+    if packaged_weights("fast") is None:
+        shipped = subprocess.run([*base, "--weights", "pretrained"], capture_output=True, text=True)
+        assert shipped.returncode == 2 and "ships no pretrained 'fast' weights" in shipped.stderr
