@@ -169,7 +169,7 @@ def _command_paths(cmd: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]
 def test_help_lists_the_commands_in_workflow_order() -> None:
     panel = _help().split("Commands", 1)[1]
     rows = [line.split()[1] for line in panel.splitlines() if line.startswith("│ ") and line[2] != " "]
-    assert rows == ["compare", "datasets", "train", "export", "predict", "eval", "serve", "bench", "models"]
+    assert rows == ["compare", "datasets", "train", "pretrain", "export", "predict", "eval", "serve", "bench", "models"]
 
 
 def test_no_help_shows_a_value_placeholder_on_a_flag() -> None:
