@@ -7,10 +7,11 @@ trained on the same datasets with the same seeds (paired), at equal epochs, scor
 
 A dataset is a folder (trained at the input size `compare` chooses for it) or ``task:NAME@IMGSZxIMAGES`` (a
 built-in task generated at that size and image count, trained at IMGSZ). A variant is a name and a JSON object
-of :class:`TrainConfig` fields, plus three relative ones: ``lr_scale`` (AdamW at that multiple of the automatic
-rate), ``close_mosaic_frac`` (mosaic off for that fraction of the epochs) and ``ema_tau_frac`` (the EMA's ramp
-as a fraction of the run's optimizer steps). ``--base`` gives the baseline's fields the same way (default: the
-trainer's defaults); every variant is applied on top of it.
+of :class:`TrainConfig` fields, plus four relative ones: ``lr_scale`` (AdamW at that multiple of the automatic
+rate), ``close_mosaic_frac`` (mosaic off for that fraction of the epochs), ``ema_tau_frac`` (the EMA's ramp
+as a fraction of the run's optimizer steps) and ``pretrained`` (start from ``speedmap pretrain --out DIR``'s
+weights for the size: DIR may hold ``{size}``, e.g. ``runs/pt/{size}``). ``--base`` gives the baseline's
+fields the same way (default: the trainer's defaults); every variant is applied on top of it.
 
 Every finished run is appended to ``ledger.jsonl`` in --out and never trained again, so the script can be
 stopped and rerun (an interrupted run resumes from its last epoch), and later sessions add seeds or variants
@@ -40,7 +41,7 @@ from speedmap.train.schedule import auto_adamw_lr
 from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
 
 BATCH = 16
-RELATIVE = ("lr_scale", "close_mosaic_frac", "ema_tau_frac")
+RELATIVE = ("lr_scale", "close_mosaic_frac", "ema_tau_frac", "pretrained")
 
 
 def resolve_data(spec: str, out: Path) -> tuple[str, Path, int]:
@@ -54,7 +55,7 @@ def resolve_data(spec: str, out: Path) -> tuple[str, Path, int]:
     return folder.name, folder, choose_imgsz(load_dataset(folder, auto_split=True))[0]
 
 
-def recipe(fields: dict[str, Any], folder: Path, epochs: int) -> dict[str, Any]:
+def recipe(fields: dict[str, Any], folder: Path, epochs: int, size: str) -> dict[str, Any]:
     """TrainConfig fields for a variant's fields (the relative ones resolved for this dataset and run)."""
     out = {k: v for k, v in fields.items() if k not in RELATIVE}
     ds = load_dataset(folder, auto_split=True)
@@ -65,6 +66,8 @@ def recipe(fields: dict[str, Any], folder: Path, epochs: int) -> dict[str, Any]:
         out["close_mosaic"] = round(fields["close_mosaic_frac"] * epochs)
     if "ema_tau_frac" in fields:
         out["ema_tau"] = max(1.0, fields["ema_tau_frac"] * steps)
+    if "pretrained" in fields:  # a `speedmap pretrain --out` folder per size, e.g. "runs/pt/{size}"
+        out["weights"] = str(Path(fields["pretrained"].format(size=size)) / size / "best.pt")
     return out
 
 
@@ -72,7 +75,7 @@ def run(
     name: str, folder: Path, imgsz: int, size: str, seed: int, variant: str, fields: dict, epochs: int, out: Path
 ) -> dict[str, Any]:
     """Train one (dataset, size, seed, variant) and score its best checkpoint on the test split."""
-    folder_run = out / "runs" / f"{name}-{size}-{key(fields)}-s{seed}-e{epochs}".replace("@", "_")
+    folder_run = out / "runs" / f"{name}-{size}-{key(fields)}-s{seed}-e{epochs}".replace("@", "_").replace("/", "_")
     cfg = TrainConfig(
         data=str(folder),
         size=size,
@@ -82,7 +85,7 @@ def run(
         out=str(folder_run),
         seed=seed,
         patience=0,
-        **recipe(fields, folder, epochs),
+        **recipe(fields, folder, epochs, size),
     )
     cfg.resume = (folder_run / "last.pt").is_file()
     t0 = time.perf_counter()
