@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from speedmap.cli.common import clean_errors, err, out
-from speedmap.errors import SpeedmapError
+from speedmap.errors import MissingExtra, SpeedmapError
 from speedmap.study.config import QUICK, Plan, StudyConfig, plan
 
 if TYPE_CHECKING:
@@ -129,6 +129,9 @@ QuickOpt = Annotated[bool, typer.Option("--quick", help="A small study: within 1
 MinFpsOpt = Annotated[float | None, typer.Option("--min-fps", help="Constraint: frames per second on the target.")]
 MaxLatencyOpt = Annotated[float | None, typer.Option("--max-latency-ms", help="Constraint: p50 latency.")]
 MinMapOpt = Annotated[float | None, typer.Option("--min-map", help="Constraint: test mAP50 (0-1).")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="Training device for every run: auto (CUDA when present) | cpu | cuda | cuda:N.")
+]
 BenchSecondsOpt = Annotated[
     float | None,
     typer.Option("--bench-seconds", help=f"Minimum seconds per benchmark run {presets('bench_seconds')}."),
@@ -156,6 +159,7 @@ def compare_command(
     bench_seconds: BenchSecondsOpt = None,
     budget: BudgetOpt = None,
     int8: Int8Opt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
     from speedmap.study.config import preset
@@ -187,8 +191,10 @@ def compare_command(
         bench_seconds=bench_seconds,
         budget_minutes=budget or None,
         int8=int8,
+        device=device,
     )
     cfg.check()
+    _check_device(cfg.device)
     for d in cfg.data:
         if not Path(d).exists():
             raise SpeedmapError(f"dataset not found: {d}")
@@ -205,6 +211,15 @@ def compare_command(
         "wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"], out_dir / "results.json")),
         highlight=False,
     )
+
+
+def _check_device(device: str) -> None:
+    """Fail at once on a device this machine lacks, not after the data is prepared."""
+    try:
+        from speedmap.train.device import resolve_device
+    except ImportError as exc:
+        raise MissingExtra("training", "train", exc) from None
+    resolve_device(device)
 
 
 def _announce(cfg: StudyConfig, out_dir: Path, study: Study, ui: StudyUI) -> None:
@@ -293,6 +308,7 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
     if cfg.imgsz:
         cmd += ["--imgsz", str(cfg.imgsz)]
     cmd += ["--budget", f"{cfg.budget_minutes or 0:g}", "--int8" if cfg.int8 else "--no-int8"]
+    cmd += ["--device", cfg.device]
     if not cfg.data:
         cmd += ["--images", str(cfg.images)]
     if cfg.quick:

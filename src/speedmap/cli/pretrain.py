@@ -21,16 +21,18 @@ def pretrain_command(
     batch: int = typer.Option(16, "--batch", min=1),
     seed: int = typer.Option(0, "--seed", help="Seeds the scenes and the training."),
     out: Path = typer.Option(Path("runs/pretrain"), "--out", help="Folder of the scenes and one run per size."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
     workers: int | None = typer.Option(None, "--workers", help="Data-loading processes (default: by CPU count)."),
 ) -> None:
     """Pretrain on generated scenes (no photographs, no download). Run the same command again to continue
     where it stopped; fine-tune with `speedmap train DATA --weights OUT/SIZE/best.pt`."""
     try:
         from speedmap.models import SIZES
+        from speedmap.train.device import resolve_device
         from speedmap.train.pretrain import PretrainConfig, make_scenes, pretrain
     except ImportError as exc:
         raise MissingExtra("training", "train", exc) from None
+    resolve_device(device)  # a missing GPU fails here, before any scene is generated
     sizes = [s.strip() for s in size.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:

@@ -78,7 +78,7 @@ def train_command(
         help="Start from: scratch, pretrained (weights shipped in the package) or a checkpoint file (any class count).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/train/DATA-SIZE)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
     workers: int | None = typer.Option(None, "--workers", help="Data-loading processes (default: by CPU count)."),
     seed: int = typer.Option(0, "--seed"),
     patience: int = typer.Option(50, "--patience", help=PATIENCE_HELP),
@@ -90,9 +90,11 @@ def train_command(
     """Train a detector (PyTorch; install the `train` extra). Works under torchrun for several processes."""
     try:
         from speedmap.models import SIZES
+        from speedmap.train.device import resolve_device
         from speedmap.train.trainer import TrainConfig, train
     except ImportError as exc:
         raise MissingExtra("training", "train", exc) from None
+    resolve_device(device)  # a missing GPU fails here, before the data is read
     if size not in SIZES:
         err.print(f"[bold red]error:[/] unknown size {size!r}; choose one of {', '.join(SIZES)}")
         raise typer.Exit(2)

@@ -64,6 +64,7 @@ class StudyConfig:
     http_concurrency: int = 100  # "many in flight" on the server, as the reference study
     local_concurrency: int = 4  # in-process: more threads than cores only oversubscribe
     quick: bool = False
+    device: str = "auto"  # training device of every run: auto | cpu | cuda | cuda:N
     min_fps: float | None = None
     max_latency_ms: float | None = None
     min_map: float | None = None

@@ -213,6 +213,7 @@ class Study:
                 patience=c.patience,
                 resume=resume,
                 time_limit=time_limit,
+                device=c.device,
             )
             record = train(tc, progress=self.ui.training, log=self.ui.note)
             cached = self.steps.put(step, k, train_result(record, run), *inputs)

@@ -37,7 +37,7 @@ class PretrainConfig:
     epochs: int = 60
     batch: int = 16
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     workers: int | None = None
 
 

@@ -51,6 +51,7 @@ from speedmap.train.checkpoint import (
 )
 from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
+from speedmap.train.device import amp_dtype, default_workers, resolve_device
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
@@ -70,7 +71,6 @@ from speedmap.train.weights import resolve_weights, weights_record
 IMGSZ_STRIDE = 32  # the input size must be a multiple of the model's largest stride ...
 IMGSZ_MAX = 4096  # ... and at most this
 EPOCH_SEED_STRIDE = 100_003  # an epoch's shuffle seed is seed * this + epoch: distinct for every (seed, epoch)
-MAX_WORKERS = 4  # data-loading processes at most by default (half the CPUs; none on 1-2 CPUs)
 VAL_BATCH = 32  # images per forward pass in validation
 
 
@@ -83,7 +83,7 @@ class TrainConfig:
     batch: int = 16
     weights: str | None = None
     out: str | None = None
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     workers: int | None = None
     seed: int = 0
     patience: int = 50  # stop after this many epochs without a gain in validation mAP50-95 (0: never)
@@ -121,14 +121,6 @@ class EpochLog:
 
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-def default_workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return 0 if cpus <= 2 else min(MAX_WORKERS, cpus // 2)
 
 
 def _rank() -> tuple[int, int, int]:
@@ -246,15 +238,15 @@ class Step:
     world: int = 1
 
     def __post_init__(self) -> None:
-        self.cuda = self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+        self.amp = amp_dtype(self.device)  # bf16 or fp16 autocast on a GPU; fp16 needs loss scaling
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Train on one batch (uint8 images, collated targets); returns the detached loss parts."""
         x = images.to(self.device, non_blocking=True).float().div_(255)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda):
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             raw, shapes = self.net(x)
         loss, parts = self.criterion(raw, shapes, targets.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
@@ -309,9 +301,8 @@ class Trainer:
     # ---- setting up
 
     def _init_device(self, device: str, local_rank: int) -> torch.device:
+        device = resolve_device(device)
         cuda = device.startswith("cuda")
-        if cuda and not torch.cuda.is_available():
-            raise TrainError("--device cuda asked for, but PyTorch sees no CUDA device")
         if self.ddp and not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo")
         dev = torch.device(f"cuda:{local_rank}" if cuda and self.ddp else device)
@@ -403,7 +394,7 @@ class Trainer:
         self.data = TrainData(self.train_split, self.imgsz, cfg.seed, aug)
         use_val = self.val_split is not None and cfg.val and self.main
         self.val = ValData(self.val_split, self.imgsz) if use_val else None
-        self.workers = default_workers() if cfg.workers is None else cfg.workers
+        self.workers = default_workers(self.device.type) if cfg.workers is None else cfg.workers
         warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch, cfg.warmup_min_iters)
         self.schedule = Schedule(cfg.epochs, cfg.lrf, cfg.cos_lr, self.batches_per_epoch, warmup)
 
@@ -474,6 +465,7 @@ class Trainer:
             sampler=order[self.rank :: self.world],
             collate_fn=collate,
             num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",  # page-locked batches copy to the GPU asynchronously
             drop_last=False,
         )
 
