@@ -149,8 +149,7 @@ def test_a_hog_during_the_benchmark_step_marks_the_speed_contended_and_the_evide
         with hog():
             got = study.bench("shapes", {"fast": "f", "accurate": "a"}, "http", images)
     finally:
-        if study.server is not None:
-            study.server.stop()
+        study.close()
     bench = json.loads((tmp_path / "bench" / "http-shapes.json").read_text())
     for run in bench["runs"]:  # a contended run was tried once more at the same duration, and stayed so
         tries = run["attempts"]

@@ -132,6 +132,18 @@ MinMapOpt = Annotated[float | None, typer.Option("--min-map", help="Constraint: 
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="Training device for every run: auto (CUDA when present) | cpu | cuda | cuda:N.")
 ]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Train every dataset x size as Ray tasks on the cluster at this address (auto: RAY_ADDRESS or the "
+        "cluster of this node, else a local one; HOST:PORT). Run folders must be on a path every node reads.",
+    ),
+]
+BenchNodeOpt = Annotated[
+    str | None,
+    typer.Option("--bench-node", help="With --ray: the node (IP or host name) to benchmark on; the study runs there."),
+]
 BenchSecondsOpt = Annotated[
     float | None,
     typer.Option("--bench-seconds", help=f"Minimum seconds per benchmark run {presets('bench_seconds')}."),
@@ -160,6 +172,8 @@ def compare_command(
     budget: BudgetOpt = None,
     int8: Int8Opt = None,
     device: DeviceOpt = "auto",
+    ray: RayOpt = None,
+    bench_node: BenchNodeOpt = None,
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
     from speedmap.study.config import preset
@@ -192,9 +206,14 @@ def compare_command(
         budget_minutes=budget or None,
         int8=int8,
         device=device,
+        ray=ray,
+        bench_node=bench_node,
     )
     cfg.check()
-    _check_device(cfg.device)
+    if not cfg.ray:  # on Ray the GPUs are the cluster's, not necessarily this machine's
+        _check_device(cfg.device)
+    if cfg.bench_node and not cfg.ray:
+        raise SpeedmapError("--bench-node needs --ray")
     for d in cfg.data:
         if not Path(d).exists():
             raise SpeedmapError(f"dataset not found: {d}")
@@ -309,6 +328,8 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         cmd += ["--imgsz", str(cfg.imgsz)]
     cmd += ["--budget", f"{cfg.budget_minutes or 0:g}", "--int8" if cfg.int8 else "--no-int8"]
     cmd += ["--device", cfg.device]
+    if cfg.ray:
+        cmd += ["--ray", cfg.ray] + (["--bench-node", cfg.bench_node] if cfg.bench_node else [])
     if not cfg.data:
         cmd += ["--images", str(cfg.images)]
     if cfg.quick:

@@ -65,6 +65,8 @@ class StudyConfig:
     local_concurrency: int = 4  # in-process: more threads than cores only oversubscribe
     quick: bool = False
     device: str = "auto"  # training device of every run: auto | cpu | cuda | cuda:N
+    ray: str | None = None  # a Ray cluster's address (auto, local, HOST:PORT): training steps run as Ray tasks
+    bench_node: str | None = None  # with ray: the node (IP or host name) benchmarks must run on
     min_fps: float | None = None
     max_latency_ms: float | None = None
     min_map: float | None = None
@@ -167,7 +169,9 @@ def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None =
     variants = 2 if cfg.int8 else 1
     bench = 0.0
     for d in destinations if destinations is not None else cfg.targets:
-        scenarios, extra, factor = (1, 8.0, 1.0) if d == "browser" else (2, 0.7, HTTP_RUN_FACTOR if d == "http" else 1)
+        scenarios, extra, factor = (
+            (1, 8.0, 1.0) if d == "browser" else (2, 0.7, HTTP_RUN_FACTOR if d.startswith("http") else 1)
+        )
         runs = len(cfg.sizes) * cfg.bench_repeats * scenarios * (1 if d == "browser" else variants)
         bench += runs * (cfg.bench_seconds * factor + extra)
     export = len(cfg.sizes) * (2 + (3 + 4 * (imgsz / 256) ** 2 if cfg.int8 else 0))  # int8: calibration

@@ -20,6 +20,7 @@ DEST_NAMES = {
     "local": "in-process (ONNX Runtime)",
     "local-cuda": "in-process, CUDA",
     "http": "HTTP server",
+    "http-cuda": "HTTP server, CUDA",
     "browser": "web browser (onnxruntime-web)",
 }
 

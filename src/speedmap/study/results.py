@@ -49,6 +49,7 @@ class TrainResult:
     train_images: int
     history: list[dict[str, Any]] = field(default_factory=list)
     budget: dict[str, Any] | None = None  # what the study's time budget changed (epochs fitted, stopped at)
+    worker: dict[str, Any] | None = None  # on Ray: host, pid, start and end times, attempt, epochs resumed after
 
     def curve(self) -> tuple[list[float], list[float]]:
         """Validation mAP50-95 against cumulative training wall time (seconds)."""

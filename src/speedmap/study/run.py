@@ -43,6 +43,7 @@ from speedmap.study.results import (
 
 STEPS_FILE, RESULTS_FILE = "steps.json", "results.json"
 INT8_SUFFIX = "-int8"  # the int8 export of size S is the model NAME/S-int8
+HTTP_DESTINATIONS = ("http", "http-cuda")  # benchmarked through a server process
 INT8_DESTINATIONS = ("local", "http")  # the CPU destinations int8 is measured on (not the browser's WebAssembly)
 PACKAGE = Path(__file__).resolve().parents[1]
 # The source each kind of step depends on (subpackages and modules of speedmap), for its key.
@@ -115,13 +116,14 @@ class Steps:
             why = " (redone: the code changed)" if entry.get("inputs") == inputs_key else " (redone: settings changed)"
         return k, None, why
 
-    def put(self, name: str, k: str, result: Any, *inputs: Any) -> Any:
+    def put(self, name: str, k: str, result: Any, *inputs: Any, seconds: float | None = None) -> Any:
+        """Record a finished step; ``seconds``: its compute time when it ran elsewhere (default: since lookup)."""
         self.done[name] = {
             "key": k,
             "inputs": key(name, *inputs, __version__),
             "result": result,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - self.started, 1),
+            "seconds": round(time.perf_counter() - self.started if seconds is None else seconds, 1),
         }
         write_json_atomic(self.path, self.done)
         return result
@@ -143,7 +145,7 @@ class Study:
         self.steps = Steps(out / STEPS_FILE)
         self.models_dir = out / "models"
         self.command = command or sys.argv
-        self.server: Any = None
+        self.servers: dict[str, Any] = {}  # destination (http, http-cuda) -> its server process
         self._prepared: dict[str, tuple[TaskResult, list[Path], Plan]] = {}
         self._dests: list[str] | None = None
 
@@ -188,36 +190,70 @@ class Study:
         self, name: str, data: Path, fingerprint: str, size: str, sched: Plan, time_limit: float | None
     ) -> tuple[str, TrainResult]:
         """Train ``size`` to a plateau within ``sched.epochs`` and, with a budget, within ``time_limit`` s."""
+        step, k, cached, why, inputs, tc = self._train_step(name, data, fingerprint, size, sched, time_limit)
+        if cached is None:
+            from speedmap.train.trainer import TrainConfig, train
+
+            within = f", within {time_limit / 60:.1f} min of the budget" if time_limit else ""
+            self.ui.stage(
+                f"{name}: {'resuming' if tc['resume'] else 'training'} {size} (at most {sched.epochs} epochs, "
+                f"patience {self.cfg.patience}, at {sched.imgsz} px{within}){why}"
+            )
+            record = train(TrainConfig(**tc), progress=self.ui.training, log=self.ui.note)
+            cached = self.steps.put(step, k, train_result(record, Path(tc["out"])), *inputs)
+        return k, from_plain(TrainResult, cached)
+
+    def _train_step(
+        self, name: str, data: Path, fingerprint: str, size: str, sched: Plan, time_limit: float | None
+    ) -> tuple[str, str, Any, str, tuple[Any, ...], dict[str, Any]]:
+        """A training step's name, key, cached result (None: to run), why it runs, inputs, and the trainer's
+        config (TrainConfig fields)."""
         c = self.cfg
         step = f"train/{name}/{size}"
         inputs = (fingerprint, size, sched.epochs, c.patience, sched.imgsz, c.batch, c.seed, c.budget_minutes)
         k, cached, why = self.steps.lookup(step, "train", *inputs)
-        if cached is None:
-            from speedmap.train.trainer import TrainConfig, train
+        run = self.out / "runs" / f"{name}-{size}-{k}"
+        tc = dict(
+            data=str(data),
+            size=size,
+            epochs=sched.epochs,
+            imgsz=sched.imgsz,
+            batch=c.batch,
+            out=str(run),
+            seed=c.seed,
+            patience=c.patience,
+            resume=(run / "last.pt").is_file(),
+            time_limit=time_limit,
+            device=c.device,
+        )
+        return step, k, cached, why, inputs, tc
 
-            run = self.out / "runs" / f"{name}-{size}-{k}"
-            resume = (run / "last.pt").is_file()
-            within = f", within {time_limit / 60:.1f} min of the budget" if time_limit else ""
-            self.ui.stage(
-                f"{name}: {'resuming' if resume else 'training'} {size} (at most {sched.epochs} epochs, "
-                f"patience {c.patience}, at {sched.imgsz} px{within}){why}"
-            )
-            tc = TrainConfig(
-                data=str(data),
-                size=size,
-                epochs=sched.epochs,
-                imgsz=sched.imgsz,
-                batch=c.batch,
-                out=str(run),
-                seed=c.seed,
-                patience=c.patience,
-                resume=resume,
-                time_limit=time_limit,
-                device=c.device,
-            )
-            record = train(tc, progress=self.ui.training, log=self.ui.note)
-            cached = self.steps.put(step, k, train_result(record, run), *inputs)
-        return k, from_plain(TrainResult, cached)
+    def train_on_ray(self, datasets: list[tuple[str, Path]], dests: list[str]) -> None:
+        """Every dataset's unfinished training steps at once, as Ray tasks; the study's loop then finds them
+        done. Each dataset is set up here first (split, input size, probe, schedule)."""
+        from speedmap.study.on_ray import TrainJob, check_bench_node, connect, task_resources, train_on_ray
+
+        cluster = connect(self.cfg.ray or "auto")
+        here = check_bench_node(self.cfg.bench_node)
+        self.ui.note(
+            f"Ray cluster: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs; benchmarks on {here}"
+        )
+        jobs: list[TrainJob] = []
+        for name, path in datasets:
+            task, _, sched = self.setup_task(name, path, dests)
+            for size in self.cfg.sizes:
+                limit = self._time_limit(name, sched, size)
+                step, k, cached, _, inputs, tc = self._train_step(name, path, task.fingerprint, size, sched, limit)
+                if cached is None:  # absolute paths: a worker's working directory is not this one
+                    tc |= {"data": str(Path(tc["data"]).resolve()), "out": str(Path(tc["out"]).resolve())}
+                    jobs.append(TrainJob(step, k, inputs, tc, self.out / "runs" / Path(tc["out"]).name))
+        if not jobs:
+            return
+        self.ui.stage(f"training {len(jobs)} runs on the Ray cluster, in parallel as its resources allow")
+        done = train_on_ray(jobs, task_resources(cluster, self.cfg.device), self.ui.note)
+        for job, (record, worker) in zip(jobs, done, strict=True):
+            result = train_result(record, job.run) | {"worker": worker}
+            self.steps.put(job.step, job.key, result, *job.inputs, seconds=worker["finished"] - worker["started"])
 
     def export(self, name: str, size: str, train_key: str, run: str, int8_data: Path | None = None) -> str:
         """The fp32 ONNX model ``name/size``; with ``int8_data``, the int8 one ``name/size-int8`` calibrated on
@@ -314,8 +350,10 @@ class Study:
                 )
         import onnxruntime
 
-        if "local" in self.cfg.targets and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            dests.insert(dests.index("local") + 1, "local-cuda")
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():  # a GPU: its destinations too
+            for cpu, gpu in (("local", "local-cuda"), ("http", "http-cuda")):
+                if cpu in dests:
+                    dests.insert(dests.index(cpu) + 1, gpu)
         return dests
 
     def bench(
@@ -358,9 +396,10 @@ class Study:
 
         c = self.cfg
         blobs = [p.read_bytes() for p in images]
-        kind = self._server_url() if dest == "http" else dest
+        http = dest in HTTP_DESTINATIONS
+        kind = self._server_url(dest) if http else dest
         made = {mid: make_target(kind, mid, blobs, models_dir=self.models_dir) for mid in ids.values()}
-        levels = [1, c.http_concurrency if dest == "http" else c.local_concurrency]
+        levels = [1, c.http_concurrency if http else c.local_concurrency]
         cfg = BenchConfig(None, levels, duration=c.bench_seconds, requests=c.bench_requests, warmup=5)
         targets = {mid: t for mid, (t, _) in made.items()}
         infos = {mid: info for mid, (_, info) in made.items()}
@@ -439,13 +478,21 @@ class Study:
             out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(lat), None, c.bench_repeats, interleaved=False))
         return out
 
-    def _server_url(self) -> str:
-        if self.server is None:
+    def close(self) -> None:
+        """Stop the study's server processes."""
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
+
+    def _server_url(self, dest: str) -> str:
+        """The study's server for ``dest``: ``http`` on the CPU, ``http-cuda`` on the CUDA provider."""
+        if dest not in self.servers:
             from speedmap.serve.process import ServerProcess
 
-            self.server = ServerProcess(self.models_dir)
-            self.server.start()
-        return str(self.server.url)
+            args = ("--providers", "cuda") if dest == "http-cuda" else ()
+            self.servers[dest] = ServerProcess(self.models_dir, *args)
+            self.servers[dest].start()
+        return str(self.servers[dest].url)
 
     # ---- the whole loop
     def run(self) -> StudyResults:
@@ -454,11 +501,13 @@ class Study:
         try:
             dests = self.destinations()
             results.destinations = dests
-            for name, path in self.datasets():
+            datasets = self.datasets()
+            if self.cfg.ray:
+                self.train_on_ray(datasets, dests)
+            for name, path in datasets:
                 self.task(name, path, dests, results, started)
         finally:
-            if self.server is not None:
-                self.server.stop()
+            self.close()
         return self._save(results, started, finished=True)
 
     def setup_task(self, name: str, path: Path, dests: list[str]) -> tuple[TaskResult, list[Path], Plan]:

@@ -1,0 +1,100 @@
+"""`speedmap compare --ray`: the study's training steps as Ray tasks on a real local cluster (a head and one more
+node, one CPU each). Same accuracy as a local run with the same seeds, training in parallel, and a worker killed
+mid-training is retried and resumes from the run's last epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from speedmap.cli import app
+
+ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+runner = CliRunner()
+TINY = ["--tasks", "shapes", "--images", "30", "--imgsz", "64", "--bench-seconds", "0.3", "--bench-repeats", "1"]
+TINY += ["--targets", "local", "--no-int8", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    try:
+        yield c.address
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def compare(out: Path, *args: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["compare", *TINY, "--out", str(out), *args])
+    if ray.is_initialized():
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "results.json").read_text())
+
+
+def test_the_study_on_ray_trains_in_parallel_and_scores_as_a_local_run(cluster: str, tmp_path: Path) -> None:
+    on_ray = compare(tmp_path / "ray", "--epochs", "3", "--ray", cluster)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task (one CPU): the same arithmetic, so the same weights
+    try:
+        local = compare(tmp_path / "local", "--epochs", "3")
+    finally:
+        torch.set_num_threads(before)
+    sizes_ray, sizes_local = on_ray["tasks"]["shapes"]["sizes"], local["tasks"]["shapes"]["sizes"]
+    for size in ("fast", "accurate"):
+        a, b = sizes_ray[size], sizes_local[size]
+        assert a["metrics"] == b["metrics"], size  # test-split metrics of the exported models
+        assert a["train"]["best_map"] == b["train"]["best_map"]
+        assert b["train"]["worker"] is None and a["train"]["worker"]["attempt"] == 1
+    workers = [sizes_ray[s]["train"]["worker"] for s in ("fast", "accurate")]
+    assert workers[0]["pid"] != workers[1]["pid"]
+    assert max(w["started"] for w in workers) < min(w["finished"] for w in workers), workers  # they overlapped
+    assert f"--ray {cluster}" in " ".join(on_ray["provenance"]["command"])
+
+
+def test_a_killed_worker_is_retried_and_resumes_from_its_last_epoch(cluster: str, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    killed: list[int] = []
+
+    def killer() -> None:  # kill the worker training `accurate` once its first epoch is saved
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            for run in (out / "runs").glob("shapes-accurate-*"):
+                try:
+                    pid = json.loads((run / "worker.json").read_text())["attempts"][-1]["pid"]
+                except (OSError, ValueError, KeyError, IndexError):
+                    continue
+                if (run / "last.pt").is_file():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    doc = compare(out, "--epochs", "6", "--patience", "0", "--ray", cluster)
+    thread.join(5)
+    assert killed, "the accurate run finished before it could be killed"
+    train = doc["tasks"]["shapes"]["sizes"]["accurate"]["train"]
+    assert train["worker"]["attempt"] == 2 and train["worker"]["pid"] != killed[0]
+    assert train["worker"]["resumed_after_epoch"] >= 1  # the retry continued, it did not start over
+    assert train["epochs_run"] == 6
+    run = next((out / "runs").glob("shapes-accurate-*"))
+    attempts = json.loads((run / "worker.json").read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[0]["pid"] == killed[0] and "finished" not in attempts[0]
+    assert doc["complete"] and doc["recommendation"]["choices"]
