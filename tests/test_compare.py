@@ -526,3 +526,31 @@ def test_the_budget_fits_the_schedule_and_says_what_a_converged_answer_needs() -
     assert quick.ips is not None and quick.spent_seconds == 60.0
     assert 1.8 * same.epochs <= quick.epochs <= 2.2 * same.epochs + 1 and quick.at_most_seconds <= 30 * 60 + 1
     assert same.converged_seconds - quick.converged_seconds > 0
+
+
+def test_built_in_tasks_are_generated_at_their_own_size_without_imgsz(tmp_path: Path) -> None:
+    """`compare --quick` gives no --imgsz: the built-in tasks are generated (and trained) at task_imgsz. (Issue
+    25's per-dataset input size had made this `None`, and the README's main command failed at its first step.)"""
+    from PIL import Image
+
+    stages: list[str] = []
+
+    class Record:
+        def stage(self, text: str) -> None:
+            stages.append(text)
+
+        def note(self, text: str) -> None:
+            pass
+
+        def training(self, event: dict[str, Any]) -> None:
+            pass
+
+        def step_done(self) -> None:
+            pass
+
+    cfg = preset(True, tasks=["shapes"], images=6, sizes=["fast"])
+    assert cfg.imgsz is None
+    ((name, folder),) = Study(cfg, tmp_path, Record()).datasets()
+    assert name == "shapes" and stages == [f"shapes: generating 6 images at {cfg.task_imgsz} px"]
+    with Image.open(next(folder.rglob("*.jpg"))) as im:
+        assert max(im.size) == cfg.task_imgsz

@@ -132,6 +132,14 @@ MinMapOpt = Annotated[float | None, typer.Option("--min-map", help="Constraint: 
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="Training device for every run: auto (CUDA when present) | cpu | cuda | cuda:N.")
 ]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="Where every training run starts: pretrained (the weights shipped in the package, pretrained on "
+        "generated scenes) or scratch.",
+    ),
+]
 RayOpt = Annotated[
     str | None,
     typer.Option(
@@ -172,6 +180,7 @@ def compare_command(
     budget: BudgetOpt = None,
     int8: Int8Opt = None,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = "pretrained",
     ray: RayOpt = None,
     bench_node: BenchNodeOpt = None,
 ) -> None:
@@ -206,6 +215,7 @@ def compare_command(
         budget_minutes=budget or None,
         int8=int8,
         device=device,
+        weights=weights,
         ray=ray,
         bench_node=bench_node,
     )
@@ -252,7 +262,8 @@ def _announce(cfg: StudyConfig, out_dir: Path, study: Study, ui: StudyUI) -> Non
     err.print(
         f"speedmap compare{' --quick' if cfg.quick else ''}: {what}; sizes {', '.join(cfg.sizes)}; "
         f"at most {cfg.epochs} epochs (patience {cfg.patience}){' with int8' if cfg.int8 else ''}; destinations "
-        f"{', '.join(cfg.targets)}; seed {cfg.seed}{budget}",
+        f"{', '.join(cfg.targets)}; seed {cfg.seed}{budget}; training starts from "
+        f"{'the shipped pretrained weights' if cfg.weights == 'pretrained' else 'scratch'}",
         highlight=False,
     )
     plans = _plans(cfg, study)
@@ -327,7 +338,7 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
     if cfg.imgsz:
         cmd += ["--imgsz", str(cfg.imgsz)]
     cmd += ["--budget", f"{cfg.budget_minutes or 0:g}", "--int8" if cfg.int8 else "--no-int8"]
-    cmd += ["--device", cfg.device]
+    cmd += ["--device", cfg.device, "--weights", cfg.weights]
     if cfg.ray:
         cmd += ["--ray", cfg.ray] + (["--bench-node", cfg.bench_node] if cfg.bench_node else [])
     if not cfg.data:

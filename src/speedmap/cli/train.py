@@ -73,9 +73,10 @@ def train_command(
     ),
     batch: int = typer.Option(16, "--batch", min=1),
     weights: str = typer.Option(
-        "scratch",
+        "pretrained",
         "--weights",
-        help="Start from: scratch, pretrained (weights shipped in the package) or a checkpoint file (any class count).",
+        help="Start from: pretrained (weights shipped in the package, pretrained on generated scenes), scratch, or "
+        "a checkpoint file (any class count).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/train/DATA-SIZE)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),

@@ -65,6 +65,7 @@ class StudyConfig:
     local_concurrency: int = 4  # in-process: more threads than cores only oversubscribe
     quick: bool = False
     device: str = "auto"  # training device of every run: auto | cpu | cuda | cuda:N
+    weights: str = "pretrained"  # where every run starts: pretrained (the package's weights) | scratch
     ray: str | None = None  # a Ray cluster's address (auto, local, HOST:PORT): training steps run as Ray tasks
     bench_node: str | None = None  # with ray: the node (IP or host name) benchmarks must run on
     min_fps: float | None = None
@@ -78,6 +79,8 @@ class StudyConfig:
         self._check_constraints()
 
     def _check_names(self) -> None:
+        if self.weights not in ("pretrained", "scratch"):
+            raise SpeedmapError(f"--weights {self.weights!r}: pretrained or scratch")
         for s in self.sizes:
             if s not in SIZES:
                 raise SpeedmapError(f"unknown size {s!r}: {', '.join(SIZES)}")

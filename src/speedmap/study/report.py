@@ -501,6 +501,11 @@ def data_lines(t: TaskResult, cfg: Any) -> list[str]:
             f"Small test split: {pair[0].test_images} images (under {SMALL_SPLIT}), so the interval of the "
             f"difference is {width}{need}. Label more images, or split with a larger test share."
         )
+    if getattr(cfg, "weights", "scratch") == "pretrained":
+        lines.append(
+            "Start: both sizes were fine-tuned from speedmap's shipped weights, pretrained on generated scenes "
+            "(no photographs); --weights scratch trains from random initialisation."
+        )
     plan = t.plan or {}
     if plan.get("limited") and cfg.budget_minutes:
         lines.append(

@@ -156,16 +156,11 @@ class Study:
         from speedmap.data.tasks.make import make_task
 
         out = []
+        imgsz = self.cfg.imgsz or self.cfg.task_imgsz  # --imgsz, else the built-in tasks' own size
         for t in self.cfg.tasks:
-            self.ui.stage(f"{t}: generating {self.cfg.images} images at {self.cfg.imgsz} px")
-            out.append(
-                (
-                    t,
-                    make_task(
-                        t, self.out / "data" / t, seed=self.cfg.seed, images=self.cfg.images, imgsz=self.cfg.imgsz
-                    ),
-                )
-            )
+            self.ui.stage(f"{t}: generating {self.cfg.images} images at {imgsz} px")
+            folder = make_task(t, self.out / "data" / t, seed=self.cfg.seed, images=self.cfg.images, imgsz=imgsz)
+            out.append((t, folder))
         return out
 
     # ---- training speed, training, export, test-split score
@@ -211,6 +206,7 @@ class Study:
         c = self.cfg
         step = f"train/{name}/{size}"
         inputs = (fingerprint, size, sched.epochs, c.patience, sched.imgsz, c.batch, c.seed, c.budget_minutes)
+        inputs += (c.weights,) if c.weights != "scratch" else ()  # (a scratch study keeps its earlier keys)
         k, cached, why = self.steps.lookup(step, "train", *inputs)
         run = self.out / "runs" / f"{name}-{size}-{k}"
         tc = dict(
@@ -225,6 +221,7 @@ class Study:
             resume=(run / "last.pt").is_file(),
             time_limit=time_limit,
             device=c.device,
+            weights=c.weights,
         )
         return step, k, cached, why, inputs, tc
 

@@ -40,12 +40,42 @@ def resolve_weights(spec: str | None, size: str) -> str | None:
 
 def weights_record(spec: str | None, path: str | None) -> dict[str, Any]:
     """What ``train.json`` says about the start: scratch, or the checkpoint and, when it came from
-    ``speedmap pretrain``, the pretraining's provenance (its ``pretrain.json``)."""
+    ``speedmap pretrain``, the pretraining's provenance (packed into the package's weights, or the run's
+    ``pretrain.json``)."""
     if path is None:
         return {"start": SCRATCH}
-    provenance = Path(path).parent / "pretrain.json"
-    try:
-        pre = json.loads(provenance.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pre = None
+    pre = _packed_provenance(path) if spec == PRETRAINED else None
+    if pre is None:
+        try:
+            pre = json.loads((Path(path).parent / "pretrain.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pre = None
     return {"start": PRETRAINED if spec == PRETRAINED else "checkpoint", "file": Path(path).name, "pretrain": pre}
+
+
+def _packed_provenance(path: str) -> dict[str, Any] | None:
+    import torch
+
+    pre = torch.load(path, map_location="cpu", weights_only=False).get("pretrain")
+    return pre if isinstance(pre, dict) else None
+
+
+def pack_weights(run: str | Path, dest: str | Path) -> Path:
+    """A ``speedmap pretrain`` run's ``best.pt`` as the package ships it: the model's description, its EMA
+    weights in fp16 (half the size; fine-tuning loads them into fp32), the epoch and validation metrics it was
+    chosen by, and the pretraining's provenance (``pretrain.json``: command, seed, scenes, code version)."""
+    import torch
+
+    from speedmap.train.checkpoint import BEST, load_checkpoint, save_atomic
+
+    run = Path(run)
+    ckpt = load_checkpoint(run / BEST)
+    try:
+        provenance = json.loads((run / "pretrain.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{run.name}: no pretrain.json, so not a speedmap pretrain run") from exc
+    model = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({**ckpt, "model": model, "pretrain": provenance, "weights_dtype": str(torch.float16)}, dest)
+    return dest
