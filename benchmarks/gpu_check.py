@@ -174,6 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     ap.add_argument("--cpu-only", action="store_true", help="no GPU: run the CPU columns only (to test the script)")
+    ap.add_argument("--steps", default="training,engine,server,quick_study", help="the steps to run, in order")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -195,10 +196,14 @@ def main() -> None:
     if not (data / "task.json").exists():
         sh("datasets", "make", "crowd", str(data), "--images", "200", "--imgsz", str(IMGSZ), "--seed", "0")
     devices = ["cuda", "cpu"] if gpu else ["cpu"]
-    step(doc, "training", lambda: training(out, data, devices))
-    step(doc, "engine", lambda: engine_latency(out, data, ["cuda", "cpu"] if gpu else ["cpu"]))
-    step(doc, "server", lambda: server(out, "cuda" if gpu else "cpu"))
-    step(doc, "quick_study", lambda: quick_study(out, "cuda" if gpu else "cpu"))
+    steps: dict[str, Callable[[], Any]] = {
+        "training": lambda: training(out, data, devices),
+        "engine": lambda: engine_latency(out, data, ["cuda", "cpu"] if gpu else ["cpu"]),
+        "server": lambda: server(out, "cuda" if gpu else "cpu"),
+        "quick_study": lambda: quick_study(out, "cuda" if gpu else "cpu"),
+    }
+    for name in args.steps.split(","):
+        step(doc, name, steps[name])
     (out / "gpu_check.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps({k: v for k, v in doc.items() if k != "seconds"}, indent=1)[:6000])
     print(f"wrote {out / 'gpu_check.json'}; steps took {doc['seconds']} s")
