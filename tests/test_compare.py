@@ -64,6 +64,8 @@ TINY = [
     "2",
     "--targets",
     "http,local",
+    "--weights",
+    "scratch",  # the loop's mechanics on an under-trained pair; the pretrained start: test_pretrain, test_ray_study
 ]
 
 
