@@ -42,14 +42,18 @@ def connect(address: str) -> dict[str, Any]:
         import ray
     except ImportError as exc:
         raise MissingExtra("the study on Ray", "ray", exc) from None
+    opts: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
     if not ray.is_initialized():
         try:
-            ray.init(
-                address=None if address in ("", "local") else address,
-                log_to_driver=False,
-                include_dashboard=False,
-                configure_logging=False,
-            )
+            if address in ("", "local"):
+                ray.init(**opts)
+            elif address == "auto" and not os.environ.get("RAY_ADDRESS"):
+                try:  # the cluster this node belongs to ...
+                    ray.init(address="auto", **opts)
+                except ConnectionError:  # ... else one on this machine alone
+                    ray.init(**opts)
+            else:
+                ray.init(address=address, **opts)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise SpeedmapError(f"--ray {address}: cannot join a Ray cluster there ({exc})") from None
     return dict(ray.cluster_resources())
