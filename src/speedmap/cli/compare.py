@@ -219,14 +219,7 @@ def compare_command(
         ray=ray,
         bench_node=bench_node,
     )
-    cfg.check()
-    if not cfg.ray:  # on Ray the GPUs are the cluster's, not necessarily this machine's
-        _check_device(cfg.device)
-    if cfg.bench_node and not cfg.ray:
-        raise SpeedmapError("--bench-node needs --ray")
-    for d in cfg.data:
-        if not Path(d).exists():
-            raise SpeedmapError(f"dataset not found: {d}")
+    _check_config(cfg)
     ui = StudyUI(0, 0.0)
     study = Study(cfg, out_dir, ui, command=_command(cfg, out_dir))
     try:
@@ -240,6 +233,18 @@ def compare_command(
         "wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"], out_dir / "results.json")),
         highlight=False,
     )
+
+
+def _check_config(cfg: StudyConfig) -> None:
+    """Refuse a study that cannot run before anything is prepared."""
+    cfg.check()
+    if not cfg.ray:  # on Ray the GPUs are the cluster's, not necessarily this machine's
+        _check_device(cfg.device)
+    if cfg.bench_node and not cfg.ray:
+        raise SpeedmapError("--bench-node needs --ray")
+    for d in cfg.data:
+        if not Path(d).exists():
+            raise SpeedmapError(f"dataset not found: {d}")
 
 
 def _check_device(device: str) -> None:
