@@ -86,6 +86,9 @@ def test_convergence_criterion() -> None:
     assert not ok and c["t"] > 2 and c["reason"].startswith("still improving"), c
     ok, c = convergence([{"epoch": 1, "map": None, "seconds": 1.0}], patience=2, epochs_planned=5)
     assert not ok and "no validation" in c["reason"]
+    # two epochs (say, fine-tuned from pretrained weights) cannot show a plateau, however flat they look
+    ok, c = convergence(hist([0.52, 0.51]), patience=8, epochs_planned=2)
+    assert not ok and c["reason"] == "too few epochs (2) to judge a plateau", c
 
 
 def test_cpu_meter_counts_own_work() -> None:

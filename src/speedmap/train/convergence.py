@@ -78,7 +78,7 @@ def convergence(history: list[dict[str, Any]], patience: int, epochs_planned: in
         return False, info
     best = max(maps)
     best_i = maps.index(best)  # first epoch reaching the best, as best.pt
-    window = min(CONVERGENCE_WINDOW, max(MIN_JUDGE_EPOCHS, run // 2))  # the second half of a short run
+    window = min(CONVERGENCE_WINDOW, max(MIN_JUDGE_EPOCHS, run // 2), run)  # the second half of a short run
     s = slope(maps[-window:])
     since = run - 1 - best_i
     hit = patience_stop(best, since, patience)
@@ -89,7 +89,7 @@ def convergence(history: list[dict[str, Any]], patience: int, epochs_planned: in
     if best < MIN_JUDGE_MAP:
         info["reason"] = f"not started: best mAP50-95 {best:.4f} is too low to judge a plateau"
         return False, info
-    if window < MIN_JUDGE_EPOCHS:
+    if run < MIN_JUDGE_EPOCHS:  # e.g. 2 epochs from pretrained weights: no slope, so no plateau either
         info["reason"] = f"too few epochs ({run}) to judge a plateau"
         return False, info
     t = slope_t(maps[-window:])
