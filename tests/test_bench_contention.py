@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
@@ -27,6 +26,7 @@ from speedmap.study.recommend import recommend
 from speedmap.study.report import write_report
 from speedmap.study.results import Evidence, Speed, StudyResults, from_plain
 from speedmap.study.run import Study
+from tests.study_ui import Quiet
 from tests.test_compare import study as example_study
 
 # a spinner that ends by itself even if this process dies without killing it
@@ -115,22 +115,6 @@ def test_a_contended_run_is_tried_once_more_at_the_same_duration() -> None:
     assert doc["other_cpu_share"] == 0.37 and BenchRun.from_json(doc).contended
     old = {k: v for k, v in doc.items() if k != "other_cpu_share"}  # a document from before the field
     assert BenchRun.from_json(old).other_cpu_share is None and not BenchRun.from_json(old).contended
-
-
-class Quiet:
-    """The study's UI, saying nothing."""
-
-    def stage(self, text: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-    def training(self, event: dict[str, Any]) -> None:
-        pass
-
-    def step_done(self) -> None:
-        pass
 
 
 def test_a_hog_during_the_benchmark_step_marks_the_speed_contended_and_the_evidence_not_strong(

@@ -35,6 +35,7 @@ from speedmap.study.results import (
     TrainResult,
 )
 from speedmap.study.run import Study
+from tests.study_ui import Quiet
 
 runner = CliRunner()
 
@@ -168,26 +169,17 @@ def test_step_keys_follow_the_source_they_depend_on(tmp_path: Path, monkeypatch:
     assert steps.lookup("train/x/fast", "train", "fp", 3)[1:] == (None, " (redone: the code changed)")
 
 
-class Interrupting:
+class Interrupting(Quiet):
     """A UI that presses Ctrl-C in the middle of the accurate model's first epoch."""
 
     def __init__(self) -> None:
-        self.stages: list[str] = []
+        super().__init__()
         self.armed = True
-
-    def stage(self, text: str) -> None:
-        self.stages.append(text)
-
-    def note(self, text: str) -> None:
-        pass
 
     def training(self, event: dict[str, Any]) -> None:
         if self.armed and "epoch_done" in event and any("training accurate" in s for s in self.stages):
             self.armed = False
             raise KeyboardInterrupt
-
-    def step_done(self) -> None:
-        pass
 
 
 def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path) -> None:
@@ -535,24 +527,10 @@ def test_built_in_tasks_are_generated_at_their_own_size_without_imgsz(tmp_path: 
     25's per-dataset input size had made this `None`, and the README's main command failed at its first step.)"""
     from PIL import Image
 
-    stages: list[str] = []
-
-    class Record:
-        def stage(self, text: str) -> None:
-            stages.append(text)
-
-        def note(self, text: str) -> None:
-            pass
-
-        def training(self, event: dict[str, Any]) -> None:
-            pass
-
-        def step_done(self) -> None:
-            pass
-
+    ui = Quiet()
     cfg = preset(True, tasks=["shapes"], images=6, sizes=["fast"])
     assert cfg.imgsz is None
-    ((name, folder),) = Study(cfg, tmp_path, Record()).datasets()
-    assert name == "shapes" and stages == [f"shapes: generating 6 images at {cfg.task_imgsz} px"]
+    ((name, folder),) = Study(cfg, tmp_path, ui).datasets()
+    assert name == "shapes" and ui.stages == [f"shapes: generating 6 images at {cfg.task_imgsz} px"]
     with Image.open(next(folder.rglob("*.jpg"))) as im:
         assert max(im.size) == cfg.task_imgsz

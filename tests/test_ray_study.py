@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +49,24 @@ def compare(out: Path, *args: str) -> dict[str, Any]:
         ray.shutdown()
     assert result.exit_code == 0, result.output
     return json.loads((out / "results.json").read_text())
+
+
+def test_ray_auto_without_a_cluster_starts_one_on_this_machine() -> None:
+    """`--ray auto` where no cluster runs: Ray's own "auto" refuses, so the study starts a Ray on this machine
+    alone, as the README says. In a fresh process, before this module's cluster exists."""
+    code = (
+        "import ray; from speedmap.study.on_ray import connect; r = connect('auto'); "
+        "print('CPU', r.get('CPU', 0), 'nodes', len(ray.nodes())); ray.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's sockets live there
+    try:  # and no ray_current_cluster of another run to find
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1].split()
+    assert line[0] == "CPU" and float(line[1]) >= 1 and line[2:] == ["nodes", "1"], proc.stdout
 
 
 def test_the_study_on_ray_trains_in_parallel_and_scores_as_a_local_run(cluster: str, tmp_path: Path) -> None:
