@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,18 @@ def test_ray_auto_without_a_cluster_starts_one_on_this_machine() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = proc.stdout.strip().splitlines()[-1].split()
     assert line[0] == "CPU" and float(line[1]) >= 1 and line[2:] == ["nodes", "1"], proc.stdout
+
+
+def test_ray_at_an_address_where_nothing_answers_fails_in_seconds(tmp_path: Path) -> None:
+    """Not after Ray's own connection retries (over a minute): a clear message naming the address."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.perf_counter()
+    result = runner.invoke(app, ["compare", *TINY, "--out", str(tmp_path / "s"), "--ray", f"127.0.0.1:{port}"])
+    assert result.exit_code != 0 and time.perf_counter() - t < 30
+    assert f"--ray 127.0.0.1:{port}: nothing answers there (connection refused)" in result.output, result.output
+    assert not (tmp_path / "s" / "results.json").exists() and not ray.is_initialized()
 
 
 def test_the_study_on_ray_trains_in_parallel_and_scores_as_a_local_run(cluster: str, tmp_path: Path) -> None:

@@ -53,10 +53,27 @@ def connect(address: str) -> dict[str, Any]:
                 except ConnectionError:  # ... else one on this machine alone
                     ray.init(**opts)
             else:
+                _reachable(address)
                 ray.init(address=address, **opts)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise SpeedmapError(f"--ray {address}: cannot join a Ray cluster there ({exc})") from None
     return dict(ray.cluster_resources())
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's own minute-long retries, when nothing answers at ``HOST:PORT`` (or
+    ``ray://HOST:PORT``)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # not HOST:PORT: Ray's own parsing decides
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise SpeedmapError(
+            f"--ray {address}: nothing answers there ({why}); start the head with `ray start --head` "
+            "and pass the address it prints, or use --ray auto on a node of the cluster"
+        ) from None
 
 
 def task_resources(cluster: dict[str, Any], device: str) -> dict[str, float]:
