@@ -471,6 +471,10 @@ def test_quick_preset_and_estimate() -> None:
     assert bad.exit_code == 2 and "unknown task 'nope'" in bad.output
     bad = runner.invoke(app, ["compare", "--min-fps", "5", "--max-latency-ms", "9"])
     assert bad.exit_code == 2 and "one of --min-fps and --max-latency-ms" in bad.output
+    bad = runner.invoke(app, ["compare", "--weights", "my.pt", "--out", "/tmp/unused-study"])
+    assert bad.exit_code == 2 and "--weights 'my.pt': the study takes pretrained or scratch" in bad.output
+    bad = runner.invoke(app, ["compare", "--bench-node", "10.0.0.2", "--out", "/tmp/unused-study"])
+    assert bad.exit_code == 2 and "--bench-node needs --ray" in bad.output
 
 
 @pytest.mark.skipif(not chromium_available() or not web_built(), reason="needs Chromium and the web build")

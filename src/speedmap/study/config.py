@@ -80,7 +80,10 @@ class StudyConfig:
 
     def _check_names(self) -> None:
         if self.weights not in ("pretrained", "scratch"):
-            raise SpeedmapError(f"--weights {self.weights!r}: pretrained or scratch")
+            raise SpeedmapError(
+                f"--weights {self.weights!r}: the study takes pretrained or scratch (a checkpoint file is for "
+                "`speedmap train --weights`)"
+            )
         for s in self.sizes:
             if s not in SIZES:
                 raise SpeedmapError(f"unknown size {s!r}: {', '.join(SIZES)}")

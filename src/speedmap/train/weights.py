@@ -54,9 +54,9 @@ def weights_record(spec: str | None, path: str | None) -> dict[str, Any]:
 
 
 def _packed_provenance(path: str) -> dict[str, Any] | None:
-    import torch
+    from speedmap.train.checkpoint import load_checkpoint
 
-    pre = torch.load(path, map_location="cpu", weights_only=False).get("pretrain")
+    pre = load_checkpoint(path).get("pretrain")
     return pre if isinstance(pre, dict) else None
 
 
