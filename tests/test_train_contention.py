@@ -112,10 +112,13 @@ def test_training_under_a_two_core_burner_is_flagged_contended(shapes: Path, tmp
 
 
 def test_probe_ratio_resists_a_two_core_burner(shapes: Path) -> None:
+    """The burned ratio is compared with quiet ones measured before and after it: a quiet probe's own ratio
+    varies by up to a third between runs here (2.7 then 2.0), so one quiet run is not the truth."""
     quiet = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
     with burning(2):
         burned = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
-    for name, r in (("quiet", quiet), ("burned", burned)):
+    after = probe_train_speed(shapes, imgsz=64, batch=4, steps=8, warmup=2)
+    for name, r in (("quiet", quiet), ("burned", burned), ("quiet after", after)):
         segs = " ".join(
             f"{g['size']}:{g['seconds_per_step'] * 1e3:.0f}/{g['cpu_per_step'] * 1e3:.0f}ms" for g in r.segments
         )
@@ -123,7 +126,8 @@ def test_probe_ratio_resists_a_two_core_burner(shapes: Path) -> None:
     assert [s["size"] for s in quiet.segments] == ["fast", "accurate", "accurate", "fast"]
     assert quiet.ratio > 1 and quiet.to_json()["ratio"] == quiet.ratio
     assert burned.other_cpu_share is None or burned.other_cpu_share > CONTENDED_SHARE  # the burner did run
-    assert burned.ratio == pytest.approx(quiet.ratio, rel=0.2)
+    low, high = sorted((quiet.ratio, after.ratio))
+    assert low / 1.2 <= burned.ratio <= high * 1.2, (quiet.ratio, burned.ratio, after.ratio)
 
 
 def test_early_stopping_on_map50_95(shapes: Path, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ class TrainJob:
 
 def connect(address: str) -> dict[str, Any]:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine belongs to, else a local one);
-    returns its resources."""
+    returns its resources. `leave` undoes it."""
     try:
         import ray
     except ImportError as exc:
@@ -57,7 +57,21 @@ def connect(address: str) -> dict[str, Any]:
                 ray.init(address=address, **opts)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise SpeedmapError(f"--ray {address}: cannot join a Ray cluster there ({exc})") from None
+        _joined.append(address)
     return dict(ray.cluster_resources())
+
+
+_joined: list[str] = []  # the clusters `connect` joined (at most one), for `leave`
+
+
+def leave() -> None:
+    """Disconnect from the cluster `connect` joined (stopping the Ray it started on this machine), when the
+    study's training is done, rather than at interpreter exit; a Ray its caller had started stays."""
+    if _joined:
+        import ray
+
+        _joined.clear()
+        ray.shutdown()
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:

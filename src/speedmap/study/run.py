@@ -228,9 +228,17 @@ class Study:
     def train_on_ray(self, datasets: list[tuple[str, Path]], dests: list[str]) -> None:
         """Every dataset's unfinished training steps at once, as Ray tasks; the study's loop then finds them
         done. Each dataset is set up here first (split, input size, probe, schedule)."""
-        from speedmap.study.on_ray import TrainJob, check_bench_node, connect, task_resources, train_on_ray
+        from speedmap.study.on_ray import connect, leave
 
         cluster = connect(self.cfg.ray or "auto")
+        try:  # left when training is done: export, scoring and benchmarks run here, without Ray
+            self._train_jobs_on_ray(datasets, dests, cluster)
+        finally:
+            leave()
+
+    def _train_jobs_on_ray(self, datasets: list[tuple[str, Path]], dests: list[str], cluster: dict[str, Any]) -> None:
+        from speedmap.study.on_ray import TrainJob, check_bench_node, task_resources, train_on_ray
+
         here = check_bench_node(self.cfg.bench_node)
         self.ui.note(
             f"Ray cluster: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs; benchmarks on {here}"
