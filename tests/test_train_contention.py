@@ -132,7 +132,10 @@ def test_probe_ratio_resists_a_two_core_burner(shapes: Path) -> None:
 
 def test_early_stopping_on_map50_95(shapes: Path, tmp_path: Path) -> None:
     run = tmp_path / "stop"
-    rec = train(TrainConfig(data=str(shapes), epochs=16, patience=2, out=str(run), **QUICK), log=lambda m: None)
+    # from the pretrained weights the mAP rises fast and then plateaus (stopped at epochs 10, 14 and 3 for seeds
+    # 0-2); from scratch it was still rising at epoch 16 on an AVX-512 CPU, so no plateau to stop at
+    cfg = TrainConfig(data=str(shapes), epochs=16, patience=2, weights="pretrained", out=str(run), **QUICK)
+    rec = train(cfg, log=lambda m: None)
     c = rec["convergence"]
     print(f"early stop: {c}; other_cpu_share {rec['other_cpu_share']} (not asserted)")
     assert rec["converged"] and c["stopped_early"] and rec["epochs_run"] < 16 and c["patience"] == 2
