@@ -278,14 +278,14 @@ def image_size(source: ImageSource) -> tuple[int, int]:
             with _opened(source) as im:
                 w, h = im.size
                 orient = orientation(im)
-        except ImageReadError:
-            raise
+        except ImageReadError as exc:
+            raise _named(exc, source) from exc.__cause__
         except Exception as exc:
             raise ImageReadError(f"not a readable image: {_label(source)} ({_reason(exc, source)})") from exc
     if orient in _SWAPS_AXES:
         w, h = h, w
     if w <= 0 or h <= 0:
-        raise ImageReadError(f"image header gives an empty size {w}x{h}")
+        raise _named(ImageReadError(f"image header gives an empty size {w}x{h}"), source)
     return w, h
 
 
@@ -617,15 +617,27 @@ def _read_jpeg_fast(data: bytes) -> np.ndarray | None:
 def read_image(source: ImageSource) -> np.ndarray:
     """Decode fully to an ``HxWx3`` uint8 RGB array with EXIF orientation applied (first frame only). Plain
     JPEGs go through the fastest installed decoder (pixel-identical to Pillow's libjpeg-turbo), the rest
-    through Pillow. Any failure is an :class:`ImageReadError`."""
+    through Pillow. Any failure is an :class:`ImageReadError`, whose message names the file of a path."""
     try:
         return _read_image(source)
-    except ImageReadError:
-        raise
+    except ImageReadError as exc:
+        error = exc
     except Image.DecompressionBombError as exc:
-        raise _bomb(exc) from None
+        error = _bomb(exc)
     except Exception as exc:  # whatever a decoder raises: NotImplementedError, MemoryError, struct.error, ...
-        raise ImageReadError(f"corrupt image data ({_reason(exc, source)})") from exc
+        error = ImageReadError(f"corrupt image data ({_reason(exc, source)})")
+        error.__cause__ = exc
+    raise _named(error, source)
+
+
+def _named(error: ImageReadError, source: ImageSource) -> ImageReadError:
+    """``error`` with the file in front when ``source`` is a path that its message does not name yet (bytes
+    are never named: the server's messages hold no paths)."""
+    if _is_data(source) or str(source) in str(error):
+        return error
+    named = ImageReadError(f"{source}: {error}")
+    named.__cause__ = error.__cause__
+    return named
 
 
 def _read_image(source: ImageSource) -> np.ndarray:

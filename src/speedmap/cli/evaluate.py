@@ -76,10 +76,11 @@ def eval_command(
     """COCO bbox metrics (the same numbers as pycocotools) of a results file against ground truth
     (--gt/--pred), or of an exported model on a dataset split through the inference engine
     (--model/--data)."""
+    corrupt: list[str] | None = None  # with --model: the images skipped because they do not decode
     if model is not None:
         if data is None or gt is not None or pred is not None:
             raise typer.BadParameter("--model needs --data (and no --gt/--pred)")
-        result = _evaluate_model(model, data, split, models_dir, providers, quiet=as_json)
+        result, corrupt = _evaluate_model(model, data, split, models_dir, providers, quiet=as_json)
     elif gt is not None and pred is not None:
         if data is not None:
             raise typer.BadParameter("--data goes with --model, not with --gt/--pred")
@@ -88,7 +89,8 @@ def eval_command(
         raise typer.BadParameter("give --gt and --pred, or --model and --data")
     metrics = result.metrics
     if as_json:
-        typer.echo(json.dumps(metrics.to_json()))
+        extra = {"images": len(result.gt["images"]), "corrupt_images": corrupt} if corrupt is not None else {}
+        typer.echo(json.dumps(metrics.to_json() | extra))
         for note in metrics.notes:
             err.print(f"note: {escape(note)}", soft_wrap=True)
     else:
@@ -100,13 +102,18 @@ def eval_command(
 
 def _evaluate_model(
     model_ref: str, data: Path, split: str, models_dir: Path | None, providers: str | None, quiet: bool
-) -> Evaluation:
+) -> tuple[Evaluation, list[str]]:
+    """The evaluation of the model on the split's images that decode, and the files of those that do not
+    (each named on stderr)."""
     from speedmap.data import load_dataset
     from speedmap.engine import Model
     from speedmap.eval.model import evaluate_model
 
     model = Model.load(model_ref, providers=providers, models_dir=models_dir)
-    view = load_dataset(data, auto_split=True).split(split)
+    ds = load_dataset(data, auto_split=True, decode=(split,))
+    for line in ds.problems.report_lines(data):
+        err.print(escape(line), highlight=False, soft_wrap=True)
+    view = ds.split(split)
     err.print(
         f"evaluating {model.id} ({model.meta.doc.get('size')}, {model.meta.doc.get('precision', 'fp32')}) "
         f"on {len(view.records)} {split} images; {', '.join(model.providers)}, {model.threads} threads",
@@ -121,4 +128,4 @@ def _evaluate_model(
             done += n
             update(done, len(view.records))
 
-        return evaluate_model(model, view, advance=advance)
+        return evaluate_model(model, view, advance=advance), ds.problems.corrupt_images()

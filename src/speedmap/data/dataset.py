@@ -92,6 +92,9 @@ class Dataset:
     root: Path
     problems: ProblemLog = field(default_factory=ProblemLog)
     split_info: SplitInfo = field(default_factory=SplitInfo)
+    # the fingerprint as read, kept when the records of images that do not decode are dropped
+    # (:func:`speedmap.data.verify.drop_undecodable`): which splits a command decodes does not change it
+    read_fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.splits) - set(SPLITS)
@@ -120,6 +123,8 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """A short hash of classes, image names, sizes and boxes: the dataset's identity in run records."""
+        if self.read_fingerprint is not None:
+            return self.read_fingerprint
         h = hashlib.sha256(json.dumps(self.classes).encode())
         for split, rec in self.all_records():
             h.update(f"{split}|{rec.path.name}|{rec.width}|{rec.height}|".encode())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from speedmap.data import splitting
 from speedmap.data.coco import ROBOFLOW_FILE, find_annotation_files, read_coco, write_coco
 from speedmap.data.dataset import FORMATS, Dataset
 from speedmap.data.loose import Scan, has_voc_xml, has_yolo_labels, is_voc_xml, scan
+from speedmap.data.verify import drop_undecodable
 from speedmap.data.voc import find_voc_root, has_split_xml, read_voc, write_voc
 from speedmap.data.writing import Transfer
 from speedmap.data.yolo import find_yaml, read_yolo, write_yolo
@@ -66,14 +67,20 @@ def _nothing_found(path: Path, found: Scan) -> str:
 
 
 def load_dataset(
-    path: str | Path, format: str | None = None, strict: bool = False, auto_split: bool = False
+    path: str | Path,
+    format: str | None = None,
+    strict: bool = False,
+    auto_split: bool = False,
+    decode: Iterable[str] = (),
 ) -> Dataset:
     """Read a dataset in any supported format.
 
     Broken items are skipped and recorded in ``dataset.problems``; with ``strict`` any problem
     raises :class:`DatasetError` listing them all. ``auto_split``: a dataset without ``valid`` or ``test``
     gets them carved from ``train`` (seeded, 70/15/15, :func:`speedmap.data.splitting.auto_split`), as
-    training, evaluation, export and the study see it.
+    training, evaluation, export and the study see it. ``decode``: the splits whose images are decoded in
+    full (once per process), the records of those that do not decode skipped and logged
+    (:func:`speedmap.data.verify.drop_undecodable`): what every command that reads the pixels asks for.
     """
     path = Path(path)
     fmt = format or detect_format(path)
@@ -82,11 +89,15 @@ def load_dataset(
     if not path.exists():
         raise DatasetError(f"dataset path not found: {path}")
     ds = READERS[fmt](path)
+    if auto_split:
+        ds = splitting.auto_split(ds)
+    if decode:
+        drop_undecodable(ds, decode)
     if strict and ds.problems:
         shown = "\n  ".join(str(p) for p in ds.problems.items[:50])
         more = f"\n  ... and {len(ds.problems) - 50} more" if len(ds.problems) > 50 else ""
         raise DatasetError(f"{len(ds.problems)} problem(s) in {path} (strict mode):\n  {shown}{more}")
-    return splitting.auto_split(ds) if auto_split else ds
+    return ds
 
 
 def save_dataset(ds: Dataset, dst: str | Path, format: str = "coco", transfer: Transfer = "copy") -> list[str]:

@@ -103,6 +103,25 @@ class ProblemLog:
             for (kind, action), n in sorted(self.counts().items(), key=lambda kv: (-kv[1], kv[0]))
         ]
 
+    def corrupt_images(self) -> list[str]:
+        """The image files skipped because they cannot be read or decoded, in the order found."""
+        return [p.file for p in self.items if p.kind is Kind.CORRUPT_IMAGE]
+
+    def report_lines(self, source: object, named: int = 10) -> list[str]:
+        """What a command that uses the dataset at ``source`` says about its problems: how many, how many
+        of each kind, and the skipped images by name (the first ``named``)."""
+        if not self.items:
+            return []
+        lines = [
+            f"{len(self)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {source}`):",
+            *self.summary_lines(),
+        ]
+        skipped = [p for p in self.items if p.action is Action.SKIPPED_IMAGE]
+        lines += [f"  {p}" for p in skipped[:named]]
+        if len(skipped) > named:
+            lines.append(f"  ... and {len(skipped) - named} more skipped images")
+        return lines
+
     def to_json(self) -> list[dict[str, object]]:
         return [
             {"kind": p.kind.value, "file": p.file, "line": p.line, "message": p.message, "action": p.action.value}

@@ -65,7 +65,7 @@ def auto_split(
     for s in ("valid", "test"):
         splits[s] = keep.get(s) or [r for i, r in enumerate(pool) if chosen.get(i) == s]
     info = SplitInfo("automatic", seed, tuple(round(r, 4) for r in ratios), tuple(missing))  # type: ignore[arg-type]
-    return replace(ds, splits=splits, split_info=info)
+    return replace(ds, splits=splits, split_info=info, read_fingerprint=None)
 
 
 def _choose(pool: list[ImageRecord], nc: int, want: dict[str, int], seed: int) -> dict[int, str]:

@@ -227,13 +227,18 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
     """mAP of the exported model on the dataset's test split (valid when there is no test split), and
     the confidence threshold of best F1 there, from the same predictions (the model runs once)."""
     from speedmap.data import load_dataset
+    from speedmap.data.verify import drop_undecodable
     from speedmap.engine import Model
     from speedmap.eval.cocoeval import evaluate_predictions
     from speedmap.eval.model import predict_records
     from speedmap.eval.threshold import best_confidence
 
-    ds = load_dataset(data, auto_split=True)
+    ds = load_dataset(data, auto_split=True, decode=("test",))
+    if not ds.split_records("test"):
+        drop_undecodable(ds, ("valid",))
     split = "test" if ds.split_records("test") else "valid" if ds.split_records("valid") else None
+    for line in ds.problems.report_lines(data):
+        log(line)
     if split is None:
         return None
     view = ds.split(split)
@@ -245,6 +250,7 @@ def _test_metrics(meta: ModelMeta, data: Path, log: Callable[[str], None]) -> di
     return {
         "split": split,
         "images": len(ds.split_records(split)),
+        "corrupt_images": ds.problems.corrupt_images(),  # skipped: unreadable or not decodable
         "map50": m.map50,
         "map": m.map,
         "dataset_fingerprint": ds.fingerprint(),

@@ -14,26 +14,34 @@ from speedmap.preprocess import letterbox, to_input
 
 
 class _Images:
-    """ONNX Runtime's CalibrationDataReader protocol over image files, one image per batch."""
+    """ONNX Runtime's CalibrationDataReader protocol over image files, one image per batch; an image that
+    no longer decodes (changed since it was checked) is skipped and named."""
 
-    def __init__(self, paths: list[Path], imgsz: int, input_name: str) -> None:
-        self.paths, self.imgsz, self.input_name = iter(paths), imgsz, input_name
+    def __init__(self, paths: list[Path], imgsz: int, input_name: str, log: Callable[[str], None]) -> None:
+        self.paths, self.imgsz, self.input_name, self.log = iter(paths), imgsz, input_name, log
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         for p in self.paths:
             try:
                 sq, _ = letterbox(read_image(p), self.imgsz)
-            except ImageReadError:
+            except ImageReadError as exc:
+                self.log(f"calibration skips an image: {exc}")
                 continue
             return {self.input_name: to_input([sq])}
         return None
 
 
-def calibration_paths(data: str | Path, n: int) -> list[Path]:
-    """Up to ``n`` images from the dataset's train split (else any split), spread evenly."""
+def calibration_paths(data: str | Path, n: int, log: Callable[[str], None] = print) -> list[Path]:
+    """Up to ``n`` images from the dataset's train split (else any split), spread evenly over the images
+    that decode (the records training reads); skipped images are logged by name."""
     from speedmap.data import load_dataset
+    from speedmap.data.verify import drop_undecodable
 
-    ds = load_dataset(data, auto_split=True)
+    ds = load_dataset(data, auto_split=True, decode=("train",))
+    if not ds.split_records("train"):
+        drop_undecodable(ds)
+    for line in ds.problems.report_lines(data):
+        log(line)
     recs = ds.split_records("train") or [r for _, r in ds.all_records()]
     if not recs:
         raise SpeedmapError(f"{data} has no images to calibrate int8 quantization on")
@@ -61,7 +69,7 @@ def quantize_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    paths = calibration_paths(data, n)
+    paths = calibration_paths(data, n, log)
     log(f"calibrating int8 on {len(paths)} images from {data}")
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -70,7 +78,7 @@ def quantize_int8(
         quantize_static(
             str(pre),
             str(dst),
-            _Images(paths, imgsz, "images"),
+            _Images(paths, imgsz, "images", log),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from speedmap.cpustat import CpuMeter
-from speedmap.data import load_dataset
+from speedmap.data import DatasetSplit, load_dataset
 from speedmap.models import create_model
 from speedmap.train.data import TrainData, collate
 from speedmap.train.ema import ModelEMA
@@ -54,8 +54,9 @@ class ProbeResult:
         return asdict(self)
 
 
-def _batches(data: str | Path, imgsz: int, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
-    split = load_dataset(data, auto_split=True).split("train")
+def _batches(
+    split: DatasetSplit, data: str | Path, imgsz: int, batch: int, count: int, seed: int
+) -> list[tuple[torch.Tensor, ...]]:
     if len(split) == 0:
         raise TrainError(f"{data}: no usable training images")
     td = TrainData(split, imgsz, seed)
@@ -109,8 +110,9 @@ def probe_train_speed(
     ``threads`` torch threads (None: leave the count as training has it)."""
     if steps < 1 or warmup < 0 or batch < 1:
         raise TrainError("probe: steps and batch must be at least 1, warmup at least 0")
-    nc = len(load_dataset(data, auto_split=True).classes)
-    batches = _batches(data, imgsz, batch, min(warmup + steps, 4), seed)
+    split = load_dataset(data, auto_split=True, decode=("train",)).split("train")  # as training reads it
+    batches = _batches(split, data, imgsz, batch, min(warmup + steps, 4), seed)
+    nc = len(split.classes)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
