@@ -12,7 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from speedmap.cli.common import clean_errors, err
 from speedmap.errors import MissingExtra
 
-PATIENCE_HELP = "Stop after this many epochs without a gain in validation mAP50-95 (0: never); --epochs is the maximum."
+PATIENCE_HELP = (
+    "End the constant-rate phase after this many epochs without a gain in the smoothed validation mAP50-95, then "
+    "cool down and stop (0: only at --epochs, the maximum; with --schedule linear|cosine: stop at once)."
+)
+SCHEDULE_HELP = (
+    "wsd: warm-up, a constant rate until a plateau or the epoch cap, then a cooldown of a fifth of the run (every "
+    "run ends annealed); linear | cosine: decay over --epochs."
+)
 
 
 class EpochBars:
@@ -86,7 +93,8 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     close_mosaic: int = typer.Option(10, "--close-mosaic", help="Last epochs trained without mosaic."),
     optimizer: str = typer.Option("auto", "--optimizer", help="auto | sgd | adamw"),
-    cos_lr: bool = typer.Option(False, "--cos-lr", help="Cosine instead of linear learning-rate decay."),
+    schedule: str = typer.Option("wsd", "--schedule", help=SCHEDULE_HELP),
+    cos_lr: bool = typer.Option(False, "--cos-lr", help="Same as --schedule cosine."),
 ) -> None:
     """Train a detector (PyTorch; install the `train` extra). Works under torchrun for several processes."""
     try:
@@ -119,6 +127,7 @@ def train_command(
         resume=resume,
         close_mosaic=close_mosaic,
         optimizer=optimizer,
+        schedule=schedule,
         cos_lr=cos_lr,
     )
     bars = EpochBars()

@@ -86,7 +86,7 @@ def evidence(task: TaskResult, dest: str) -> Evidence:
     """How sure a verdict on ``task`` for ``dest`` can be, in flags and in the words the report prints."""
     pair = task.pair()
     assert pair is not None
-    conv = {s: e.train.converged for s, e in zip(SIZES, pair, strict=True)}
+    conv = {s: e.train.settled for s, e in zip(SIZES, pair, strict=True)}
     runs = {s: e.train.epochs_run for s, e in zip(SIZES, pair, strict=True)}
     lines = [_training_line(pair)]
     acc, accuracy_line = _accuracy_evidence(task.accuracy_delta)
@@ -116,7 +116,9 @@ def _training_line(pair: tuple[SizeResult, SizeResult]) -> str:
     parts = []
     for s, e in zip(SIZES, pair, strict=True):
         why = e.train.convergence.get("reason") or ""
-        state = "converged" if e.train.converged else f"had **not converged** after {e.train.epochs_run} epochs"
+        if e.train.converged and not e.train.annealed:
+            why = "stopped while its learning rate was still high: not annealed, so a longer run may change it"
+        state = "converged" if e.train.settled else f"had **not converged** after {e.train.epochs_run} epochs"
         parts.append(f"{s.capitalize()} {state}" + (f" ({why})" if why else ""))
     return "Training: " + "; ".join(parts) + "."
 
@@ -479,7 +481,7 @@ def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
     """A provisional verdict whose training the budget cut short says so, with the time a converged one needs."""
     pair = task.pair()
     limited = bool(task.plan.get("limited"))  # the plan gave fewer epochs than --epochs: the budget's cut too
-    cut = [e.train for e in pair or () if (e.train.budget or limited) and not e.train.converged]
+    cut = [e.train for e in pair or () if (e.train.budget or limited) and not e.train.settled]
     if not c.provisional or not cut or not cfg.budget_minutes:
         return
     need = float(task.plan.get("converged_seconds") or 0.0) / 60

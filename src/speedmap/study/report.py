@@ -188,7 +188,7 @@ def training_rows(results: StudyResults) -> list[list[str]]:
                     name,
                     size,
                     f"{tr.epochs_run} / {tr.epochs_max}",
-                    "yes" if tr.converged else "NO",
+                    "yes" if tr.settled else "NO",
                     str(tr.best_epoch),
                     f"{tr.total_seconds:.0f}",
                     _f(tr.cpu_seconds, 0),
@@ -324,9 +324,9 @@ def plot_training(results: StudyResults, path: Path) -> Path | None:
     for ax, (name, t) in zip(axes.flat, tasks, strict=False):
         for size, e in t.sizes.items():
             xs, ys = e.train.curve()
-            label = f"{size} ({'converged' if e.train.converged else 'not converged'})"
+            label = f"{size} ({'converged' if e.train.settled else 'not converged'})"
             line = ax.plot(xs, ys, marker=".", label=label)[0]
-            if xs and not e.train.converged:
+            if xs and not e.train.settled:
                 ax.plot(xs[-1], ys[-1], "o", mfc="none", ms=10, color=line.get_color())
         ax.set(title=name, xlabel="training time (s)", ylabel="valid mAP50-95")
         ax.grid(True, alpha=0.3)

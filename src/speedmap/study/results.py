@@ -13,6 +13,7 @@ from typing import Any
 from speedmap.bench.results import Spread
 from speedmap.cpustat import CONTENDED_SHARE
 from speedmap.study.config import SATURATED_MAP50, StudyConfig
+from speedmap.train.convergence import ANNEALED_SHARE, lr_share
 
 Interval = tuple[float, float]  # a 95% confidence interval, [low, high] in JSON
 INT8_TOLERANCE = 0.01  # an int8 model more than 1 point of mAP50-95 below its fp32 model is flagged
@@ -50,6 +51,19 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     budget: dict[str, Any] | None = None  # what the study's time budget changed (epochs fitted, stopped at)
     worker: dict[str, Any] | None = None  # on Ray: host, pid, start and end times, attempt, epochs resumed after
+
+    @property
+    def annealed(self) -> bool:
+        """Whether the run ended with its learning rate low (from its per-epoch log; True without rates): a run
+        stopped at a high rate is not converged, whatever its record says (records from before the wsd
+        schedule called a patience stop converged)."""
+        share = lr_share(self.history)
+        return share is None or share <= ANNEALED_SHARE
+
+    @property
+    def settled(self) -> bool:
+        """Converged and annealed: what a strong verdict needs of each size."""
+        return self.converged and self.annealed
 
     def curve(self) -> tuple[list[float], list[float]]:
         """Validation mAP50-95 against cumulative training wall time (seconds)."""
@@ -206,6 +220,7 @@ class TaskResult:
     imgsz_reason: str = ""
     split: dict[str, Any] = field(default_factory=dict)  # source (dataset | automatic), seed, ratios, carved
     plan: dict[str, Any] = field(default_factory=dict)  # the schedule within the budget (config.Plan)
+    corrupt_images: list[str] = field(default_factory=list)  # image files skipped: unreadable or not decodable
 
     def pair(self) -> tuple[SizeResult, SizeResult] | None:
         f, a = self.sizes.get("fast"), self.sizes.get("accurate")

@@ -40,6 +40,8 @@ class RunState:
     best_epoch: int = -1  # 0-based
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch (metrics.csv)
     epoch_seconds: list[float] = field(default_factory=list)  # wall seconds of each epoch's training loop
+    # wsd: where and why the stable phase ended (stable_end, 1-based; stable_end_reason) and the cooldown's epochs
+    phases: dict[str, Any] = field(default_factory=dict)
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
@@ -117,6 +119,7 @@ def save_last(
         "best_epoch": state.best_epoch,
         "history": state.history,
         "epoch_seconds": state.epoch_seconds,
+        "phases": state.phases,
         "config": config,
     }
     save_atomic(ckpt, path)
@@ -129,10 +132,12 @@ def save_best(path: Path, meta: dict[str, Any], ema: ModelEMA, epoch: int, metri
 
 def saved_config(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The config a ``last.pt`` was trained with. Runs from before the caller chose the input size saved
-    ``imgsz: None``; the size they trained at is the checkpoint's ``imgsz``."""
+    ``imgsz: None``; the size they trained at is the checkpoint's ``imgsz``. Runs from before the ``schedule``
+    setting keep the linear decay they started with."""
     config = dict(ckpt["config"])
     if config.get("imgsz") is None:
         config["imgsz"] = ckpt["imgsz"]
+    config.setdefault("schedule", "linear")  # runs from before the wsd schedule decayed linearly
     return config
 
 
@@ -146,7 +151,14 @@ def restore_training(ckpt: dict[str, Any], optimizer: torch.optim.Optimizer, ema
     optimizer.load_state_dict(ckpt["optimizer"])
     ema.ema.load_state_dict(ckpt["model"])
     ema.updates = ckpt["ema_updates"]
-    state = RunState(ckpt["epoch"], ckpt["best_fitness"], ckpt["best_epoch"], ckpt["history"], ckpt["epoch_seconds"])
+    state = RunState(
+        ckpt["epoch"],
+        ckpt["best_fitness"],
+        ckpt["best_epoch"],
+        ckpt["history"],
+        ckpt["epoch_seconds"],
+        dict(ckpt.get("phases") or {}),
+    )
     maps = [h.get("map") for h in state.history]
     if maps and None not in maps:  # older checkpoints kept a mAP50/mAP50-95 mix
         state.best_fitness = max(max(m, 0.0) for m in maps)

@@ -116,6 +116,7 @@ def pretrain(
             seed=cfg.seed,
             patience=0,
             resume=resume,
+            schedule="linear",  # the shipped weights' schedule: a fixed decay over --epochs
         )
         records[size] = train(tcfg, progress, log)
     return records

@@ -1,9 +1,14 @@
 """Warm-up and learning-rate decay, and the optimizer numbers they work with.
 
-Every parameter group's rate is ``initial_lr`` times a factor that decays from 1 to ``lrf`` over the run,
-linearly or along a cosine (:meth:`Schedule.factor`). During warm-up (the first :func:`warmup_iterations`
-optimizer steps) the rates rise linearly from 0 to that value, except the biases', which come down from
-:data:`WARMUP_BIAS_LR`, and the momentum rises from :data:`WARMUP_MOMENTUM` to :data:`MOMENTUM`.
+Every parameter group's rate is ``initial_lr`` times a factor (:meth:`Schedule.factor`). The default schedule,
+``wsd`` (warm-up, stable, decay), keeps the factor at 1 until the trainer ends the stable phase (a plateau of
+the smoothed validation curve, the epoch cap or the time budget) and then cools down: the factor falls
+linearly to ``lrf`` over :func:`cooldown_epochs`, a fixed share of the run, and the run ends there. So every
+run ends annealed, however early it stops, and both sizes stop by the same rule. ``linear`` and ``cosine``
+decay from 1 to ``lrf`` over the planned epochs (the fixed schedules of earlier versions; pretraining keeps
+``linear``). During warm-up (the first :func:`warmup_iterations` optimizer steps) the rates rise linearly from
+0 to the factor's value, except the biases', which come down from :data:`WARMUP_BIAS_LR`, and the momentum
+rises from :data:`WARMUP_MOMENTUM` to :data:`MOMENTUM`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,24 @@ WARMUP_MIN_ITERS = 100  # warm-up, when on, lasts at least this many optimizer s
 WARMUP_MOMENTUM = 0.8  # SGD's momentum at the first warm-up step (AdamW's beta1 is not warmed up)
 WARMUP_BIAS_LR = 0.1  # the biases' learning rate at the first warm-up step
 MAX_GRAD_NORM = 10.0  # gradients are clipped to this total norm before every optimizer step
+SCHEDULES = ("wsd", "linear", "cosine")
+COOLDOWN_SHARE = 0.2  # wsd: the cooldown is this share of the whole run (a quarter of the stable epochs) ...
+MIN_COOLDOWN = 2  # ... and at least this many epochs
+
+
+def cooldown_epochs(stable_epochs: int) -> int:
+    """Epochs of cooldown after ``stable_epochs`` at the full rate: :data:`COOLDOWN_SHARE` of the run."""
+    return max(MIN_COOLDOWN, math.ceil(stable_epochs * COOLDOWN_SHARE / (1 - COOLDOWN_SHARE) - 1e-9))
+
+
+def stable_cap(epochs: int) -> int:
+    """The most stable epochs a run of at most ``epochs`` can have and still cool down in full (at least 1)."""
+    s = max(1, epochs - cooldown_epochs(epochs))
+    while s > 1 and s + cooldown_epochs(s) > epochs:
+        s -= 1
+    while s + 1 + cooldown_epochs(s + 1) <= epochs:
+        s += 1
+    return s
 
 
 def auto_optimizer(iterations: int) -> str:
@@ -49,14 +72,22 @@ class Schedule:
 
     epochs: int
     lrf: float  # final rate as a fraction of the initial one
-    cos_lr: bool  # cosine instead of linear decay
+    kind: str  # one of SCHEDULES
     batches_per_epoch: int
     warmup_iters: int
+    cooldown_start: int | None = None  # wsd: the first epoch (0-based) of the cooldown, once the trainer set it
+    cooldown: int = 0  # wsd: the cooldown's epochs
 
     def factor(self, epoch_progress: float) -> float:
-        """Decay from 1 to ``lrf`` over the run, cosine or linear (``epoch_progress`` in epochs)."""
-        x = min(epoch_progress / max(self.epochs, 1), 1.0)
-        if self.cos_lr:
+        """The rate's factor at ``epoch_progress`` (in epochs): wsd's constant phase and cooldown, or a decay
+        from 1 to ``lrf`` over the run, cosine or linear."""
+        if self.kind == "wsd":
+            if self.cooldown_start is None or epoch_progress < self.cooldown_start:
+                return 1.0
+            x = min((epoch_progress - self.cooldown_start) / max(self.cooldown, 1), 1.0)
+        else:
+            x = min(epoch_progress / max(self.epochs, 1), 1.0)
+        if self.kind == "cosine":
             return ((1 - math.cos(x * math.pi)) / 2) * (self.lrf - 1) + 1
         return (1 - x) * (1.0 - self.lrf) + self.lrf
 

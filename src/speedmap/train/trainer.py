@@ -49,7 +49,7 @@ from speedmap.train.checkpoint import (
     save_last,
     saved_config,
 )
-from speedmap.train.convergence import convergence, patience_stop, time_to_fraction
+from speedmap.train.convergence import convergence, patience_stop, plateau_epoch, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
 from speedmap.train.device import amp_dtype, default_workers, resolve_device
 from speedmap.train.ema import ModelEMA
@@ -59,11 +59,14 @@ from speedmap.train.schedule import (
     ADAMW_BETA2,
     MAX_GRAD_NORM,
     MOMENTUM,
+    SCHEDULES,
     SGD_LR,
     WEIGHT_DECAY_BATCH,
     Schedule,
     auto_adamw_lr,
     auto_optimizer,
+    cooldown_epochs,
+    stable_cap,
     warmup_iterations,
 )
 from speedmap.train.weights import resolve_weights, weights_record
@@ -86,13 +89,16 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     workers: int | None = None
     seed: int = 0
-    patience: int = 50  # stop after this many epochs without a gain in validation mAP50-95 (0: never)
+    # wsd: the constant-rate phase ends after this many epochs without a gain of the smoothed validation mAP50-95
+    # (0: at the epoch cap), then the run cools down; linear / cosine: stop after them (not annealed)
+    patience: int = 50
     resume: bool = False
     close_mosaic: int = 10
     optimizer: str = "auto"  # auto | sgd | adamw
     lr0: float | None = None
     lrf: float = 0.01
-    cos_lr: bool = False
+    schedule: str = "wsd"  # wsd (warm-up, stable, cooldown: every run ends annealed) | linear | cosine
+    cos_lr: bool = False  # the older switch: cosine decay (schedule "cosine")
     warmup_epochs: float = 3.0
     weight_decay: float = 5e-4
     ema_tau: float = 2000.0  # the EMA's decay ramps up as 1 - exp(-updates / ema_tau)
@@ -211,7 +217,7 @@ def validation_metrics(model: nn.Module, val: ValData, device: torch.device) -> 
 def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test") -> Metrics:
     """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
     ckpt = load_checkpoint(path)
-    view = load_dataset(data, auto_split=True).split(split)
+    view = load_dataset(data, auto_split=True, decode=(split,)).split(split)
     return validation_metrics(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
@@ -322,13 +328,9 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg, log = self.cfg, self.log
-        self.ds = ds = load_dataset(cfg.data, auto_split=True)
-        if ds.problems and self.main:
-            log(
-                f"{len(ds.problems)} dataset problem(s) skipped or fixed (see `speedmap datasets validate {cfg.data}`):"
-            )
-            for line in ds.problems.summary_lines():
-                log(line)
+        self.ds = ds = load_dataset(cfg.data, auto_split=True, decode=("train", "valid", "test"))
+        for line in ds.problems.report_lines(cfg.data) if self.main else []:  # skipped images by name
+            log(line)
         self.train_split = ds.split("train")
         if len(self.train_split) == 0:
             raise TrainError(f"{cfg.data}: no usable training images (the train split is empty after validation)")
@@ -396,7 +398,13 @@ class Trainer:
         self.val = ValData(self.val_split, self.imgsz) if use_val else None
         self.workers = default_workers(self.device.type) if cfg.workers is None else cfg.workers
         warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch, cfg.warmup_min_iters)
-        self.schedule = Schedule(cfg.epochs, cfg.lrf, cfg.cos_lr, self.batches_per_epoch, warmup)
+        self.warmup_epochs = math.ceil(warmup / self.batches_per_epoch)  # the epochs warm-up reaches into
+        kind = "cosine" if cfg.cos_lr else cfg.schedule
+        if kind not in SCHEDULES:
+            raise TrainError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        ph = self.state.phases  # a resumed run that had begun its cooldown goes on with it
+        start, cool = (ph["stable_end"], ph["cooldown"]) if ph.get("stable_end") is not None else (None, 0)
+        self.schedule = Schedule(cfg.epochs, cfg.lrf, kind, self.batches_per_epoch, warmup, start, cool)
 
     def _log_start(self) -> None:
         cfg = self.cfg
@@ -410,16 +418,13 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train from the first unfinished epoch; returns the run record (``train.json``)."""
-        first, setup = self.state.epoch + 1, time.perf_counter() - self.t_built  # setup: reading, caching images
-        epoch = first
-        while epoch < self.cfg.epochs:  # not a range: a time limit may shorten the schedule mid-run
+        self.first = epoch = self.state.epoch + 1
+        self.setup_s = time.perf_counter() - self.t_built  # reading and caching the images
+        while epoch < self.cfg.epochs:  # not a range: the cooldown or a time limit sets the end mid-run
             losses, cpu = self.train_epoch(epoch)
             self.state.epoch_seconds.append(cpu.wall_s)
             metrics = self.validate()
             stop = self.end_epoch(epoch, losses, cpu, metrics) if self.main else False
-            if not stop and self.cfg.time_limit and not self.ddp:
-                spent = time.perf_counter() - self.t_built
-                stop = self._fit_time_limit(epoch, (spent - setup) / (epoch + 1 - first), spent, epoch == first)
             if self._agree(stop):
                 break
             epoch += 1
@@ -525,11 +530,70 @@ class Trainer:
         )
         st.history.append(asdict(entry))
         st.epoch = epoch
+        stop = self._decide(epoch)
         self.save(improved, metrics)
         self.write_logs()
         if self.progress is not None:
             self.progress({"epoch_done": entry, "best": improved})
+        return stop
+
+    def _decide(self, epoch: int) -> bool:
+        """After an epoch, on rank 0: fit the time limit, end wsd's stable phase, or stop; True to stop now."""
+        spent = time.perf_counter() - self.t_built
+        per_epoch = (spent - self.setup_s) / (epoch + 1 - self.first)
+        if self.cfg.time_limit and not self.ddp and self._fit_time_limit(epoch, per_epoch, spent, epoch == self.first):
+            return True
+        if self.schedule.kind == "wsd":
+            self._end_stable_phase(epoch, per_epoch, spent)
+            return False
         return self._patience_stop(epoch)
+
+    def _plateau(self) -> int | None:
+        """The 1-based epoch where the smoothed validation curve peaked, if that is ``patience`` epochs ago;
+        judged from the last warm-up epoch on (a rising rate first shakes a pretrained model's scores)."""
+        maps = [h.get("map") for h in self.state.history]
+        if self.val is None or None in maps:
+            return None
+        w = max(self.warmup_epochs - 1, 0)
+        b = plateau_epoch(maps[w:], self.cfg.patience)
+        return None if b is None else b + w + 1
+
+    def _stable_end_reason(self, done: int, per_epoch: float, spent: float) -> tuple[str | None, int]:
+        """Why wsd's stable phase ends after ``done`` epochs (None: it goes on) and the epochs the run may
+        have in all: a plateau of the smoothed validation curve, the epoch cap, or the time budget."""
+        cfg = self.cfg
+        if self._plateau() is not None:
+            return "plateau", cfg.epochs
+        if done >= stable_cap(cfg.epochs):
+            return "epochs", cfg.epochs
+        if cfg.time_limit and not self.ddp:
+            fit = done + int((float(cfg.time_limit) - spent) / max(per_epoch, 1e-9))
+            if done >= stable_cap(max(fit, done + 1)):
+                return "time", min(cfg.epochs, max(fit, done + 1))
+        return None, cfg.epochs
+
+    def _end_stable_phase(self, epoch: int, per_epoch: float, spent: float) -> None:
+        """wsd: when the stable phase ends, begin the cooldown (its epochs set the run's end) and record why."""
+        if self.schedule.cooldown_start is not None:
+            return
+        done = epoch + 1
+        why, allowed = self._stable_end_reason(done, per_epoch, spent)
+        if why is None:
+            return
+        cool = allowed - done if why == "epochs" else min(cooldown_epochs(done), allowed - done)
+        self.state.phases = {
+            "warmup_end": self.warmup_epochs,
+            "stable_end": done,
+            "stable_end_reason": why,
+            "smoothed_best": self._plateau() if why == "plateau" else None,
+            "cooldown": max(cool, 0),
+        }
+        if cool <= 0:
+            return  # the cap is here already (a run of one epoch): nothing left to cool down in
+        self.schedule = replace(self.schedule, cooldown_start=done, cooldown=cool)
+        self.cfg.epochs = done + cool
+        what = {"plateau": "the validation curve plateaued", "epochs": "the epoch cap", "time": "the time budget"}
+        self.log(f"epoch {done}: {what[why]}; the learning rate cools down over {cool} epochs, to epoch {done + cool}")
 
     def _patience_stop(self, epoch: int) -> bool:
         st, cfg = self.state, self.cfg
@@ -540,12 +604,16 @@ class Trainer:
         return stop
 
     def _agree(self, stop: bool) -> bool:
-        """Rank 0's decision to stop, on every rank."""
+        """Rank 0's decision to stop, and its schedule (the cooldown, the epochs), on every rank."""
         if self.ddp:
-            flag = torch.tensor([int(stop)], device=self.device)
+            sch = self.schedule
+            start = -1 if sch.cooldown_start is None else sch.cooldown_start
+            flag = torch.tensor([int(stop), start, sch.cooldown, self.cfg.epochs], device=self.device)
             dist.broadcast(flag, 0)
-            stop = bool(flag.item())
-        return stop
+            stop, start, cool, self.cfg.epochs = (int(v) for v in flag.tolist())
+            if start >= 0:
+                self.schedule = replace(sch, cooldown_start=start, cooldown=cool)
+        return bool(stop)
 
     def save(self, improved: bool, metrics: Metrics | None) -> None:
         """``last.pt`` after every epoch; ``best.pt`` when the epoch is the best so far."""
@@ -567,7 +635,8 @@ class Trainer:
         best = next((h for h in history if h["epoch"] == st.best_epoch + 1), history[-1])
         total = float(sum(st.epoch_seconds))
         n_train = len(ds.split_records("train"))
-        converged, conv = convergence(history, cfg.patience, cfg.epochs)
+        phases = st.phases if self.schedule.kind == "wsd" else None
+        converged, conv = convergence(history, cfg.patience, cfg.epochs, phases)
         t95 = time_to_fraction(history)
         return {
             "size": cfg.size,
@@ -597,6 +666,7 @@ class Trainer:
                 "classes": ds.classes,
                 "train_images": n_train,
                 "valid_images": len(ds.split_records("valid")),
+                "corrupt_images": ds.problems.corrupt_images(),  # skipped: unreadable or not decodable
             },
             "device": str(self.device),
             "processes": self.world,

@@ -1,0 +1,120 @@
+"""Would a longer run overturn the verdict? (issue 33, sections 2-3)
+
+For each dataset and size: train as the study does (``speedmap compare``'s defaults: up to 60 epochs, patience
+8, batch 16, the shipped pretrained weights, seed 0, the input size the study chooses), then train the same
+size again for twice the epochs that run took (``--patience 0``: the whole stable phase to the cap, then the
+cooldown). Both are scored on the test split (best.pt, the checkpoint the study exports), and the two sizes'
+difference at the study's stop is set against the 95% paired-bootstrap interval of their difference at 2x.
+
+    python benchmarks/bench_anneal.py /work/data/real/raccoon /work/data/real/kangaroo --out /work/runs/anneal
+
+Prints two markdown tables: per dataset and size (test mAP50-95 at the stop and at 2x, the difference, what
+the convergence rule said, whether a "converged" run is within 1.5 points of its 2x run), and per dataset
+(the study's Fast-Accurate difference, the 2x difference and its interval, whether the former lies in the
+latter). Finished runs are reused. Run it alone: it trains for tens of minutes per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedmap.data import load_dataset
+from speedmap.data.imgsz import choose_imgsz
+from speedmap.eval import evaluate_predictions
+from speedmap.eval.bootstrap import paired_bootstrap
+from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
+from speedmap.train.data import ValData
+from speedmap.train.trainer import TrainConfig, predict_split, train
+
+SIZES = ("fast", "accurate")
+WITHIN = 0.015  # the goal: a converged run is within 1.5 points of its 2x run
+
+
+def run(data: Path, size: str, imgsz: int, out: Path, seed: int, epochs: int, patience: int) -> dict[str, Any]:
+    """Train (or reuse) one run; its train.json."""
+    done = out / "train.json"
+    if done.is_file() and json.loads(done.read_text()).get("finished"):
+        return json.loads(done.read_text())
+    cfg = TrainConfig(
+        data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, out=str(out), seed=seed, patience=patience
+    )
+    cfg.resume = (out / "last.pt").is_file()
+    t0 = time.perf_counter()
+    rec = train(cfg, log=lambda m: None)
+    rec["finished"], rec["wall_s"] = True, round(time.perf_counter() - t0, 1)
+    done.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def score(run_dir: Path, data: Path) -> Any:
+    """The best checkpoint's test-split evaluation (metrics, ground truth and predictions for the bootstrap)."""
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    view = load_dataset(data, auto_split=True).split("test")
+    dets = predict_split(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
+    return evaluate_predictions(view, dets)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-anneal"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--patience", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; seed {args.seed}")
+    sizes_rows, verdict_rows = [], []
+    for data in args.data:
+        imgsz, why = choose_imgsz(load_dataset(data, auto_split=True))
+        ev: dict[tuple[str, str], Any] = {}
+        for size in SIZES:
+            base = args.out / f"{data.name}-{size}-s{args.seed}"
+            stop = run(data, size, imgsz, base, args.seed, args.epochs, args.patience)
+            twice = run(data, size, imgsz, base.with_name(base.name + "-2x"), args.seed, 2 * stop["epochs_run"], 0)
+            ev[size, "stop"], ev[size, "2x"] = score(base, data), score(base.with_name(base.name + "-2x"), data)
+            m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
+            c = stop["convergence"]
+            ended = (c.get("phases") or {}).get("stable_end_reason")
+            ok = "yes" if not stop["converged"] or abs(m_2x - m_stop) <= WITHIN else "**no**"
+            sizes_rows.append(
+                f"| {data.name} | {imgsz} | {size} | {stop['epochs_run']} ({ended}) "
+                f"| {m_stop:.3f} | {twice['epochs_run']} | {m_2x:.3f} | {100 * (m_2x - m_stop):+.1f} "
+                f"| {'converged' if stop['converged'] else 'not converged'}: {c['reason']} | {ok} "
+                f"| {stop['wall_s'] / 60:.1f} / {twice['wall_s'] / 60:.1f} |"
+            )
+        f2, a2 = ev["fast", "2x"], ev["accurate", "2x"]
+        bs = paired_bootstrap(f2.gt, f2.predictions, a2.predictions, resamples=1000, seed=0)
+        d_stop = ev["accurate", "stop"].metrics.map - ev["fast", "stop"].metrics.map
+        lo, hi = bs.delta_map.low, bs.delta_map.high
+        holds = "yes" if lo <= d_stop <= hi else "**no**"
+        verdict_rows.append(
+            f"| {data.name} | {100 * d_stop:+.1f} | {100 * bs.point['delta_map']:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {holds} |"
+        )
+        print(f"{data.name}: input size {imgsz} px ({why})", flush=True)
+    print()
+    print(
+        "| dataset | imgsz | size | epochs at the stop (stable phase ended by) | test mAP50-95 at the stop | epochs 2x "
+        "| test mAP50-95 at 2x | points | what the rule said | within 1.5 if converged | minutes (stop / 2x) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(sizes_rows))
+    print()
+    print(
+        "| dataset | Accurate - Fast at the stop (points) | at 2x [95% CI] | the stop's difference in the 2x interval |"
+    )
+    print("|---|---|---|---|")
+    print("\n".join(verdict_rows))
+
+
+if __name__ == "__main__":
+    main()
