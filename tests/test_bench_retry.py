@@ -127,3 +127,23 @@ def test_older_documents_and_ranking_certainty() -> None:
     assert ranking_certain(Spread(0.8, 0.7, 0.95, [0.7, 0.8, 0.95]))
     assert not ranking_certain({"median": 1.1, "min": 0.9, "max": 1.3, "values": [0.9, 1.1, 1.3]})
     assert not Spread(1.0, 1.0, 1.2, [1.0, 1.1, 1.2]).certain
+
+
+def test_compare_stops_a_scenario_once_its_ranking_is_settled() -> None:
+    """5 ms against 15 ms: settled after two repeats of each scenario instead of five; 10 ms against 10.5 ms
+    (within 15%) runs every repeat. Without ``early_stop`` every repeat runs."""
+    from speedmap.bench.compare import settled
+
+    assert settled([2.0, 2.6]) and settled([0.5, 0.6]) and not settled([2.0]) and not settled([1.1, 2.0])
+    assert not settled([2.0, 0.5])
+    cfg = BenchConfig("concurrency", [1, 4], duration=0.3, requests=1, warmup=2)
+    fast_slow: dict[str, Target] = {"a": Ramp("r", 0.005, settle=0.0), "b": Ramp("r", 0.015, settle=0.0)}
+    report, _ = compare(fast_slow, cfg, {"a": None, "b": None}, [b""], repeats=5, early_stop=True)
+    assert [len(r["p50_latency_ratio"]["values"]) for r in report.ratios] == [2, 2]
+    assert all(r["p50_latency_ratio"]["min"] > 1.15 for r in report.ratios)
+    assert report.provenance["early_stop"] is True
+    close: dict[str, Target] = {"a": Ramp("r", 0.010, settle=0.0), "b": Ramp("r", 0.0105, settle=0.0)}
+    report, _ = compare(close, cfg, {"a": None, "b": None}, [b""], repeats=3, early_stop=True)
+    assert [len(r["p50_latency_ratio"]["values"]) for r in report.ratios] == [3, 3]
+    report, _ = compare(fast_slow, cfg, {"a": None, "b": None}, [b""], repeats=3)
+    assert [len(r["p50_latency_ratio"]["values"]) for r in report.ratios] == [3, 3]

@@ -225,3 +225,5 @@ def test_compare_skips_names_and_counts_them(broken: tuple[Path, dict[str, Path]
         e = task["sizes"][size]
         assert e["test_images"] == TEST - 1 and e["train"]["train_images"] == TRAIN - 1
         assert e["speed"]["local"]["single"]["errors"] == 0
+    md = (out / "report.md").read_text()
+    assert "Skipped: 3 images that cannot be decoded" in md and all(p.name in md for p in bad.values())

@@ -1,5 +1,9 @@
 """The training input size, chosen from the dataset: the smallest size at which its small objects stay
-learnable, capped at the images' own size (upscaling adds pixels, not detail).
+learnable, capped at the images' own size (upscaling adds pixels, not detail). With a time budget the study
+then takes the largest size up to :data:`GROWTH` times that floor at which both sizes' full schedule still
+fits (:func:`largest_that_fits`): box size is not all that matters, localisation and small print that tells
+classes apart need pixels too (a single-class set of large objects: 128 px, the floor, scored 0.271 test
+mAP50-95, 256 px 0.363).
 
 The letterbox scales an image's long side to the input size, so an object's short side ``b`` on an image
 whose long side is ``L`` is ``b * S / L`` pixels at input size ``S``. The rule asks that the small end of
@@ -11,6 +15,7 @@ built-in tasks (``benchmarks/bench_imgsz.py``, BENCHMARKS.md "Input size from th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,6 +26,8 @@ QUANTILE = 0.10  # "the small end": the 10th percentile of box short sides, so a
 MIN_IMGSZ, MAX_IMGSZ = 128, 640  # below 128 px an epoch is no faster on a CPU; above 640 a study takes hours
 STRIDE = 32
 MIN_CLASS_BOXES = 5  # a class with fewer boxes does not set the size on its own
+GROWTH = 2.0  # with a budget, the study grows the input size up to this multiple of the box rule's floor
+TIME_EXPONENT = 1.7  # an epoch's time against input size on real photos: size^1.5 (Fast) to size^1.7 (Accurate)
 
 
 def _round_up(v: float) -> int:
@@ -70,3 +77,25 @@ def choose_imgsz(ds: Dataset) -> tuple[int, str]:
         f"{where}; at {size} px they are {small * size:.0f} px, at least the {SMALL_OBJECT_PX:.0f} px"
         " that keeps small objects learnable"
     )
+
+
+def images_cap(ds: Dataset) -> int:
+    """The largest input size worth training at: the images' own (median long side), within the bounds."""
+    recs = ds.split_records("train") or [r for _, r in ds.all_records()]
+    if not recs:
+        return MIN_IMGSZ
+    native = float(np.median([max(r.width, r.height) for r in recs]))
+    return max(MIN_IMGSZ, min(MAX_IMGSZ, int(native // STRIDE) * STRIDE))
+
+
+def largest_that_fits(floor: int, cap: int, fits: Callable[[int], bool]) -> int:
+    """The largest multiple of :data:`STRIDE` from ``floor`` up to ``min(cap, GROWTH * floor)`` for which
+    ``fits(size)`` holds (``floor`` when none above it does)."""
+    top = min(cap, int(GROWTH * floor) // STRIDE * STRIDE)
+    return next((s for s in range(top, floor, -STRIDE) if fits(s)), floor)
+
+
+def speed_at(ips: dict[str, float], measured_at: int, size: int) -> dict[str, float]:
+    """Training images/s at ``size`` from speeds measured at ``measured_at`` (time ~ size^TIME_EXPONENT)."""
+    f = (measured_at / size) ** TIME_EXPONENT
+    return {k: v * f for k, v in ips.items()}

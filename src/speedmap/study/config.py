@@ -167,6 +167,12 @@ def epoch_seconds(size: str, imgsz: int, train_images: int, ips: dict[str, float
 HTTP_RUN_FACTOR = 2.4
 
 
+def _repeats(cfg: StudyConfig) -> int:
+    """Benchmark repeats a comparison typically takes: it stops once the ranking is settled (after 2; Fast and
+    Accurate differ 1.5-2.6x), so 2 where more were asked for two sizes."""
+    return min(cfg.bench_repeats, 2) if len(cfg.sizes) == 2 else cfg.bench_repeats
+
+
 def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None = None, probe: bool = True) -> float:
     """Everything but training for one dataset: the probe (unless already run), exports (int8 calibration),
     scoring, benchmarks."""
@@ -178,7 +184,7 @@ def fixed_seconds(cfg: StudyConfig, imgsz: int, destinations: list[str] | None =
         scenarios, extra, factor = (
             (1, 8.0, 1.0) if d == "browser" else (2, 0.7, HTTP_RUN_FACTOR if d.startswith("http") else 1)
         )
-        runs = len(cfg.sizes) * cfg.bench_repeats * scenarios * (1 if d == "browser" else variants)
+        runs = len(cfg.sizes) * _repeats(cfg) * scenarios * (1 if d == "browser" else variants)
         bench += runs * (cfg.bench_seconds * factor + extra)
     export = len(cfg.sizes) * (2 + (3 + 4 * (imgsz / 256) ** 2 if cfg.int8 else 0))  # int8: calibration
     probe_s = probe_s if probe and len(cfg.sizes) == 2 else 0.0

@@ -488,6 +488,14 @@ def data_lines(t: TaskResult, cfg: Any) -> list[str]:
             f"Split: the dataset came without {' and '.join(sp.get('carved') or [])}; speedmap split it {pct} "
             f"(seed {sp.get('seed')}; `speedmap datasets split` writes another)."
         )
+    if t.corrupt_images:
+        names = ", ".join(f"`{Path(p).name}`" for p in t.corrupt_images[:5])
+        more = f" and {len(t.corrupt_images) - 5} more" if len(t.corrupt_images) > 5 else ""
+        lines.append(
+            f"Skipped: {len(t.corrupt_images)} image{'s' * (len(t.corrupt_images) != 1)} that cannot be decoded "
+            f"({names}{more}); every step left {'them' if len(t.corrupt_images) != 1 else 'it'} out alike "
+            "(`speedmap datasets validate` lists each)."
+        )
     pair = t.pair()
     d = t.accuracy_delta
     if pair is not None and pair[0].test_images < SMALL_SPLIT:

@@ -164,9 +164,9 @@ class Study:
         return out
 
     # ---- training speed, training, export, test-split score
-    def probe(self, name: str, data: Path, fingerprint: str, imgsz: int) -> TrainProbe:
+    def probe(self, name: str, data: Path, fingerprint: str, imgsz: int, step: str = "") -> TrainProbe:
         c = self.cfg
-        step = f"probe/{name}"
+        step = step or f"probe/{name}"
         inputs = (fingerprint, imgsz, c.batch, c.probe_steps, c.seed)
         k, cached, why = self.steps.lookup(step, "probe", *inputs)
         if cached is None:
@@ -207,6 +207,7 @@ class Study:
         step = f"train/{name}/{size}"
         inputs = (fingerprint, size, sched.epochs, c.patience, sched.imgsz, c.batch, c.seed, c.budget_minutes)
         inputs += (c.weights,) if c.weights != "scratch" else ()  # (a scratch study keeps its earlier keys)
+        inputs += ("wsd",)  # runs end annealed (warm-up, stable, cooldown): no earlier run is reused
         k, cached, why = self.steps.lookup(step, "train", *inputs)
         run = self.out / "runs" / f"{name}-{size}-{k}"
         tc = dict(
@@ -287,7 +288,7 @@ class Study:
         from speedmap.eval.bootstrap import paired_bootstrap
         from speedmap.eval.model import evaluate_model
 
-        ds = load_dataset(data, auto_split=True)
+        ds = load_dataset(data, auto_split=True, decode=("train", "valid", "test"))  # checked in setup_task
         split = "test" if ds.split_records("test") else "valid"
         self.ui.stage(
             f"{name}: scoring the {split} split through the engine, {c.bootstrap_resamples} paired "
@@ -409,7 +410,7 @@ class Study:
         targets = {mid: t for mid, (t, _) in made.items()}
         infos = {mid: info for mid, (_, info) in made.items()}
         if len(targets) == 2:
-            report, _ = compare(targets, cfg, infos, blobs, repeats=c.bench_repeats)
+            report, _ = compare(targets, cfg, infos, blobs, repeats=c.bench_repeats, early_stop=True)
         else:  # one size: nothing to interleave with
             from speedmap.bench.run import benchmark
 
@@ -437,7 +438,7 @@ class Study:
                 SpeedRatio(
                     Spread.of(single_ratio["p50_latency_ratio"]["values"]),
                     Spread.of(tp) if tp else None,
-                    c.bench_repeats,
+                    len(single_ratio["p50_latency_ratio"]["values"]),  # fewer than asked once the ranking settled
                 )
             )
         return out
@@ -448,6 +449,7 @@ class Study:
         UNSTABLE run is tried again at twice, then four times the duration, a contended one once more, as
         the other destinations'."""
         from speedmap.bench.browser import run_browser_benchmark
+        from speedmap.bench.compare import settled
         from speedmap.bench.run import Tries
 
         c = self.cfg
@@ -473,14 +475,16 @@ class Study:
                 runs[size].append(run)
                 warm.setdefault(size, report.warmup)
                 docs.append({**report.to_json(), "repeat": rep})
+            if {"fast", "accurate"} <= set(runs) and settled(_browser_ratios(runs)):
+                break  # the ranking is settled: no more repeats
         doc_path.write_text(json.dumps(docs, indent=1) + "\n")
         rel = str(doc_path.relative_to(self.out))
         out: dict[str, Any] = {
             "sizes": {s: dataclasses.asdict(Speed(_summary(r), None, rel, warm[s])) for s, r in runs.items()}
         }
         if "fast" in runs and "accurate" in runs:
-            lat = [a.p50_ms / f.p50_ms for f, a in zip(runs["fast"], runs["accurate"], strict=True)]
-            out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(lat), None, c.bench_repeats, interleaved=False))
+            lat = _browser_ratios(runs)
+            out["ratio"] = dataclasses.asdict(SpeedRatio(Spread.of(lat), None, len(lat), interleaved=False))
         return out
 
     def close(self) -> None:
@@ -524,7 +528,9 @@ class Study:
         from speedmap.data.imgsz import choose_imgsz
         from speedmap.data.io import load_dataset
 
-        ds = load_dataset(path, auto_split=True)
+        ds = load_dataset(path, auto_split=True, decode=("train", "valid", "test"))  # images that decode
+        for line in ds.problems.report_lines(path):
+            self.ui.note(line)
         test = [r.path for r in ds.split_records("test")] or [r.path for r in ds.split_records("valid")]
         if not test:
             raise SpeedmapError(f"{path}: no test or valid split to score and benchmark on")
@@ -534,21 +540,58 @@ class Study:
             imgsz, reason = self.cfg.task_imgsz, "the built-in task's own image size"
         else:
             imgsz, reason = choose_imgsz(ds)
+        by_rule = not self.cfg.imgsz and bool(self.cfg.data) and bool(self.cfg.budget_minutes)
+        floor = imgsz
         task = TaskResult(str(path), list(ds.classes), ds.fingerprint())
         task.imgsz, task.imgsz_reason, task.split = imgsz, reason, ds.split_info.to_json()
+        task.corrupt_images = ds.problems.corrupt_images()
         n_train = len(ds.split_records("train"))
         if ds.split_info.source == "automatic":
             self.ui.note(f"{name}: split {ds.split_info.describe()}")
         self.ui.note(f"{name}: {n_train} training images at {imgsz} px, {reason}")
         ips, spent = None, 0.0
         if set(self.cfg.sizes) == {"fast", "accurate"}:
-            probe = task.train_speed_probe = self.probe(name, path, task.fingerprint, imgsz)
-            ips = measured_ips(probe.fast_step_s, probe.accurate_step_s, self.cfg.batch, train_threads())
-            spent = float(self.steps.done[f"probe/{name}"].get("seconds", 0.0))
+            grown = self._grown_imgsz(name, path, task, ds, imgsz, dests) if by_rule else imgsz
+            if grown != imgsz:
+                imgsz, task.imgsz = grown, grown
+                task.imgsz_reason = reason = (
+                    f"{reason}; the budget fits both sizes' full {self.cfg.epochs}-epoch schedule at {grown} px,"
+                    " and more pixels localise better, so the study trains there"
+                )
+                self.ui.note(f"{name}: {grown} px instead: the budget fits the full schedule there")
+            ips, spent = self._probe_ips(name, path, task, imgsz, f"probe/{name}@{imgsz}" if grown != floor else "")
+            spent += float(self.steps.done.get(f"probe/{name}", {}).get("seconds", 0.0)) if grown != floor else 0.0
         sched = plan(self.cfg, n_train, imgsz, dests, ips=ips, spent_seconds=spent)
         task.plan = sched.to_json()
         self._prepared[name] = (task, test, sched)
         return task, test, sched
+
+    def _probe_ips(self, name: str, path: Path, task: TaskResult, imgsz: int, step: str = "") -> tuple[Any, float]:
+        """Both sizes' training images/s at ``imgsz`` (the probe) and the seconds the probe took."""
+        probe = task.train_speed_probe = self.probe(name, path, task.fingerprint, imgsz, step)
+        ips = measured_ips(probe.fast_step_s, probe.accurate_step_s, self.cfg.batch, train_threads())
+        return ips, float(self.steps.done[step or f"probe/{name}"].get("seconds", 0.0))
+
+    def _grown_imgsz(self, name: str, path: Path, task: TaskResult, ds: Any, imgsz: int, dests: list[str]) -> int:
+        """The largest input size up to twice the box rule's ``imgsz`` at which both sizes' whole schedule
+        (--epochs, cooldown included) still fits the budget, on the probe's speeds at ``imgsz`` scaled by size;
+        ``imgsz`` if none. Kept as a step, so a resumed study trains at the size it chose."""
+        from speedmap.data.imgsz import images_cap, largest_that_fits, speed_at
+
+        step, n_train = f"imgsz/{name}", len(ds.split_records("train"))
+        inputs = (task.fingerprint, imgsz, self.cfg.to_json(), dests)
+        k, cached, _ = self.steps.lookup(step, "probe", *inputs)
+        if cached is None:
+            ips, spent = self._probe_ips(name, path, task, imgsz)
+
+            def fits(s: int) -> bool:  # a second probe, at s, costs about the first's time scaled by the pixels
+                extra = spent * (s / imgsz) ** 2
+                return not plan(
+                    self.cfg, n_train, s, dests, ips=speed_at(ips, imgsz, s), spent_seconds=spent + extra
+                ).limited
+
+            cached = self.steps.put(step, k, {"imgsz": largest_that_fits(imgsz, images_cap(ds), fits)}, *inputs)
+        return int(cached["imgsz"])
 
     def task(self, name: str, path: Path, dests: list[str], results: StudyResults, started: float) -> None:
         task, test, sched = self.setup_task(name, path, dests)
@@ -676,6 +719,11 @@ TRAIN_FIELDS = (
     "epoch_to_95",
     "budget",
 )
+
+
+def _browser_ratios(runs: dict[str, list[Any]]) -> list[float]:
+    """Accurate's p50 latency over Fast's, per finished pair of browser runs."""
+    return [a.p50_ms / f.p50_ms for f, a in zip(runs["fast"], runs["accurate"], strict=False)]
 
 
 def train_result(record: dict[str, Any], run: Path) -> dict[str, Any]:
