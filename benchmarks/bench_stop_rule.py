@@ -15,25 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from speedmap.train.convergence import plateau_epoch
+from speedmap.train.convergence import first_stop
 
 PATIENCE, EPOCHS, RUNS = 8, 48, 200
-
-
-def raw_stop(maps: list[float]) -> int | None:
-    """The rule before issue 33: ``PATIENCE`` epochs without beating the best raw epoch."""
-    best, best_i = -1.0, 0
-    for i, m in enumerate(maps):
-        if m > best:
-            best, best_i = m, i
-        if i - best_i >= PATIENCE and best > 0:
-            return i + 1
-    return None
-
-
-def smoothed_stop(maps: list[float]) -> int | None:
-    """Today's: the smoothed curve's best ``PATIENCE`` epochs old (speedmap.train.convergence.plateau_epoch)."""
-    return next((n for n in range(1, len(maps) + 1) if plateau_epoch(maps[:n], PATIENCE) is not None), None)
 
 
 def summary(stops: list[int | None]) -> str:
@@ -49,10 +33,10 @@ def main() -> None:
     for sigma in (0.02, 0.03, 0.045):
         for tau in (15, 25):
             curves = [list(0.78 * (1 - np.exp(-e / tau)) + rng.normal(0, sigma, EPOCHS)) for _ in range(RUNS)]
-            raw, smooth = [raw_stop(c) for c in curves], [smoothed_stop(c) for c in curves]
+            raw, smooth = [first_stop(c, PATIENCE, False) for c in curves], [first_stop(c, PATIENCE) for c in curves]
             print(f"| {100 * sigma:.1f} | rising (tau {tau}): false stops | {summary(raw)} | {summary(smooth)} |")
         flat = [list(0.6 + rng.normal(0, sigma, EPOCHS)) for _ in range(RUNS)]
-        raw, smooth = [raw_stop(c) for c in flat], [smoothed_stop(c) for c in flat]
+        raw, smooth = [first_stop(c, PATIENCE, False) for c in flat], [first_stop(c, PATIENCE) for c in flat]
         print(f"| {100 * sigma:.1f} | flat: stops | {summary(raw)} | {summary(smooth)} |")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from speedmap.study.recommend import evidence
-from speedmap.train.convergence import ANNEALED_SHARE, convergence, plateau_epoch, smooth
+from speedmap.train.convergence import ANNEALED_SHARE, convergence, first_stop, plateau_epoch, smooth
 from speedmap.train.schedule import COOLDOWN_SHARE, Schedule, cooldown_epochs, stable_cap
 from tests.test_compare import study
 
@@ -23,17 +23,11 @@ def rising(epochs: int, sigma: float, rng: np.random.Generator, tau: float = 15.
 
 def raw_patience_stop(maps: list[float], patience: int) -> int | None:
     """The rule before issue 33: stop after ``patience`` epochs without beating the best raw epoch."""
-    best, best_i = -1.0, 0
-    for i, m in enumerate(maps):
-        if m > best:
-            best, best_i = m, i
-        if i - best_i >= patience and best > 0:
-            return i + 1
-    return None
+    return first_stop(maps, patience, smoothed=False)
 
 
 def smoothed_stop(maps: list[float], patience: int) -> int | None:
-    return next((n for n in range(1, len(maps) + 1) if plateau_epoch(maps[:n], patience) is not None), None)
+    return first_stop(maps, patience)
 
 
 def test_wsd_schedule_phases() -> None:
@@ -196,3 +190,14 @@ def test_the_input_size_grows_to_the_largest_that_the_budget_fits() -> None:
     assert largest_that_fits(192, 640, lambda s: False) == 192  # nothing larger fits: the box rule's size
     slower = speed_at({"fast": 100.0, "accurate": 40.0}, 128, 256)
     assert slower["fast"] == pytest.approx(100 / 2**1.7) and slower["accurate"] < 40 / 3
+
+
+def test_the_ema_averages_over_epochs_not_a_fixed_count_of_updates() -> None:
+    """9 steps an epoch (a few hundred images): about 45 updates, not 10,000; COCO-sized epochs: the classic 0.9999."""
+    from speedmap.train.ema import epoch_ema
+
+    decay, tau = epoch_ema(9)
+    assert decay == pytest.approx(1 - 1 / 45) and tau == 4.5
+    assert epoch_ema(7330)[0] == 0.9999 and epoch_ema(1, 0.1) == (0.0, 1.0)
+    # the ramp reaches 95% of the decay within 1.5 epochs, where the old 2000-update ramp stayed near 0.1
+    assert 1 - np.exp(-13.5 / tau) > 0.95 and 0.9999 * (1 - np.exp(-360 / 2000)) < 0.2

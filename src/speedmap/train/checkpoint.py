@@ -137,7 +137,8 @@ def saved_config(ckpt: dict[str, Any]) -> dict[str, Any]:
     config = dict(ckpt["config"])
     if config.get("imgsz") is None:
         config["imgsz"] = ckpt["imgsz"]
-    config.setdefault("schedule", "linear")  # runs from before the wsd schedule decayed linearly
+    config.setdefault("schedule", "linear")  # runs from before the wsd schedule decayed linearly ...
+    config.setdefault("ema_epochs", None)  # ... and ramped their EMA by update count
     return config
 
 

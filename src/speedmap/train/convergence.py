@@ -94,6 +94,23 @@ def plateau_epoch(maps: list[float], patience: int) -> int | None:
     return best_i if len(maps) - 1 - best_i >= patience else None
 
 
+def first_stop(maps: list[float], patience: int, smoothed: bool = True) -> int | None:
+    """The 1-based epoch at which a run with validation curve ``maps`` would stop: by the smoothed curve's
+    plateau (wsd's rule) or, ``smoothed=False``, after ``patience`` epochs without beating the best raw epoch
+    (the linear and cosine schedules' early stopping); None if it never would."""
+    best, best_i = -1.0, 0
+    for n in range(1, len(maps) + 1):
+        if smoothed:
+            if plateau_epoch(maps[:n], patience) is not None:
+                return n
+            continue
+        if maps[n - 1] > best:
+            best, best_i = maps[n - 1], n - 1
+        if patience_stop(best, n - 1 - best_i, patience):
+            return n
+    return None
+
+
 def lr_share(history: list[dict[str, Any]]) -> float | None:
     """The last epoch's learning rate over the run's peak; None when the rows have no rates."""
     lrs = [h.get("lr") for h in history]

@@ -116,7 +116,8 @@ def pretrain(
             seed=cfg.seed,
             patience=0,
             resume=resume,
-            schedule="linear",  # the shipped weights' schedule: a fixed decay over --epochs
+            schedule="linear",  # the shipped weights' recipe: a fixed decay over --epochs ...
+            ema_epochs=None,  # ... and the EMA ramped by update count (thousands of steps an epoch)
         )
         records[size] = train(tcfg, progress, log)
     return records

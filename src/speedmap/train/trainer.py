@@ -52,7 +52,7 @@ from speedmap.train.checkpoint import (
 from speedmap.train.convergence import convergence, patience_stop, plateau_epoch, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
 from speedmap.train.device import amp_dtype, default_workers, resolve_device
-from speedmap.train.ema import ModelEMA
+from speedmap.train.ema import ModelEMA, epoch_ema
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
 from speedmap.train.schedule import (
@@ -101,7 +101,8 @@ class TrainConfig:
     cos_lr: bool = False  # the older switch: cosine decay (schedule "cosine")
     warmup_epochs: float = 3.0
     weight_decay: float = 5e-4
-    ema_tau: float = 2000.0  # the EMA's decay ramps up as 1 - exp(-updates / ema_tau)
+    ema_tau: float = 2000.0  # with ema_epochs None: the EMA's decay (0.9999) ramps up as 1 - exp(-updates / ema_tau)
+    ema_epochs: float | None = 5.0  # the EMA averages over about this many epochs (None: the update-count ramp)
     warmup_min_iters: int = 100  # warm-up lasts at least this many optimizer steps
     aug_scale: float = 0.5  # random scaling of training samples: 1 +- this
     mosaic: float = 1.0  # probability of a mosaic sample (before close_mosaic)
@@ -377,7 +378,10 @@ class Trainer:
         self.per_rank_batch = cfg.batch // self.world
         self.batches_per_epoch = math.ceil(self.n_train / self.world / self.per_rank_batch)
         self.optimizer = build_optimizer(self.model, cfg, cfg.epochs * self.batches_per_epoch, self.nc)
-        self.ema = ModelEMA(self.model, tau=cfg.ema_tau)
+        decay, tau = (
+            (0.9999, cfg.ema_tau) if cfg.ema_epochs is None else epoch_ema(self.batches_per_epoch, cfg.ema_epochs)
+        )
+        self.ema = ModelEMA(self.model, decay=decay, tau=tau)
         self.state = RunState()
         if self.resume_ckpt:
             self.state = restore_training(self.resume_ckpt, self.optimizer, self.ema)
