@@ -201,3 +201,9 @@ def test_the_ema_averages_over_epochs_not_a_fixed_count_of_updates() -> None:
     assert epoch_ema(7330)[0] == 0.9999 and epoch_ema(1, 0.1) == (0.0, 1.0)
     # the ramp reaches 95% of the decay within 1.5 epochs, where the old 2000-update ramp stayed near 0.1
     assert 1 - np.exp(-13.5 / tau) > 0.95 and 0.9999 * (1 - np.exp(-360 / 2000)) < 0.2
+
+
+def test_the_ema_horizon_is_at_most_a_tenth_of_a_short_run() -> None:
+    from speedmap.train.ema import EMA_EPOCHS, ema_horizon
+
+    assert ema_horizon(EMA_EPOCHS, 60) == 5.0 and ema_horizon(EMA_EPOCHS, 16) == pytest.approx(1.6)

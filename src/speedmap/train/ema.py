@@ -17,6 +17,13 @@ from torch import nn
 
 EMA_EPOCHS = 5.0  # the average's horizon: about this many epochs of updates (at most 10,000)
 EMA_RAMP_EPOCHS = 0.5  # the decay ramps up over about this many epochs
+EMA_RUN_SHARE = 0.1  # ... and the horizon is at most this share of the run's planned epochs (a 16-epoch run: 1.6)
+
+
+def ema_horizon(epochs: float, run_epochs: int) -> float:
+    """The horizon for a run of ``run_epochs``: ``epochs``, at most :data:`EMA_RUN_SHARE` of the run (a short
+    run from scratch would otherwise validate an average still full of its first, random weights)."""
+    return min(epochs, EMA_RUN_SHARE * run_epochs)
 
 
 def epoch_ema(batches_per_epoch: int, epochs: float = EMA_EPOCHS) -> tuple[float, float]:

@@ -52,7 +52,7 @@ from speedmap.train.checkpoint import (
 from speedmap.train.convergence import convergence, patience_stop, plateau_epoch, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
 from speedmap.train.device import amp_dtype, default_workers, resolve_device
-from speedmap.train.ema import ModelEMA, epoch_ema
+from speedmap.train.ema import ModelEMA, ema_horizon, epoch_ema
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
 from speedmap.train.schedule import (
@@ -378,6 +378,8 @@ class Trainer:
         self.per_rank_batch = cfg.batch // self.world
         self.batches_per_epoch = math.ceil(self.n_train / self.world / self.per_rank_batch)
         self.optimizer = build_optimizer(self.model, cfg, cfg.epochs * self.batches_per_epoch, self.nc)
+        if cfg.ema_epochs is not None and not self.resume_ckpt:  # resolved once; the saved config keeps it
+            cfg.ema_epochs = ema_horizon(cfg.ema_epochs, cfg.epochs)
         decay, tau = (
             (0.9999, cfg.ema_tau) if cfg.ema_epochs is None else epoch_ema(self.batches_per_epoch, cfg.ema_epochs)
         )
