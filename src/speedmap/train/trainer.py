@@ -458,9 +458,7 @@ class Trainer:
         if epoch + 1 < cfg.epochs and spent + per_epoch > limit * 1.05:
             self.log(f"time budget spent after {epoch + 1} epochs ({spent / 60:.1f} of {limit / 60:.1f} min)")
             self.budget = {**self.budget, "seconds": round(limit, 1), "stopped_at": epoch + 1}
-            cfg.epochs = epoch + 1
-            self.record = self.run_record()
-            write_json_atomic(self.out / "train.json", self.record)
+            cfg.epochs = epoch + 1  # end_epoch writes train.json next, with this budget record
             return True
         return False
 
