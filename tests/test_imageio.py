@@ -522,7 +522,7 @@ def test_later_gif_frames_are_never_read() -> None:
 
 
 def test_every_suffix_the_dataset_layer_lists_decodes(tmp_path: Path) -> None:
-    from speedmap.data.yolo import IMAGE_SUFFIXES
+    from speedmap.data.build import IMAGE_SUFFIXES
 
     save_as = {
         ".bmp": "BMP",

@@ -23,6 +23,7 @@ from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.imageio import ImageReadError, image_size
 
 # Coordinates within this many pixels outside the image are float noise, clipped silently.
+IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 EDGE_TOLERANCE = 0.01
 DUPLICATE_TOLERANCE = 0.01
 

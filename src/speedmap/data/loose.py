@@ -13,68 +13,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from speedmap.data.coco import SPLIT_ALIASES
 from speedmap.data.dataset import SPLITS, Dataset
 from speedmap.data.problems import Action, Kind, ProblemLog
+from speedmap.data.scan import Scan, is_voc_xml
 from speedmap.data.voc import assemble_voc
-from speedmap.data.yolo import IMAGE_SUFFIXES, label_path, read_yolo_images
+from speedmap.data.yolo import label_path, read_yolo_images
 from speedmap.errors import DatasetError
-
-MAX_FILES = 200_000  # a tree larger than this is not a dataset folder (a home directory, say)
-YOLO_CLASS_FILES = ("classes.txt", "obj.names", "_darknet.labels", "classes.names")
-SKIP_TXT = {*YOLO_CLASS_FILES, "labels.txt", "labelmap.txt", "predefined_classes.txt", "readme.txt", "license.txt"}
-
-
-@dataclass
-class Scan:
-    """What a folder holds, by kind of file (hidden folders skipped)."""
-
-    root: Path
-    images: list[Path] = field(default_factory=list)
-    xml: list[Path] = field(default_factory=list)
-    txt: list[Path] = field(default_factory=list)
-    json: list[Path] = field(default_factory=list)
-    class_files: list[Path] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return f"{len(self.images)} images, {len(self.xml)} .xml, {len(self.txt)} .txt, {len(self.json)} .json files"
-
-
-def scan(root: Path) -> Scan:
-    out = Scan(root)
-    seen = 0
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            seen += 1
-            if seen > MAX_FILES:
-                raise DatasetError(f"{root}: more than {MAX_FILES} files; point to the dataset's own folder")
-            p = Path(folder) / name
-            suffix, low = p.suffix.lower(), name.lower()
-            if suffix in IMAGE_SUFFIXES:
-                out.images.append(p)
-            elif suffix == ".xml":
-                out.xml.append(p)
-            elif low in YOLO_CLASS_FILES or suffix == ".names":
-                out.class_files.append(p)
-            elif suffix == ".txt" and low not in SKIP_TXT:
-                out.txt.append(p)
-            elif suffix == ".json":
-                out.json.append(p)
-    return out
-
-
-def is_voc_xml(path: Path) -> bool:
-    """A Pascal VOC annotation (root element ``<annotation>``), not CVAT's ``<annotations>`` or anything else."""
-    try:
-        head = path.read_bytes()[:4096].decode("utf-8", "replace")
-    except OSError:
-        return False
-    i = head.find("<annotation")
-    return i >= 0 and not head.startswith("<annotations", i)
 
 
 def split_of(path: Path, root: Path) -> str:
@@ -130,10 +77,6 @@ def voc_groups(s: Scan) -> tuple[dict[str, list[tuple[Path, Path]]], Callable[[P
     return groups, lambda _folder, xml, filename: index.find(xml, filename)
 
 
-def has_voc_xml(s: Scan) -> bool:
-    return any(is_voc_xml(x) for x in s.xml)
-
-
 def read_loose_voc(s: Scan) -> Dataset:
     groups, find = voc_groups(s)
     if not groups:
@@ -159,11 +102,6 @@ def yolo_label_finder(s: Scan) -> Callable[[Path], Path]:
         return _closest(hits, img) if hits else swapped
 
     return find
-
-
-def has_yolo_labels(s: Scan) -> bool:
-    stems = {p.stem.lower() for p in s.images}
-    return bool(s.images) and any(t.stem.lower() in stems for t in s.txt)
 
 
 def read_loose_yolo(s: Scan) -> Dataset:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from speedmap.data.build import build_records, probe_images
+from speedmap.data.build import IMAGE_SUFFIXES, build_records, probe_images
 from speedmap.data.coco import SPLIT_ALIASES
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.data.writing import Transfer, number, place_image, prepare_output, unique_names
-from speedmap.data.yolo import IMAGE_SUFFIXES
 from speedmap.errors import DatasetError
 
 
@@ -123,6 +122,7 @@ def _find_image(folder: Path, xml: Path, filename: str | None) -> Path:
 
 
 def read_voc(path: Path) -> Dataset:
+    """A devkit (``Annotations/`` + ``JPEGImages/`` + ``ImageSets/Main``) or split folders of XML + images."""
     path = Path(path)
     root = find_voc_root(path)
     log = ProblemLog()
@@ -145,12 +145,8 @@ def read_voc(path: Path) -> Dataset:
             if split and split not in groups:
                 groups[split] = [(x, sub) for x in sorted(sub.glob("*.xml"))]
         class_root = path
-    elif path.is_dir():
-        from speedmap.data.loose import read_loose_voc, scan
-
-        return read_loose_voc(scan(path))  # XML in any folder, images found by name
     else:
-        raise DatasetError(f"no Pascal VOC dataset at {path} (expected Annotations/ or .xml files)")
+        raise DatasetError(f"no Pascal VOC dataset at {path} (expected Annotations/ or split folders of .xml files)")
 
     return assemble_voc(groups, _find_image, class_root, log)
 

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from speedmap.data.build import build_records, probe_images, unique_class_names
+from speedmap.data.build import IMAGE_SUFFIXES, build_records, probe_images, unique_class_names
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
 from speedmap.data.problems import Action, Kind, ProblemLog
 from speedmap.data.writing import Transfer, place_image, prepare_output, unique_names
 from speedmap.errors import DatasetError
 
-IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 YAML_KEYS = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}
 
 
@@ -181,11 +180,8 @@ def _is_float(v: str) -> bool:
 
 
 def read_yolo(path: Path) -> Dataset:
+    """A dataset described by a ``data.yaml`` (``path`` is the file or the folder holding it)."""
     yaml_path = find_yaml(Path(path))
-    if yaml_path is None and Path(path).is_dir():
-        from speedmap.data.loose import read_loose_yolo, scan
-
-        return read_loose_yolo(scan(Path(path)))  # images/ + labels/ + classes.txt, or flat, without data.yaml
     if yaml_path is None:
         raise DatasetError(f"no YOLO data.yaml found at {path}")
     log = ProblemLog()

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from speedmap.data.dataset import SPLITS, Dataset, ImageRecord
-from speedmap.data.io import save_dataset
+from speedmap.data.imgsz import choose_imgsz
+from speedmap.data.io import load_dataset, save_dataset
 from speedmap.data.tasks.builtin import TASKS, Task
 from speedmap.data.tasks.mixture import PRETRAIN_TASKS
 from speedmap.data.writing import check_output
@@ -35,9 +36,6 @@ def default_imgsz(data: str | Path) -> tuple[int, str]:
     root = path if path.is_dir() else path.parent
     if (root / TASK_FILE).is_file():
         return TASK_TRAIN_IMGSZ, "a built-in task"
-    from speedmap.data.imgsz import choose_imgsz
-    from speedmap.data.io import load_dataset
-
     return choose_imgsz(load_dataset(path, auto_split=True))
 
 
