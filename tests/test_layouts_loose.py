@@ -193,3 +193,23 @@ def test_datasets_split_writes_the_source_format_and_info_shows_the_split(tmp_pa
     assert written.classes == ["a", "b", "rare", "rarer"]
     bad = runner.invoke(app, ["datasets", "split", str(root), str(tmp_path / "x"), "--ratios", "1,2"])
     assert bad.exit_code == 2 and "--ratios" in bad.output
+
+
+@pytest.mark.parametrize("to", ["yolo", "coco", "voc"])
+def test_convert_writes_the_split_every_other_command_uses(tmp_path: Path, to: str) -> None:
+    src = labelimg_voc(tmp_path / "labelimg", n=24)
+    seen = load_dataset(src, auto_split=True)
+    assert seen.split_info.source == "automatic"
+    result = CliRunner().invoke(app, ["datasets", "convert", str(src), str(tmp_path / to), "--to", to])
+    assert result.exit_code == 0, result.output
+    assert "carved from train" in result.stdout and "seed 0" in result.stdout
+    out = load_dataset(tmp_path / to)
+    assert out.split_info.source == "dataset"  # the split is now the dataset's own
+    for split in ("train", "valid", "test"):
+        want = sorted(r.path.stem.lower() for r in seen.split_records(split))
+        assert want and sorted(r.path.stem.lower() for r in out.split_records(split)) == want, split
+    as_given = CliRunner().invoke(
+        app, ["datasets", "convert", str(src), str(tmp_path / "raw"), "--to", to, "--as-given"]
+    )
+    assert as_given.exit_code == 0 and "as given" in as_given.stdout
+    assert len(load_dataset(tmp_path / "raw").split_records("train")) == 24

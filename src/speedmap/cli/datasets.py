@@ -115,15 +115,24 @@ def convert(
     strict: bool = typer.Option(False, "--strict", help="Refuse to convert a dataset with problems."),
     link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying them."),
     format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
+    as_given: bool = typer.Option(
+        False, "--as-given", help="Write the source's splits as they are (an unsplit folder stays all train)."
+    ),
 ) -> None:
-    """Convert between COCO, YOLO and Pascal VOC."""
+    """Convert between COCO, YOLO and Pascal VOC.
+
+    A dataset without valid or test splits is written with them carved from train exactly as `info`, `train`,
+    `eval` and `compare` see it (seeded, 70/15/15), so another trainer gets the split the study reported.
+    """
     _check_format(to)
-    ds = load_dataset(src, _check_format(format), strict=strict)
+    ds = load_dataset(src, _check_format(format), strict=strict, auto_split=not as_given)
     report_problems(ds)
     notes = save_dataset(ds, dst, to, transfer="link" if link else "copy")
     for note in notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
-    out.print(f"wrote {ds.num_images} images, {len(ds.classes)} classes as {to} to {escape(str(dst))}")
+    counts = " / ".join(f"{len(ds.split_records(s))} {s}" for s in SPLITS)
+    out.print(f"wrote {ds.num_images} images ({counts}), {len(ds.classes)} classes as {to} to {escape(str(dst))}")
+    out.print(f"splits: {escape(ds.split_info.describe())}")
 
 
 @app.command(cls=Command)
