@@ -31,8 +31,10 @@ from speedmap.data.imgsz import choose_imgsz
 from speedmap.eval import evaluate_predictions
 from speedmap.eval.bootstrap import paired_bootstrap
 from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
+from speedmap.train.config import TrainConfig
 from speedmap.train.data import ValData
-from speedmap.train.trainer import TrainConfig, predict_split, train
+from speedmap.train.trainer import train
+from speedmap.train.validate import predict_split
 
 SIZES = ("fast", "accurate")
 WITHIN = 0.015  # the goal: a converged run is within 1.5 points of its 2x run

@@ -26,7 +26,8 @@ from PIL import Image
 
 from speedmap.data import load_dataset
 from speedmap.engine import Model
-from speedmap.imageio import jpeg_decoder_name, read_image
+from speedmap.imageio import read_image
+from speedmap.imagepixels import jpeg_decoder_name
 from speedmap.modelstore import read_meta
 from speedmap.postprocess import postprocess
 from speedmap.preprocess import letterbox, to_input

@@ -23,7 +23,8 @@ import torch
 from speedmap.cpustat import CpuMeter
 from speedmap.data.imgsz import choose_imgsz
 from speedmap.data.io import load_dataset
-from speedmap.train.trainer import TrainConfig, Trainer
+from speedmap.train.config import TrainConfig
+from speedmap.train.trainer import Trainer
 
 
 def split_epoch(data: Path, size: str, imgsz: int, epochs: int, batch: int) -> dict[str, float]:

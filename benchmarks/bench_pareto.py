@@ -162,8 +162,9 @@ def train_and_score(size: str, task: str, args: argparse.Namespace) -> dict[str,
     from speedmap.engine import Model
     from speedmap.eval.model import evaluate_model
     from speedmap.export import export_model
+    from speedmap.train.config import TrainConfig
     from speedmap.train.schedule import auto_adamw_lr
-    from speedmap.train.trainer import TrainConfig, train
+    from speedmap.train.trainer import train
 
     data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)
     run = args.out / "runs" / f"{task}-{size}{run_suffix(args)}"

@@ -37,8 +37,10 @@ import torch
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
 from speedmap.data.tasks import make_task
+from speedmap.train.config import TrainConfig
 from speedmap.train.schedule import auto_adamw_lr
-from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
+from speedmap.train.trainer import train
+from speedmap.train.validate import evaluate_checkpoint
 
 BATCH = 16
 RELATIVE = ("lr_scale", "close_mosaic_frac", "ema_tau_frac", "pretrained")

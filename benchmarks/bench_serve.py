@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from speedmap.engine import Model
-from speedmap.imageio import jpeg_decoder_name
+from speedmap.imagepixels import jpeg_decoder_name
 from speedmap.runtime import available_cpus
 from speedmap.serve.process import free_port
 

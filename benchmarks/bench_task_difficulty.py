@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 
 from speedmap.data.tasks import TASKS, make_task
-from speedmap.train.trainer import TrainConfig, evaluate_checkpoint, train
+from speedmap.train.config import TrainConfig
+from speedmap.train.trainer import train
+from speedmap.train.validate import evaluate_checkpoint
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from speedmap.data.tasks import make_task
-from speedmap.train.trainer import TrainConfig, train
+from speedmap.train.config import TrainConfig
+from speedmap.train.trainer import train
 
 
 def main() -> None:

@@ -65,7 +65,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small `fast` run trained for a few epochs on a generated task (shared by engine/server tests)."""
     pytest.importorskip("torch")
     from speedmap.data.tasks import make_task
-    from speedmap.train.trainer import TrainConfig, train
+    from speedmap.train.config import TrainConfig
+    from speedmap.train.trainer import train
 
     root = tmp_path_factory.mktemp("tiny_run")
     data = make_task("shapes", root / "shapes", images=48, imgsz=64, seed=5)

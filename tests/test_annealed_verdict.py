@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speedmap.study.recommend import evidence
+from speedmap.study.evidence import evidence
 from speedmap.train.convergence import ANNEALED_SHARE, convergence, first_stop, plateau_epoch, smooth
 from speedmap.train.schedule import COOLDOWN_SHARE, Schedule, cooldown_epochs, stable_cap
 from tests.test_compare import study
@@ -122,7 +122,8 @@ def test_wsd_phases_judged() -> None:
 torch = pytest.importorskip("torch")
 
 from speedmap.data.tasks import make_task  # noqa: E402
-from speedmap.train.trainer import TrainConfig, train  # noqa: E402
+from speedmap.train.config import TrainConfig  # noqa: E402
+from speedmap.train.trainer import train  # noqa: E402
 
 QUICK = {"imgsz": 64, "batch": 2, "workers": 0, "warmup_epochs": 0.0, "close_mosaic": 16, "seed": 0}
 

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from speedmap.bench.browser import chromium_available
 from speedmap.cli import app
 from speedmap.errors import SpeedmapError
-from speedmap.study import run as run_module
+from speedmap.study import steps as run_module
 from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset, train_images_per_second
 from speedmap.study.recommend import recommend
-from speedmap.study.report import blocks, data_lines, to_html, to_markdown, write_report
+from speedmap.study.render import to_html, to_markdown
+from speedmap.study.report import blocks, write_report
 from speedmap.study.results import (
     Accuracy,
     AccuracyDelta,
@@ -35,6 +36,7 @@ from speedmap.study.results import (
     TrainResult,
 )
 from speedmap.study.run import Study
+from speedmap.study.tables import data_lines
 from tests.study_ui import Quiet
 
 runner = CliRunner()

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from speedmap.cli import app
 from speedmap.data.tasks import make_task
 from speedmap.train.checkpoint import TrainError, load_checkpoint
+from speedmap.train.config import TrainConfig
 from speedmap.train.device import amp_dtype, default_workers, resolve_device
-from speedmap.train.trainer import TrainConfig, train
+from speedmap.train.trainer import train
 
 runner = CliRunner()
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the no-GPU paths cannot run")

@@ -44,8 +44,9 @@ def _close(a: Detections, b: Detections, tol: float) -> None:
 
 
 def test_onnx_engine_matches_pytorch_model(tiny_run: Path, model: Model) -> None:
+    from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
     from speedmap.train.data import ValData
-    from speedmap.train.trainer import evaluate_checkpoint, load_checkpoint, model_from_checkpoint, predict_split
+    from speedmap.train.validate import evaluate_checkpoint, predict_split
 
     data = _dataset(tiny_run)
     torch_metrics = evaluate_checkpoint(tiny_run / "best.pt", data)

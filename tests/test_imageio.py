@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from speedmap import imagepixels
 from speedmap.imageio import ImageReadError, as_rgb, image_size, read_image
 from tests.conftest import write_image
 
@@ -120,7 +121,7 @@ DECODERS = ["pil", "cv2", "simplejpeg"]
 def test_fast_jpeg_decoders_equal_pillow_with_orientation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder: str, orientation: int
 ) -> None:
-    from speedmap.imageio import jpeg_decoder_name
+    from speedmap.imagepixels import jpeg_decoder_name
 
     if decoder != "pil":
         pytest.importorskip(decoder)
@@ -335,10 +336,9 @@ def test_pixel_limit_is_read_from_the_header_and_pillows_global_is_never_written
 
 
 def test_our_limit_governs_not_pillows_global(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import speedmap.imageio as imageio
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # a 200x200 image is 4x Pillow's limit here
-    monkeypatch.setattr(imageio, "_CHUNK_PIXELS", 1000)
+    monkeypatch.setattr(imagepixels, "CHUNK_PIXELS", 1000)
     arr = np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)
     data = _saved(Image.fromarray(arr), "PNG")
     with warnings.catch_warnings():
@@ -364,10 +364,9 @@ def _scale16_reference(a: np.ndarray) -> np.ndarray:
 
 
 def test_16_bit_scaling_is_exact() -> None:
-    import speedmap.imageio as imageio
 
     a = np.arange(65536, dtype=np.uint16)
-    assert (imageio._scale16(a) == _scale16_reference(a)).all()
+    assert (imagepixels.scale16(a) == _scale16_reference(a)).all()
 
 
 def _bits_png(w: int, h: int) -> bytes:
@@ -455,9 +454,8 @@ def _orientation_exif(orientation: int) -> bytes:
 def test_banded_conversion_equals_pillow_in_every_mode_and_orientation(
     monkeypatch: pytest.MonkeyPatch, orientation: int, mode: str
 ) -> None:
-    import speedmap.imageio as imageio
 
-    monkeypatch.setattr(imageio, "_CHUNK_PIXELS", 37 * 3)  # 3 rows a band, the last one short
+    monkeypatch.setattr(imagepixels, "CHUNK_PIXELS", 37 * 3)  # 3 rows a band, the last one short
     rng = np.random.default_rng(orientation)
     rgba = Image.fromarray(rng.integers(0, 255, (23, 37, 4), dtype=np.uint8))
     if mode == "I;16":

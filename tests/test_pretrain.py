@@ -4,6 +4,7 @@ provenance that reproduces it, and fine-tuning from its weights."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from speedmap.data import load_dataset
 from speedmap.data.tasks import TASKS, make_task
 from speedmap.train.checkpoint import TrainError
 from speedmap.train.pretrain import PretrainConfig, pretrain
-from speedmap.train.weights import packaged_weights
+from speedmap.train.weights import packaged_weights, portable_command
 
 TINY = dict(sizes=["fast"], images=40, imgsz=64, epochs=3, batch=8, workers=0)
 
@@ -115,6 +116,8 @@ def test_the_shipped_weights_load_and_fine_tune_by_default(size: str, tmp_path: 
     pre = ckpt["pretrain"]
     assert pre["command"].startswith("speedmap pretrain ") and pre["code"]["git_commit"]
     assert pre["config"]["seed"] == 0 and pre["scenes"]["task"] == "mixture"
+    meta = json.dumps({k: v for k, v in ckpt.items() if k != "model"}, default=str)
+    assert not re.search(r'"(/|[A-Za-z]:\\\\)', meta), "the shipped provenance names a path of the machine that made it"
     shipped = model_from_checkpoint(ckpt).state_dict()
     data = make_task("shapes", tmp_path / "shapes", images=16, imgsz=64)
     run = tmp_path / "ft"
@@ -128,3 +131,9 @@ def test_the_shipped_weights_load_and_fine_tune_by_default(size: str, tmp_path: 
     stem = next(k for k in shipped if k.startswith("backbone.") and k.endswith("conv.weight"))
     assert shipped[stem].dtype == torch.float32 and tuned[stem].shape == shipped[stem].shape
     assert 0 < (tuned[stem] - shipped[stem]).abs().max() < shipped[stem].abs().max()  # moved from the shipped
+
+
+def test_the_packed_command_names_no_folder_of_the_machine_that_made_it() -> None:
+    cmd = "speedmap pretrain --out /home/someone/runs/pt --size fast --images 6000 --seed 0"
+    assert portable_command(cmd) == "speedmap pretrain --size fast --images 6000 --seed 0"
+    assert portable_command("speedmap pretrain --out=/tmp/x --epochs 3") == "speedmap pretrain --epochs 3"

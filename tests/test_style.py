@@ -35,6 +35,12 @@ def test_the_rule_counts_lines_from_the_decorator_to_the_end() -> None:
     assert fn.end_lineno - min(fn.lineno, fn.decorator_list[0].lineno) + 1 == 82
 
 
+def test_no_room_in_src_is_longer_than_500_lines() -> None:
+    sizes = {p.relative_to(SRC): len(p.read_text(encoding="utf-8").splitlines()) for p in SRC.rglob("*.py")}
+    too_long = sorted(f"{p} ({n} lines)" for p, n in sizes.items() if n > MAX_ROOM_LINES)
+    assert not too_long, "modules longer than 500 lines:\n" + "\n".join(too_long)
+
+
 def _module_name(path: Path, root: Path) -> str:
     parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

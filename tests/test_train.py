@@ -19,7 +19,9 @@ torch = pytest.importorskip("torch")
 
 from speedmap.data.tasks import make_task  # noqa: E402
 from speedmap.errors import SpeedmapError  # noqa: E402
-from speedmap.train.trainer import TrainConfig, load_checkpoint, train  # noqa: E402
+from speedmap.train.checkpoint import load_checkpoint  # noqa: E402
+from speedmap.train.config import TrainConfig  # noqa: E402
+from speedmap.train.trainer import train  # noqa: E402
 
 TINY = {"imgsz": 64, "batch": 8, "workers": 0, "close_mosaic": 1}
 

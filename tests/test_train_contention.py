@@ -19,9 +19,11 @@ torch = pytest.importorskip("torch")
 
 from speedmap.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
 from speedmap.data.tasks import make_task  # noqa: E402
+from speedmap.train.checkpoint import load_checkpoint  # noqa: E402
+from speedmap.train.config import TrainConfig  # noqa: E402
 from speedmap.train.convergence import convergence  # noqa: E402
 from speedmap.train.probe import probe_train_speed  # noqa: E402
-from speedmap.train.trainer import TrainConfig, load_checkpoint, train  # noqa: E402
+from speedmap.train.trainer import train  # noqa: E402
 
 # 64 px, batch 2 (21 steps an epoch), no warm-up and no mosaic: the quickest start to learning measured
 # on this 48-image task; mAP50-95 turns positive near epoch 6 and is still rising at epoch 16.

@@ -41,10 +41,8 @@ from PIL import (
 )
 
 from speedmap.errors import SpeedmapError
-
-# EXIF orientations 5-8 rotate by 90 or 270 degrees: width and height swap.
-_SWAPS_AXES = {5, 6, 7, 8}
-_ORIENTATION_TAG = 0x0112
+from speedmap.imageheader import ORIENTATION_TAG, SWAPS_AXES, HeaderBuffer, fast_header, jpeg_header
+from speedmap.imagepixels import ORIENT_OPS, cached_jpeg_decoder, to_rgb_array
 
 ImageSource = str | Path | bytes
 
@@ -69,7 +67,6 @@ SUPPORTED_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF"
 _NAMES = {"WEBP": "WebP", "PPM": "PFM"}
 
 # Rows are converted to RGB this many pixels at a time: temporaries stay a few MB whatever the image size.
-_CHUNK_PIXELS = 1 << 18
 
 
 class ImageReadError(SpeedmapError):
@@ -250,7 +247,7 @@ def _opened(source: ImageSource, data: bytes | None = None) -> Iterator[Image.Im
 def orientation(im: Image.Image) -> int:
     """EXIF orientation (1-8) of an opened image; 1 when absent or invalid."""
     try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        value = im.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # malformed EXIF blocks are ignored, as exif_transpose does
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
@@ -282,7 +279,7 @@ def image_size(source: ImageSource) -> tuple[int, int]:
             raise _named(exc, source) from exc.__cause__
         except Exception as exc:
             raise ImageReadError(f"not a readable image: {_label(source)} ({_reason(exc, source)})") from exc
-    if orient in _SWAPS_AXES:
+    if orient in SWAPS_AXES:
         w, h = h, w
     if w <= 0 or h <= 0:
         raise _named(ImageReadError(f"image header gives an empty size {w}x{h}"), source)
@@ -299,306 +296,14 @@ def stored_size(data: bytes) -> tuple[int, int]:
     return w, h
 
 
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MAX_EXIF_CHUNK = 1 << 20  # a larger eXIf chunk is left to Pillow rather than read whole here
-
-
-def fast_header(path: str | Path) -> tuple[int, int, int] | None:
-    """``(width, height, orientation)`` of a JPEG or PNG file, or ``None`` to defer to Pillow."""
-    fd = os.open(path, os.O_RDONLY)  # raw fd: half the cost of open() on many small files
-    try:
-        head = os.read(fd, 8192)
-        if head[:3] == b"\xff\xd8\xff":
-            return _jpeg_header(_Buffer(fd, head))
-        if head[:8] == _PNG_SIGNATURE:
-            return _png_header(fd)
-        return None
-    finally:
-        os.close(fd)
-
-
-def _exif_orientation(tiff: bytes) -> int | None:
-    """Orientation from a TIFF/EXIF block (IFD0 tag 0x0112); 1 if absent, ``None`` if unsure."""
-    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        return None
-    order = "little" if tiff[:2] == b"II" else "big"
-    ifd = int.from_bytes(tiff[4:8], order)
-    if ifd + 2 > len(tiff):
-        return None
-    count = int.from_bytes(tiff[ifd : ifd + 2], order)
-    for k in range(count):
-        e = ifd + 2 + 12 * k
-        if e + 12 > len(tiff):
-            return None
-        if int.from_bytes(tiff[e : e + 2], order) == _ORIENTATION_TAG:
-            kind, n = int.from_bytes(tiff[e + 2 : e + 4], order), int.from_bytes(tiff[e + 4 : e + 8], order)
-            if n != 1 or kind not in (3, 4):
-                return None
-            value = int.from_bytes(tiff[e + 8 : e + (10 if kind == 3 else 12)], order)
-            return value if 1 <= value <= 8 else 1
-    return 1
-
-
-class _Buffer:
-    """The start of a file in memory, extended on demand (header parsing without many tiny reads)."""
-
-    def __init__(self, fd: int | None, data: bytes) -> None:
-        self.fd, self.data = fd, data  # fd None: ``data`` is the whole file
-
-    def need(self, n: int) -> bool:
-        while len(self.data) < n:
-            if self.fd is None:
-                return False
-            chunk = os.read(self.fd, max(n - len(self.data), 16384))
-            if not chunk:
-                return False
-            self.data += chunk
-        return True
-
-
-def _jpeg_header(buf: _Buffer, info: dict[str, int] | None = None) -> tuple[int, int, int] | None:
-    """Walk the JPEG marker segments up to the start of scan; ``None`` to defer to Pillow (truncated, malformed,
-    odd EXIF, or an XMP block that may hold the orientation)."""
-    size: tuple[int, int] | None = None
-    orient: int | None = None
-    xmp = False
-    pos = 2
-    while True:
-        segment = _jpeg_segment(buf, pos)
-        if segment is None:
-            return None
-        m, seg, pos = segment
-        if m == 0xDA or m == 0xD9:  # start of scan / end of image: headers done
-            break
-        if m in _SOF:
-            size = _jpeg_frame_size(seg, info)
-            if size is None:
-                return None
-        elif m == 0xE1:
-            if seg[:6] == b"Exif\x00\x00" and orient is None:
-                orient = _exif_orientation(seg[6:])
-                if orient is None:
-                    return None
-            elif seg.startswith(_XMP_JPEG):
-                xmp = True
-    if size is None or (xmp and orient in (None, 1)):
-        return None  # Pillow also reads orientation from XMP: let it decide
-    return size[0], size[1], orient or 1
-
-
-def _jpeg_segment(buf: _Buffer, pos: int) -> tuple[int, bytes, int] | None:
-    """The marker at ``pos`` (fill bytes skipped), its payload (empty for markers without one) and the position
-    after it; ``None`` if there is no marker there, its length is invalid or the file ends first."""
-    if not buf.need(pos + 2):
-        return None
-    data = buf.data
-    if data[pos] != 0xFF:
-        return None
-    while data[pos + 1] == 0xFF:  # fill bytes
-        pos += 1
-        if not buf.need(pos + 2):
-            return None
-        data = buf.data
-    m = data[pos + 1]
-    pos += 2
-    if m == 0xDA or m == 0xD9 or 0xD0 <= m <= 0xD7 or m == 0x01:  # no length: scan, end, restart, TEM
-        return m, b"", pos
-    if not buf.need(pos + 2):
-        return None
-    length = int.from_bytes(buf.data[pos : pos + 2], "big")
-    if length < 2 or not buf.need(pos + length):
-        return None
-    return m, buf.data[pos + 2 : pos + length], pos + length
-
-
-def _jpeg_frame_size(seg: bytes, info: dict[str, int] | None) -> tuple[int, int] | None:
-    """``(width, height)`` from a start-of-frame payload (and its component count into ``info``); ``None`` if
-    too short."""
-    if len(seg) < 5:
-        return None
-    if info is not None and len(seg) > 5:
-        info["components"] = seg[5]
-    return int.from_bytes(seg[3:5], "big"), int.from_bytes(seg[1:3], "big")
-
-
-def _png_header(fd: int) -> tuple[int, int, int] | None:
-    """Walk the chunk headers (positional reads, no decoding) up to IEND."""
-    size: tuple[int, int] | None = None
-    orient = 1
-    pos = 8
-    while True:
-        head = os.pread(fd, 8, pos)
-        if len(head) < 8:
-            return None  # truncated before IEND: let Pillow judge
-        length, kind = int.from_bytes(head[:4], "big"), head[4:8]
-        if kind == b"IHDR":
-            data = os.pread(fd, 8, pos + 8)
-            size = (int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"))
-        elif kind == b"eXIf":
-            if length > _MAX_EXIF_CHUNK:
-                return None
-            data = os.pread(fd, length, pos + 8)
-            found = _exif_orientation(data[6:] if data.startswith(b"Exif\x00\x00") else data)
-            if found is None:
-                return None
-            orient = found
-        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            if os.pread(fd, min(length, 80), pos + 8).startswith((b"XML:com.adobe.xmp", b"Raw profile type exif")):
-                return None
-        elif kind == b"IEND":
-            break
-        pos += length + 12
-    return (size[0], size[1], orient) if size else None
-
-
-def _scale16(a: np.ndarray) -> np.ndarray:
-    """16-bit values (0-65535) to 8 bits, rounded half up: ``(a * 255 + 32767) // 65535`` in uint32, which
-    equals the float ``round(a * 255 / 65535)`` exactly (the exact quotient is never within 1/131070 of .5)."""
-    b = a.astype(np.uint32)
-    b *= 255
-    b += 32767
-    b //= 65535
-    return b.astype(np.uint8)
-
-
-def _rows_to_rgb(im: Image.Image) -> Callable[[Image.Image], np.ndarray]:
-    """A function from a band of rows of ``im`` (same mode) to uint8 RGB ``HxWx3``, or ``HxW`` for grey;
-    any Pillow mode: 1, L, P, LA, PA, RGB, RGBA, CMYK, YCbCr, I;16*, I, F, ..."""
-    mode = im.mode
-    if mode in ("RGB", "L"):
-        return np.asarray
-    if mode == "1":
-        return lambda rows: np.asarray(rows.convert("L"))
-    if mode.startswith("I;16"):
-        return lambda rows: _scale16(np.asarray(rows))
-    if mode == "I":  # 32-bit integers: 16-bit scaling when the values go above 255, else as they are
-        if im.getextrema()[1] > 255:
-            return lambda rows: _scale16(np.clip(np.asarray(rows), 0, 65535))
-        return lambda rows: np.clip(np.asarray(rows), 0, 255).astype(np.uint8)
-    if mode == "F":
-        scale = 255.0 / 65535.0 if im.getextrema()[1] > 255 else 1.0
-
-        def floats(rows: Image.Image) -> np.ndarray:
-            a = np.clip(np.asarray(rows, dtype=np.float64) * scale + 0.5, 0, 255)  # one band of rows
-            return np.nan_to_num(a, nan=0.0).astype(np.uint8)
-
-        return floats
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        # Alpha is dropped (Pillow's conversion): colour values under transparent pixels are kept.
-        return lambda rows: np.asarray(rows.convert("RGBA").convert("RGB"))
-    return lambda rows: np.asarray(rows.convert("RGB"))
-
-
-# EXIF orientation -> the inverse of _ORIENT_OPS (a view again): row band [y0, y1) of the decoded image lands
-# in ``_ORIENT_OPS[o](_UNDO_ORIENT[o](out)[y0:y1])``, a block of rows or columns of the upright ``out``.
-_UNDO_ORIENT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: np.rot90(a, 1),
-    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
-    8: lambda a: np.rot90(a, -1),
-}
-
-
-_TRANSPOSE = {  # EXIF orientation -> Pillow's transposition (exif_transpose's table)
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-def _to_rgb_array(im: Image.Image, orient: int) -> np.ndarray:
-    """``im`` (any mode, decoded or not) as an upright ``HxWx3`` uint8 array, converted a band of rows at a
-    time straight into the result: beyond the decoded image itself, memory is the result plus a few MB.
-    Each band is transposed by Pillow (fast) and lands in a block of rows or columns of the result."""
-    w, h = im.size
-    convert = _rows_to_rgb(im)
-    out = np.empty((w, h, 3) if orient in _SWAPS_AXES else (h, w, 3), np.uint8)
-    method = _TRANSPOSE.get(orient)
-    layout = _UNDO_ORIENT[orient](out) if method is not None else out  # ``out`` seen in the decoded layout
-    step = max(1, _CHUNK_PIXELS // max(w, 1))
-    for y in range(0, h, step):
-        rows = im.crop((0, y, w, min(h, y + step)))
-        if method is None:
-            region = out[y : y + step]
-        else:
-            region, rows = _ORIENT_OPS[orient](layout[y : y + step]), rows.transpose(method)
-        rgb = convert(rows)
-        if rgb.ndim == 2:  # grey: one channel at a time is 3x faster than a broadcast
-            for c in range(3):
-                region[:, :, c] = rgb
-        else:
-            region[...] = rgb
-    return out
-
-
-def _jpeg_decoder() -> tuple[str, Any] | None:
-    """The fastest installed JPEG decoder besides Pillow (measured in benchmarks/bench_engine.py:
-    simplejpeg, then OpenCV, are several times faster than Pillow's decode + convert on this machine).
-    ``SPEEDMAP_JPEG_DECODER=pil|cv2|simplejpeg`` forces one."""
-    choice = os.environ.get("SPEEDMAP_JPEG_DECODER", "auto")
-    if choice in ("auto", "simplejpeg"):
-        try:
-            import simplejpeg
-
-            return "simplejpeg", lambda data: simplejpeg.decode_jpeg(data, colorspace="RGB")
-        except ImportError:
-            pass
-    if choice in ("auto", "cv2"):
-        try:
-            import cv2
-
-            def decode(data: bytes) -> np.ndarray:
-                bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-                if bgr is None:
-                    raise ValueError("OpenCV could not decode the JPEG")
-                return bgr[:, :, ::-1]
-
-            return "cv2", decode
-        except ImportError:
-            pass
-    return None
-
-
-_DECODERS: dict[str, tuple[str, Any] | None] = {}  # by SPEEDMAP_JPEG_DECODER value
-
-
-def jpeg_decoder_name() -> str:
-    """Which JPEG decoder :func:`read_image` uses: ``simplejpeg``, ``cv2`` or ``pil``."""
-    dec = _jpeg_decoder()
-    return dec[0] if dec else "pil"
-
-
-_ORIENT_OPS = {  # EXIF orientation -> numpy view that shows the image upright (Pillow's exif_transpose)
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: np.rot90(a, -1),
-    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
-    8: lambda a: np.rot90(a, 1),
-}
-
-
 def _read_jpeg_fast(data: bytes) -> np.ndarray | None:
     """Decode a plain JPEG (1 or 3 components, complete up to its EOI marker) with the fast decoder,
     EXIF orientation applied as Pillow does; None to let Pillow handle anything else."""
-    key = os.environ.get("SPEEDMAP_JPEG_DECODER", "auto")
-    if key not in _DECODERS:
-        _DECODERS[key] = _jpeg_decoder()
-    dec = _DECODERS[key]
+    dec = cached_jpeg_decoder()
     if dec is None or data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
         return None
     info: dict[str, int] = {}
-    head = _jpeg_header(_Buffer(None, data), info)
+    head = jpeg_header(HeaderBuffer(None, data), info)
     if head is None or info.get("components") not in (1, 3):
         return None
     w, h, orient = head
@@ -610,7 +315,7 @@ def _read_jpeg_fast(data: bytes) -> np.ndarray | None:
         return None
     if rgb.shape[:2] != (h, w):
         return None
-    op = _ORIENT_OPS.get(orient)
+    op = ORIENT_OPS.get(orient)
     return np.ascontiguousarray(op(rgb)) if op else np.ascontiguousarray(rgb)
 
 
@@ -657,7 +362,7 @@ def _read_image(source: ImageSource) -> np.ndarray:
         try:
             im.seek(0)  # the first frame (already current after opening: no other frame is read)
             im.load()
-            return _to_rgb_array(im, orientation(im))
+            return to_rgb_array(im, orientation(im))
         except (ImageReadError, Image.DecompressionBombError):
             raise
         except Exception as exc:
@@ -679,7 +384,7 @@ def as_rgb(image: object, channels: str = "rgb") -> np.ndarray:
         if w * h > max_pixels():
             raise _too_large(w, h)
         try:
-            return _to_rgb_array(image, orientation(image))
+            return to_rgb_array(image, orientation(image))
         except Image.DecompressionBombError as exc:
             raise _bomb(exc) from None
         except Exception as exc:  # a lazily loaded file that turns out corrupt, an unconvertible mode

@@ -359,7 +359,7 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
 def _summary(results: Any) -> None:
     from rich.table import Table
 
-    from speedmap.study.report import accuracy_table, relative_speed_rows, sureness_rows, training_rows
+    from speedmap.study.tables import accuracy_table, relative_speed_rows, sureness_rows, training_rows
 
     for title, rows in (
         ("Accuracy (test split)", accuracy_table(results)),

@@ -99,8 +99,9 @@ def train_command(
     """Train a detector (PyTorch; install the `train` extra). Works under torchrun for several processes."""
     try:
         from speedmap.models import SIZES
+        from speedmap.train.config import TrainConfig
         from speedmap.train.device import resolve_device
-        from speedmap.train.trainer import TrainConfig, train
+        from speedmap.train.trainer import train
     except ImportError as exc:
         raise MissingExtra("training", "train", exc) from None
     resolve_device(device)  # a missing GPU fails here, before the data is read

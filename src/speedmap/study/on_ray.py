@@ -127,7 +127,8 @@ def _train_task(config: dict[str, Any], threads: int) -> tuple[dict[str, Any], d
     import torch
 
     from speedmap.train.checkpoint import LAST, load_checkpoint
-    from speedmap.train.trainer import TrainConfig, train
+    from speedmap.train.config import TrainConfig
+    from speedmap.train.trainer import train
 
     torch.set_num_threads(threads)
     run = Path(config["out"])

@@ -22,7 +22,8 @@ from speedmap import __version__
 from speedmap.data.tasks.make import make_task, task_meta
 from speedmap.jsonfile import write_json_atomic
 from speedmap.train.checkpoint import LAST, TrainError
-from speedmap.train.trainer import Progress, TrainConfig, train
+from speedmap.train.config import Progress, TrainConfig
+from speedmap.train.trainer import train
 
 PRETRAIN_TASK = "mixture"
 PROVENANCE = "pretrain.json"

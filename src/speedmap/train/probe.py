@@ -1,6 +1,6 @@
 """How much slower is an `accurate` training step than a `fast` one, on this machine, right now?
 
-:func:`probe_train_speed` times the real training step (:class:`speedmap.train.trainer.Step`: model,
+:func:`probe_train_speed` times the real training step (:class:`speedmap.train.step.Step`: model,
 loss, backward, optimizer, EMA) of both sizes on the same pre-collated batches, in four segments ordered
 Fast, Accurate, Accurate, Fast. Averaging each size's two segments cancels any drift that is linear in time
 (a machine warming up or a background job ramping up or down): both sizes then have the same mean
@@ -30,10 +30,12 @@ import torch
 from speedmap.cpustat import CpuMeter
 from speedmap.data import DatasetSplit, load_dataset
 from speedmap.models import create_model
+from speedmap.train.checkpoint import TrainError
+from speedmap.train.config import TrainConfig
 from speedmap.train.data import TrainData, collate
 from speedmap.train.ema import ModelEMA
 from speedmap.train.loss import DetectionLoss
-from speedmap.train.trainer import Step, TrainConfig, TrainError, build_optimizer
+from speedmap.train.step import Step, build_optimizer
 
 ORDER = ("fast", "accurate", "accurate", "fast")  # ABBA: linear drift cancels in each size's mean
 

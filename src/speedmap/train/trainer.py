@@ -8,14 +8,13 @@ schedule is :mod:`speedmap.train.schedule`.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import platform
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,11 @@ import yaml
 from torch import nn
 
 from speedmap import __version__
-from speedmap.cpustat import CONTENDED_SHARE, CpuMeter, CpuSample
+from speedmap.cpustat import CpuMeter, CpuSample
 from speedmap.data import load_dataset
-from speedmap.detections import Detections
-from speedmap.eval import Metrics, evaluate_predictions
+from speedmap.eval import Metrics
 from speedmap.jsonfile import write_json_atomic
 from speedmap.models import Detector, count_flops, count_params, create_model
-from speedmap.postprocess import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, postprocess
-from speedmap.preprocess import to_input
 from speedmap.train.checkpoint import (
     BEST,
     LAST,
@@ -49,98 +45,29 @@ from speedmap.train.checkpoint import (
     save_last,
     saved_config,
 )
-from speedmap.train.convergence import convergence, patience_stop, plateau_epoch, time_to_fraction
+from speedmap.train.config import EpochLog, Progress, TrainConfig, check_imgsz
+from speedmap.train.convergence import convergence, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
-from speedmap.train.device import amp_dtype, default_workers, resolve_device
+from speedmap.train.device import default_workers, resolve_device
 from speedmap.train.ema import ModelEMA, ema_horizon, epoch_ema
+from speedmap.train.ending import RunEnding
 from speedmap.train.loss import DetectionLoss
 from speedmap.train.plots import plot_training
+from speedmap.train.record import cpu_summary, write_metrics_csv
 from speedmap.train.schedule import (
-    ADAMW_BETA2,
-    MAX_GRAD_NORM,
-    MOMENTUM,
     SCHEDULES,
-    SGD_LR,
-    WEIGHT_DECAY_BATCH,
     Schedule,
-    auto_adamw_lr,
-    auto_optimizer,
-    cooldown_epochs,
-    stable_cap,
     warmup_iterations,
 )
+from speedmap.train.step import Step, build_optimizer
+from speedmap.train.validate import validation_metrics
 from speedmap.train.weights import resolve_weights, weights_record
 
-IMGSZ_STRIDE = 32  # the input size must be a multiple of the model's largest stride ...
-IMGSZ_MAX = 4096  # ... and at most this
 EPOCH_SEED_STRIDE = 100_003  # an epoch's shuffle seed is seed * this + epoch: distinct for every (seed, epoch)
-VAL_BATCH = 32  # images per forward pass in validation
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    size: str = "fast"
-    epochs: int = 50
-    imgsz: int = field(kw_only=True)  # input size, chosen by the caller (speedmap.data.tasks.default_imgsz)
-    batch: int = 16
-    weights: str | None = None
-    out: str | None = None
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    workers: int | None = None
-    seed: int = 0
-    # wsd: the constant-rate phase ends after this many epochs without a gain of the smoothed validation mAP50-95
-    # (0: at the epoch cap), then the run cools down; linear / cosine: stop after them (not annealed)
-    patience: int = 50
-    resume: bool = False
-    close_mosaic: int = 10
-    optimizer: str = "auto"  # auto | sgd | adamw
-    lr0: float | None = None
-    lrf: float = 0.01
-    schedule: str = "wsd"  # wsd (warm-up, stable, cooldown: every run ends annealed) | linear | cosine
-    cos_lr: bool = False  # the older switch: cosine decay (schedule "cosine")
-    warmup_epochs: float = 3.0
-    weight_decay: float = 5e-4
-    ema_tau: float = 2000.0  # with ema_epochs None: the EMA's decay (0.9999) ramps up as 1 - exp(-updates / ema_tau)
-    ema_epochs: float | None = 5.0  # the EMA averages over about this many epochs (None: the update-count ramp)
-    warmup_min_iters: int = 100  # warm-up lasts at least this many optimizer steps
-    aug_scale: float = 0.5  # random scaling of training samples: 1 +- this
-    mosaic: float = 1.0  # probability of a mosaic sample (before close_mosaic)
-    val: bool = True
-    # seconds this run may take (training and validation); after its first epoch the run fits its epochs into
-    # them (the schedule shortened to what fits), and it stops when the next epoch would not fit
-    time_limit: float | None = None
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    box_loss: float
-    cls_loss: float
-    dfl_loss: float
-    lr: float
-    seconds: float
-    images_per_second: float
-    map50: float | None = None
-    map: float | None = None
-    cpu_seconds: float | None = None  # this process's CPU time in the epoch's training loop
-    other_cpu_share: float | None = None  # share of the machine's CPU used by other processes meanwhile
-
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 def _rank() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def check_imgsz(imgsz: int) -> int:
-    """``imgsz`` if the model can take it, else a :class:`TrainError` that says what it can take."""
-    if not isinstance(imgsz, int) or imgsz % IMGSZ_STRIDE or not IMGSZ_STRIDE <= imgsz <= IMGSZ_MAX:
-        raise TrainError(
-            f"--imgsz must be a multiple of {IMGSZ_STRIDE} between {IMGSZ_STRIDE} and {IMGSZ_MAX}, got {imgsz}"
-        )
-    return imgsz
 
 
 def _default_out(data: Path, size: str) -> Path:
@@ -149,77 +76,6 @@ def _default_out(data: Path, size: str) -> Path:
     while out.exists():
         out, k = base.with_name(f"{base.name}-{k}"), k + 1
     return out
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Three groups, in this order: decayed weights, BatchNorm weights, biases (schedule.BIAS_GROUP)."""
-    decay, no_decay, bias = [], [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if name == "bias":
-                bias.append(p)
-            elif isinstance(module, nn.BatchNorm2d):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": bias, "weight_decay": 0.0},
-    ]
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, iterations: int, nc: int) -> torch.optim.Optimizer:
-    """SGD for long schedules, AdamW (with a class-count-scaled rate) for short ones."""
-    name = auto_optimizer(iterations) if cfg.optimizer == "auto" else cfg.optimizer
-    groups = _param_groups(model, cfg.weight_decay * cfg.batch / WEIGHT_DECAY_BATCH)
-    if name == "sgd":
-        lr = cfg.lr0 or SGD_LR
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=MOMENTUM, nesterov=True)
-    elif name == "adamw":
-        lr = cfg.lr0 or auto_adamw_lr(nc)
-        opt = torch.optim.AdamW(groups, lr=lr, betas=(MOMENTUM, ADAMW_BETA2))
-    else:
-        raise TrainError(f"unknown optimizer {cfg.optimizer!r}; choose auto, sgd or adamw")
-    for g in opt.param_groups:
-        g["initial_lr"] = lr
-    return opt
-
-
-@torch.no_grad()
-def predict_split(
-    model: nn.Module,
-    val: ValData,
-    device: torch.device,
-    batch: int = VAL_BATCH,
-    conf: float = EVAL_CONF,
-    iou: float = EVAL_IOU,
-    max_det: int = EVAL_MAX_DET,
-) -> list[Detections]:
-    """Detections for every validation image, through the shared preprocessing and postprocessing."""
-    model.eval()
-    out: list[Detections] = []
-    for i in range(0, len(val), batch):
-        x = torch.from_numpy(to_input(val.images[i : i + batch])).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        pred = model(x).float().cpu().numpy()
-        for p, lb in zip(pred, val.letterboxes[i : i + batch], strict=True):
-            det = postprocess(p, conf=conf, iou=iou, max_det=max_det)
-            det.xyxy = lb.to_original(det.xyxy)
-            out.append(det)
-    return out
-
-
-def validation_metrics(model: nn.Module, val: ValData, device: torch.device) -> Metrics:
-    return evaluate_predictions(val.split, predict_split(model, val, device)).metrics
-
-
-def evaluate_checkpoint(path: str | Path, data: str | Path, split: str = "test") -> Metrics:
-    """COCO metrics of a checkpoint on one split of a dataset, at the checkpoint's input size."""
-    ckpt = load_checkpoint(path)
-    view = load_dataset(data, auto_split=True, decode=(split,)).split(split)
-    return validation_metrics(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -231,47 +87,12 @@ def _score(m: Metrics) -> float:
     return max(m.map, 0.0)
 
 
-@dataclass
-class Step:
-    """One training step: forward, loss, backward, clipped optimizer step, EMA update. The training loop
-    and the timing probe (:mod:`speedmap.train.probe`) both run this, so the probe times what training does."""
-
-    net: nn.Module  # the model, or its DDP wrapper
-    model: Detector
-    criterion: DetectionLoss
-    optimizer: torch.optim.Optimizer
-    ema: ModelEMA
-    device: torch.device
-    world: int = 1
-
-    def __post_init__(self) -> None:
-        self.amp = amp_dtype(self.device)  # bf16 or fp16 autocast on a GPU; fp16 needs loss scaling
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Train on one batch (uint8 images, collated targets); returns the detached loss parts."""
-        x = images.to(self.device, non_blocking=True).float().div_(255)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            raw, shapes = self.net(x)
-        loss, parts = self.criterion(raw, shapes, targets.to(self.device))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss * self.world).backward()  # DDP averages gradients; keep the per-image scale
-        self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=MAX_GRAD_NORM)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.ema.update(self.model)
-        return parts.detach()
-
-
 def train(cfg: TrainConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train a detector; returns the run record written to ``train.json`` (empty on ranks other than 0)."""
     return Trainer(cfg, progress, log).run()
 
 
-class Trainer:
+class Trainer(RunEnding):
     """One training run. Building it reads the data, builds the model and optimizer (restored from
     ``last.pt`` with ``resume``) and prepares the run folder; :meth:`run` then trains epoch after epoch
     (:meth:`train_epoch`, :meth:`validate`, :meth:`end_epoch`) until the last epoch or early stopping."""
@@ -439,29 +260,6 @@ class Trainer:
             dist.destroy_process_group()
         return self.record
 
-    def _fit_time_limit(self, epoch: int, per_epoch: float, spent: float, replan: bool) -> bool:
-        """After the first epoch, shorten the schedule to the epochs that fit ``time_limit`` (an epoch's cost is
-        known now; two epochs at least); after any later epoch, True when the next one would not fit."""
-        cfg = self.cfg
-        limit = float(cfg.time_limit or 0.0)
-        if replan:
-            fit = max(epoch + 2, epoch + 1 + int((limit - spent) / max(per_epoch, 1e-9)))
-            if fit < cfg.epochs:
-                self.log(
-                    f"time budget {limit / 60:.1f} min at {per_epoch:.1f} s per epoch: {fit} epochs instead of "
-                    f"{cfg.epochs} (the schedule is shortened to fit)"
-                )
-                self.budget = {"seconds": round(limit, 1), "epochs_requested": cfg.epochs, "epochs_fitted": fit}
-                cfg.epochs = fit
-                self.schedule = replace(self.schedule, epochs=fit)
-            return False  # at least one more epoch: a run of one epoch says nothing
-        if epoch + 1 < cfg.epochs and spent + per_epoch > limit * 1.05:
-            self.log(f"time budget spent after {epoch + 1} epochs ({spent / 60:.1f} of {limit / 60:.1f} min)")
-            self.budget = {**self.budget, "seconds": round(limit, 1), "stopped_at": epoch + 1}
-            cfg.epochs = epoch + 1  # end_epoch writes train.json next, with this budget record
-            return True
-        return False
-
     def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
         """This rank's share of the epoch's shuffled order, the same order on every rank and every resume."""
         cfg = self.cfg
@@ -541,84 +339,6 @@ class Trainer:
             self.progress({"epoch_done": entry, "best": improved})
         return stop
 
-    def _decide(self, epoch: int) -> bool:
-        """After an epoch, on rank 0: fit the time limit, end wsd's stable phase, or stop; True to stop now."""
-        spent = time.perf_counter() - self.t_built
-        per_epoch = (spent - self.setup_s) / (epoch + 1 - self.first)
-        if self.cfg.time_limit and not self.ddp and self._fit_time_limit(epoch, per_epoch, spent, epoch == self.first):
-            return True
-        if self.schedule.kind == "wsd":
-            self._end_stable_phase(epoch, per_epoch, spent)
-            return False
-        return self._patience_stop(epoch)
-
-    def _plateau(self) -> int | None:
-        """The 1-based epoch where the smoothed validation curve peaked, if that is ``patience`` epochs ago;
-        judged from the last warm-up epoch on (a rising rate first shakes a pretrained model's scores)."""
-        maps = [h.get("map") for h in self.state.history]
-        if self.val is None or None in maps:
-            return None
-        w = max(self.warmup_epochs - 1, 0)
-        b = plateau_epoch(maps[w:], self.cfg.patience)
-        return None if b is None else b + w + 1
-
-    def _stable_end_reason(self, done: int, per_epoch: float, spent: float) -> tuple[str | None, int]:
-        """Why wsd's stable phase ends after ``done`` epochs (None: it goes on) and the epochs the run may
-        have in all: a plateau of the smoothed validation curve, the epoch cap, or the time budget."""
-        cfg = self.cfg
-        if self._plateau() is not None:
-            return "plateau", cfg.epochs
-        if done >= stable_cap(cfg.epochs):
-            return "epochs", cfg.epochs
-        if cfg.time_limit and not self.ddp:
-            fit = done + int((float(cfg.time_limit) - spent) / max(per_epoch, 1e-9))
-            if done >= stable_cap(max(fit, done + 1)):
-                return "time", min(cfg.epochs, max(fit, done + 1))
-        return None, cfg.epochs
-
-    def _end_stable_phase(self, epoch: int, per_epoch: float, spent: float) -> None:
-        """wsd: when the stable phase ends, begin the cooldown (its epochs set the run's end) and record why."""
-        if self.schedule.cooldown_start is not None:
-            return
-        done = epoch + 1
-        why, allowed = self._stable_end_reason(done, per_epoch, spent)
-        if why is None:
-            return
-        cool = allowed - done if why == "epochs" else min(cooldown_epochs(done), allowed - done)
-        self.state.phases = {
-            "warmup_end": self.warmup_epochs,
-            "stable_end": done,
-            "stable_end_reason": why,
-            "smoothed_best": self._plateau() if why == "plateau" else None,
-            "cooldown": max(cool, 0),
-        }
-        if cool <= 0:
-            return  # the cap is here already (a run of one epoch): nothing left to cool down in
-        self.schedule = replace(self.schedule, cooldown_start=done, cooldown=cool)
-        self.cfg.epochs = done + cool
-        what = {"plateau": "the validation curve plateaued", "epochs": "the epoch cap", "time": "the time budget"}
-        self.log(f"epoch {done}: {what[why]}; the learning rate cools down over {cool} epochs, to epoch {done + cool}")
-
-    def _patience_stop(self, epoch: int) -> bool:
-        st, cfg = self.state, self.cfg
-        last = epoch + 1 >= cfg.epochs
-        stop = self.val is not None and not last and patience_stop(st.best_fitness, epoch - st.best_epoch, cfg.patience)
-        if stop:
-            self.log(f"early stop: no mAP50-95 gain for {cfg.patience} epochs (best epoch {st.best_epoch + 1})")
-        return stop
-
-    def _agree(self, stop: bool) -> bool:
-        """Rank 0's decision to stop, and its schedule (the cooldown, the epochs), on every rank."""
-        if self.ddp:
-            sch = self.schedule
-            start = -1 if sch.cooldown_start is None else sch.cooldown_start
-            flag = torch.tensor([int(stop), start, sch.cooldown, self.cfg.epochs], device=self.device)
-            dist.broadcast(flag, 0)
-            stop, start, cool, self.cfg.epochs = (int(v) for v in flag.tolist())
-            if start >= 0:
-                self.schedule = replace(sch, cooldown_start=start, cooldown=cool)
-        return bool(stop)
-
     def save(self, improved: bool, metrics: Metrics | None) -> None:
         """``last.pt`` after every epoch; ``best.pt`` when the epoch is the best so far."""
         save_last(self.out / LAST, self.meta, self.model, self.ema, self.optimizer, self.state, asdict(self.cfg))
@@ -627,7 +347,7 @@ class Trainer:
 
     def write_logs(self) -> None:
         """``metrics.csv``, ``results.png`` and ``train.json`` as of the latest epoch."""
-        _write_metrics_csv(self.state.history, self.out / "metrics.csv")
+        write_metrics_csv(self.state.history, self.out / "metrics.csv")
         plot_training(self.state.history, self.out / "results.png")
         self.record = self.run_record()
         write_json_atomic(self.out / "train.json", self.record)
@@ -662,7 +382,7 @@ class Trainer:
             "convergence": conv,
             "time_to_95_seconds": None if t95 is None else round(t95[0], 3),
             "epoch_to_95": None if t95 is None else t95[1],
-            **_cpu_summary(history),
+            **cpu_summary(history),
             "dataset": {
                 "path": str(cfg.data),
                 "abspath": str(Path(cfg.data).resolve()),
@@ -685,28 +405,3 @@ class Trainer:
             "speedmap": __version__,
             "run": str(self.out),
         }
-
-
-def _write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
-    keys = [f.name for f in fields(EpochLog)]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for h in history:
-            w.writerow({k: h.get(k) for k in keys})
-
-
-def _cpu_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """CPU seconds of the run, and how much of the machine other processes took (wall-time-weighted mean
-    over epochs, the worst epoch, and the epochs above :data:`CONTENDED_SHARE`)."""
-    cpu = [h.get("cpu_seconds") for h in history]
-    known = [(h["other_cpu_share"], h["seconds"], h["epoch"]) for h in history if h.get("other_cpu_share") is not None]
-    wall = sum(w for _, w, _ in known)
-    mean = sum(s * w for s, w, _ in known) / wall if wall > 0 else None
-    return {
-        "cpu_seconds": round(sum(c for c in cpu if c is not None), 3) if any(c is not None for c in cpu) else None,
-        "other_cpu_share": None if mean is None else round(mean, 4),
-        "other_cpu_share_max": max((s for s, _, _ in known), default=None),
-        "contended": mean is not None and mean > CONTENDED_SHARE,
-        "contended_epochs": [e for s, _, e in known if s > CONTENDED_SHARE],
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,22 @@ def _packed_provenance(path: str) -> dict[str, Any] | None:
     return pre if isinstance(pre, dict) else None
 
 
+def portable_command(command: str) -> str:
+    """``command`` without its ``--out`` folder: the shipped weights' provenance names no path of the machine
+    that made them (the folder does not change the weights; run without it, they go to the default one)."""
+    args = shlex.split(command)
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            kept.append(a)
+    return shlex.join(kept)
+
+
 def pack_weights(run: str | Path, dest: str | Path) -> Path:
     """A ``speedmap pretrain`` run's ``best.pt`` as the package ships it: the model's description, its EMA
     weights in fp16 (half the size; fine-tuning loads them into fp32), the epoch and validation metrics it was
@@ -74,6 +91,7 @@ def pack_weights(run: str | Path, dest: str | Path) -> Path:
         provenance = json.loads((run / "pretrain.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise TrainError(f"{run.name}: no pretrain.json, so not a speedmap pretrain run") from exc
+    provenance["command"] = portable_command(str(provenance.get("command", "")))
     model = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
