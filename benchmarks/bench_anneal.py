@@ -17,43 +17,47 @@ latter). Finished runs are reused. Run it alone: it trains for tens of minutes p
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from harness import machine_line, md_table, trained
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
 from speedmap.eval import evaluate_predictions
 from speedmap.eval.bootstrap import paired_bootstrap
 from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
-from speedmap.train.config import TrainConfig
 from speedmap.train.data import ValData
-from speedmap.train.trainer import train
 from speedmap.train.validate import predict_split
 
 SIZES = ("fast", "accurate")
 WITHIN = 0.015  # the goal: a converged run is within 1.5 points of its 2x run
+SIZE_HEADER = (
+    "dataset",
+    "imgsz",
+    "size",
+    "epochs at the stop (stable phase ended by)",
+    "test mAP50-95 at the stop",
+    "epochs 2x",
+    "test mAP50-95 at 2x",
+    "points",
+    "what the rule said",
+    "within 1.5 if converged",
+    "minutes (stop / 2x)",
+)
+VERDICT_HEADER = (
+    "dataset",
+    "Accurate - Fast at the stop (points)",
+    "at 2x [95% CI]",
+    "the stop's difference in the 2x interval",
+)
 
 
 def run(data: Path, size: str, imgsz: int, out: Path, seed: int, epochs: int, patience: int) -> dict[str, Any]:
     """Train (or reuse) one run; its train.json."""
-    done = out / "train.json"
-    if done.is_file() and json.loads(done.read_text()).get("finished"):
-        return json.loads(done.read_text())
-    cfg = TrainConfig(
-        data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, out=str(out), seed=seed, patience=patience
-    )
-    cfg.resume = (out / "last.pt").is_file()
-    t0 = time.perf_counter()
-    rec = train(cfg, log=lambda m: None)
-    rec["finished"], rec["wall_s"] = True, round(time.perf_counter() - t0, 1)
-    done.write_text(json.dumps(rec, indent=1))
-    return rec
+    return trained(out, data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, seed=seed, patience=patience)
 
 
 def score(run_dir: Path, data: Path) -> Any:
@@ -73,8 +77,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; seed {args.seed}")
-    sizes_rows, verdict_rows = [], []
+    print(machine_line(f"seed {args.seed}"))
+    sizes_rows: list[list[Any]] = []
+    verdict_rows: list[list[Any]] = []
     for data in args.data:
         imgsz, why = choose_imgsz(load_dataset(data, auto_split=True))
         ev: dict[tuple[str, str], Any] = {}
@@ -88,34 +93,32 @@ def main() -> None:
             ended = (c.get("phases") or {}).get("stable_end_reason")
             ok = "yes" if not stop["converged"] or abs(m_2x - m_stop) <= WITHIN else "**no**"
             sizes_rows.append(
-                f"| {data.name} | {imgsz} | {size} | {stop['epochs_run']} ({ended}) "
-                f"| {m_stop:.3f} | {twice['epochs_run']} | {m_2x:.3f} | {100 * (m_2x - m_stop):+.1f} "
-                f"| {'converged' if stop['converged'] else 'not converged'}: {c['reason']} | {ok} "
-                f"| {stop['wall_s'] / 60:.1f} / {twice['wall_s'] / 60:.1f} |"
+                [
+                    data.name,
+                    imgsz,
+                    size,
+                    f"{stop['epochs_run']} ({ended})",
+                    f"{m_stop:.3f}",
+                    twice["epochs_run"],
+                    f"{m_2x:.3f}",
+                    f"{100 * (m_2x - m_stop):+.1f}",
+                    f"{'converged' if stop['converged'] else 'not converged'}: {c['reason']}",
+                    ok,
+                    f"{stop.get('wall_s', 0) / 60:.1f} / {twice.get('wall_s', 0) / 60:.1f}",
+                ]
             )
         f2, a2 = ev["fast", "2x"], ev["accurate", "2x"]
         bs = paired_bootstrap(f2.gt, f2.predictions, a2.predictions, resamples=1000, seed=0)
         d_stop = ev["accurate", "stop"].metrics.map - ev["fast", "stop"].metrics.map
         lo, hi = bs.delta_map.low, bs.delta_map.high
         holds = "yes" if lo <= d_stop <= hi else "**no**"
-        verdict_rows.append(
-            f"| {data.name} | {100 * d_stop:+.1f} | {100 * bs.point['delta_map']:+.1f} "
-            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {holds} |"
-        )
+        ci = f"{100 * bs.point['delta_map']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        verdict_rows.append([data.name, f"{100 * d_stop:+.1f}", ci, holds])
         print(f"{data.name}: input size {imgsz} px ({why})", flush=True)
     print()
-    print(
-        "| dataset | imgsz | size | epochs at the stop (stable phase ended by) | test mAP50-95 at the stop | epochs 2x "
-        "| test mAP50-95 at 2x | points | what the rule said | within 1.5 if converged | minutes (stop / 2x) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(sizes_rows))
+    print(md_table(SIZE_HEADER, sizes_rows))
     print()
-    print(
-        "| dataset | Accurate - Fast at the stop (points) | at 2x [95% CI] | the stop's difference in the 2x interval |"
-    )
-    print("|---|---|---|---|")
-    print("\n".join(verdict_rows))
+    print(md_table(VERDICT_HEADER, verdict_rows))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ misses the goal.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+from harness import machine_line
 
 
 def synth(n_images: int, seed: int = 0) -> tuple[dict, list[dict], list[dict]]:
@@ -83,7 +82,7 @@ def main() -> int:
     assert result is not None
     wall = statistics.median(times)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(machine_line())
     print(
         f"data: {args.images} images, 3 classes, {len(gt['annotations'])} GT boxes, {len(a)} + {len(b)} "
         f"detections (A + B); {args.resamples} resamples; median of {args.repeats}"

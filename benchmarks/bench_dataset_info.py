@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import machine_line
 from PIL import Image
 
 
@@ -112,10 +112,7 @@ def main() -> None:
     except ImportError:
         t_ref = float("nan")
 
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}"
-    )
+    print(machine_line())
     print(f"dataset: {args.images} images, {n_boxes} boxes (COCO, Roboflow layout); medians of {args.repeats}")
     print(f"  load_dataset + info, in process      {t_in:7.3f} s   ({t_in / args.images * 1e6:.0f} us/image)")
     print(f"  `speedmap datasets info --json` CLI  {t_cli:7.3f} s   (of which import start-up {t_startup:.3f} s)")

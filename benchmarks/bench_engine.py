@@ -14,7 +14,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from harness import machine_line
 from PIL import Image
 
 from speedmap.data import load_dataset
@@ -157,8 +157,7 @@ def main() -> None:
     runs = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.runs.split(","))}
     peers = {k: Path(v) for k, v in (kv.split("=", 1) for kv in args.peer.split(",") if kv)}
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, onnxruntime "
-        f"{ort.__version__}, {args.threads} intra-op threads",
+        machine_line(f"{args.threads} intra-op threads"),
         flush=True,
     )
     folders = export_all(runs, args.data, args.out)

@@ -15,8 +15,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import machine_line
 
 
 def synth(n_images: int, n_dets: int, seed: int = 0):
@@ -113,7 +112,7 @@ def main() -> None:
     t_cli, proc = median_time(lambda: subprocess.run(cli, check=True, capture_output=True, text=True), args.repeats)
     cli_stats = json.loads(proc.stdout)  # type: ignore[union-attr]
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(machine_line())
     print(
         f"data: {args.images} images, {len(gt['annotations'])} GT boxes, {len(results)} detections; "
         f"medians of {args.repeats}"

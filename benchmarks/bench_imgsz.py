@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from harness import machine_line
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
@@ -79,10 +77,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-imgsz"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; {args.size}, "
-        f"{args.epochs} epochs, seed {args.seed}"
-    )
+    print(machine_line(f"{args.size}, {args.epochs} epochs, seed {args.seed}"))
     results: dict[str, dict[int, dict[str, float]]] = {}
     t0 = time.perf_counter()
     for data in args.data:

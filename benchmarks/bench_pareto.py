@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from harness import machine_line
 
 from speedmap.models import SIZES, SizeSpec, count_flops, count_params, create_model, register_size
 from speedmap.plotting import pyplot, save
@@ -335,7 +334,7 @@ def main() -> None:
     unknown = [c for c in names if c not in SIZES]
     if unknown:
         raise SystemExit(f"unknown candidates {unknown}; known: {', '.join(SIZES)}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, onnxruntime {ort.__version__}; {args.imgsz} px")
+    print(machine_line(f"{args.imgsz} px"))
     rows: list[dict[str, Any]] = []
     for name in names:
         model = create_model(name, 3).eval().fuse()  # as exported: RepConv branches folded

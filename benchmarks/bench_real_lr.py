@@ -12,12 +12,10 @@ rate in points. Finished runs are reused (bench_imgsz.run_one). Run it alone.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 
-import torch
 from bench_imgsz import run_one
+from harness import machine_line
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
@@ -33,7 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-real-lr"))
     args = ap.parse_args()
     scales = [1.0, *(float(s) for s in args.scales.split(","))]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; seed {args.seed}")
+    print(machine_line(f"seed {args.seed}"))
     print("| dataset | imgsz | size | lr (x automatic) | epochs | test mAP50-95 | mAP50 | points vs x1 | s/epoch |")
     print("|---|---|---|---|---|---|---|---|---|")
     for data in args.data:

@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from harness import machine_line
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
@@ -195,7 +194,7 @@ def main() -> None:
     datasets = [resolve_data(s, args.out) for s in args.data.split(",")]
     sizes, seeds = args.sizes.split(","), [int(s) for s in args.seeds.split(",")]
     threads = torch.get_num_threads()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, {threads} threads")
+    print(machine_line(f"{threads} threads"))
     done = {(r["dataset"], r["size"], r["seed"], key(r["fields"]), r["epochs"]) for r in rows}
     if not args.report_only:
         for size in sizes:

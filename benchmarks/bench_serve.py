@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -32,10 +31,10 @@ import time
 from pathlib import Path
 
 import httpx
+from harness import machine_line
 
 from speedmap.engine import Model
 from speedmap.imagepixels import jpeg_decoder_name
-from speedmap.runtime import available_cpus
 from speedmap.serve.process import free_port
 
 
@@ -109,10 +108,8 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("hey") is None:
         sys.exit("this benchmark needs `hey` (apt-get install hey)")
-    cores = available_cpus()
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus ({cores} usable), JPEG decoder "
-        f"{jpeg_decoder_name()}; model {args.model}; image {args.image.name}",
+        machine_line(f"JPEG decoder {jpeg_decoder_name()}", f"model {args.model}", f"image {args.image.name}"),
         flush=True,
     )
     data = args.image.read_bytes()

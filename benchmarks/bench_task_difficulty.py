@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
-import torch
+from harness import machine_line
 
 from speedmap.data.tasks import TASKS, make_task
 from speedmap.train.config import TrainConfig
@@ -29,8 +27,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-difficulty"))
     args = ap.parse_args()
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; {args.size}, "
-        f"{args.epochs} epochs, 600 images per task at {args.imgsz}px, batch 16",
+        machine_line(f"{args.size}, {args.epochs} epochs, 600 images per task at {args.imgsz}px, batch 16"),
         flush=True,
     )
     out = {}

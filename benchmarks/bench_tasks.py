@@ -8,12 +8,12 @@ Issue 2 asks for tasks "generated in seconds"; this prints seconds per task and 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from harness import machine_line
 
 from speedmap.data import load_dataset
 from speedmap.data.tasks import TASKS, make_task
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--imgsz", type=int, default=256)
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(machine_line())
     print(f"{'task':<10}{'seconds':>9}{'images/s':>10}{'boxes':>8}")
     work = Path(tempfile.mkdtemp(prefix="speedmap-bench-tasks-"))
     try:

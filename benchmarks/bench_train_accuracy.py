@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from harness import machine_line
 
 from speedmap.data.tasks import make_task
 from speedmap.train.config import TrainConfig
@@ -37,10 +35,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-accuracy"))
     args = ap.parse_args()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-        f"Python {platform.python_version()}"
-    )
+    print(machine_line())
     results: dict[str, dict[str, dict[str, float]]] = {}
     for task, epochs in ((args.hard, args.hard_epochs), (args.easy, args.easy_epochs)):
         data = make_task(task, args.out / "data" / task, images=args.images, imgsz=args.imgsz)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
+from harness import machine_line
 
 from speedmap.data.tasks import make_task
 from speedmap.train.config import TrainConfig
@@ -36,10 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="speedmap-bench-train-"))
     data = make_task(args.task, work / args.task, images=args.images, imgsz=args.imgsz)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
-    )
+    print(machine_line(f"{torch.get_num_threads()} torch threads"))
     print(
         f"data: built-in task {args.task!r}, {args.images} images (70% train), {args.imgsz}px, batch {args.batch}, "
         f"{args.epochs} epochs per size"
