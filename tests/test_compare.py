@@ -65,8 +65,11 @@ TINY = [
     "0.3",
     "--bench-repeats",
     "2",
+    "--bench-requests",
+    "10",
     "--targets",
     "http,local",
+    "--no-int8",  # int8 in a study (exported, scored, benchmarked): test_real_data
     "--weights",
     "scratch",  # the loop's mechanics on an under-trained pair; the pretrained start: test_pretrain, test_ray_study
 ]
@@ -194,6 +197,8 @@ def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path) -> None
         bench_seconds=0.2,
         bench_requests=5,
         bench_repeats=1,
+        int8=False,  # int8 in a study: test_real_data
+        probe_steps=2,
     )
     ui = Interrupting()
     with pytest.raises(KeyboardInterrupt):
@@ -490,6 +495,8 @@ def test_the_browser_destination_alternates_sizes_and_retries(tmp_path: Path) ->
         bench_seconds=0.3,
         bench_requests=5,
         bench_repeats=2,
+        int8=False,  # int8 is benchmarked on the CPU destinations only
+        probe_steps=2,
     )
     ui = Interrupting()
     ui.armed = False

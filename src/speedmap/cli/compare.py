@@ -156,6 +156,10 @@ BenchSecondsOpt = Annotated[
     float | None,
     typer.Option("--bench-seconds", help=f"Minimum seconds per benchmark run {presets('bench_seconds')}."),
 ]
+BenchRequestsOpt = Annotated[
+    int | None,
+    typer.Option("--bench-requests", help=f"Minimum requests per benchmark run {presets('bench_requests')}."),
+]
 
 
 @clean_errors
@@ -177,6 +181,7 @@ def compare_command(
     max_latency_ms: MaxLatencyOpt = None,
     min_map: MinMapOpt = None,
     bench_seconds: BenchSecondsOpt = None,
+    bench_requests: BenchRequestsOpt = None,
     budget: BudgetOpt = None,
     int8: Int8Opt = None,
     device: DeviceOpt = "auto",
@@ -212,6 +217,7 @@ def compare_command(
         max_latency_ms=max_latency_ms,
         min_map=min_map,
         bench_seconds=bench_seconds,
+        bench_requests=bench_requests,
         budget_minutes=budget or None,
         int8=int8,
         device=device,
@@ -337,6 +343,8 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         ",".join(cfg.targets),
         "--bench-seconds",
         f"{cfg.bench_seconds:g}",
+        "--bench-requests",
+        str(cfg.bench_requests),
         "--out",
         str(out_dir),
     ]
