@@ -2,8 +2,7 @@
 # Installs speedmap from this checkout, then runs its main job or its tests.
 #
 #   scripts/setup.sh run  [ARGS...]    the quick study:  speedmap compare --quick ARGS
-#   scripts/setup.sh test [ARGS...]    the test suite:   ruff format --check, ruff check, then pytest ARGS in
-#                                      two passes (parallel, then the `alone` tests)
+#   scripts/setup.sh test [ARGS...]    the test suite:   ruff format --check, ruff check, python -m pytest -q ARGS
 #
 # 1. System packages for the browser destination: chromium, chromium-driver, npm. Only the missing
 #    ones, and only as root, one `apt-get install` each: one that cannot be installed (Debian's npm
@@ -74,12 +73,5 @@ else
   # the formatter owns the layout and the linter keeps functions short: both are part of the test
   python -m ruff format --check . || { rc=$?; note "ruff format would change the files above: run 'ruff format .'"; exit $rc; }
   python -m ruff check . || { rc=$?; note "ruff check found the problems above"; exit $rc; }
-  # two passes: the bulk on every core (pytest-xdist, one test file per worker at a time), then the tests
-  # marked `alone` (they measure time or CPU contention) with nothing beside them; 5 is pytest's "no test ran"
-  bulk=0; python -m pytest -q -n logical --dist loadfile -m "not alone" "$@" || bulk=$?
-  alone=0; python -m pytest -q -m alone "$@" || alone=$?
-  if [ "$bulk" -eq 5 ] && [ "$alone" -eq 5 ]; then exit 5; fi
-  for rc in "$bulk" "$alone"; do
-    if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then exit "$rc"; fi
-  done
+  exec python -m pytest -q "$@"
 fi

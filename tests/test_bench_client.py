@@ -21,9 +21,6 @@ from speedmap.cli import app
 from tests.test_bench_cli import _images
 from tests.test_serve import start_server
 
-# timing and contention measurements: run after the parallel pass, with nothing beside them
-pytestmark = pytest.mark.alone
-
 runner = CliRunner()
 
 

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pytest
-
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchRun
@@ -30,9 +28,6 @@ from speedmap.study.results import Evidence, Speed, StudyResults, from_plain
 from speedmap.study.run import Study
 from tests.study_ui import Quiet
 from tests.test_compare import study as example_study
-
-# timing and contention measurements: run after the parallel pass, with nothing beside them
-pytestmark = pytest.mark.alone
 
 # a spinner that ends by itself even if this process dies without killing it
 BURN = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"

@@ -12,9 +12,6 @@ from speedmap.bench.http import HttpClient
 from speedmap.bench.loadgen import closed_loop, open_loop
 from speedmap.bench.results import BenchRun
 
-# timing and contention measurements: run after the parallel pass, with nothing beside them
-pytestmark = pytest.mark.alone
-
 
 def test_percentiles_within_five_percent_of_a_known_delay_distribution(delay_server: str) -> None:
     # ms, the truth; localhost HTTP adds about 2 ms here, small beside these delays

@@ -18,9 +18,6 @@ from speedmap.bench.compare import Spread, compare, ranking_certain
 from speedmap.bench.results import BenchReport, BenchRun, Target
 from speedmap.bench.run import BenchConfig, benchmark
 
-# timing and contention measurements: run after the parallel pass, with nothing beside them
-pytestmark = pytest.mark.alone
-
 
 @pytest.fixture(autouse=True)
 def no_contention_retries(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,7 +103,7 @@ def test_predict_writes_images_and_json_and_survives_bad_files(
         ],
     )
     assert r.exit_code == 1, r.output  # some inputs failed, the rest were done
-    said = r.output.replace("\n", "")  # rich folds long paths (pytest-xdist's temporary paths are longer)
+    said = r.output.replace("\n", "")  # rich folds a long path anywhere (a longer temporary folder, say)
     assert "truncated.jpg" in said and "notes.png" in said and "missing.jpg" in said
     assert "Traceback" not in said
     assert "4 of 6 files done" in " ".join(r.output.split())  # folder and glob name the same images once

@@ -35,7 +35,6 @@ class Machine:
         pip_rc: int = 0,
         job_rc: int = 0,
         npm_rc: int = 0,
-        passes_rc: tuple[int, int] = (0, 0),
     ) -> None:
         self.checkout, self.bin, self.kit, self.log = tmp / "checkout", tmp / "bin", tmp / "kit", tmp / "calls.log"
         (self.checkout / "scripts").mkdir(parents=True)
@@ -61,8 +60,7 @@ class Machine:
         venv = self.kit / "venv"
         (venv / "activate").write_text('PATH="$PWD/.venv/bin:$PATH"\n')
         _fake(venv / "pip", rc=pip_rc)
-        bulk, alone = passes_rc  # the exit status of the two pytest passes
-        _fake(venv / "python", f'case "$*" in *"not alone"*) exit {bulk};; *"-m alone"*) exit {alone};; esac', job_rc)
+        _fake(venv / "python", rc=job_rc)
         _fake(venv / "speedmap", rc=job_rc)
         _fake(self.bin / "python3", f'[ "$1 $2" = "-m venv" ] && mkdir -p "$3/bin" && cp "{venv}"/* "$3/bin/"')
 
@@ -93,12 +91,6 @@ BUILD = ["npm ci --ignore-scripts --no-audit --no-fund --prefix web", "npm run b
 LINT = ["python -m ruff format --check .", "python -m ruff check ."]
 
 
-def pytest_passes(*args: str) -> list[str]:
-    """The test command's two pytest passes: the bulk in parallel, then the `alone` tests."""
-    tail = "".join(f" {a}" for a in args)
-    return [f"python -m pytest -q -n logical --dist loadfile -m not alone{tail}", f"python -m pytest -q -m alone{tail}"]
-
-
 def test_no_node_as_root_installs_each_package_alone_and_goes_on_without_npm(tmp_path: Path) -> None:
     m = Machine(tmp_path, {"apt-get"}, apt_fails=frozenset({"npm"}))
     r = m.setup("run")
@@ -126,12 +118,12 @@ def test_nodesource_node_asks_apt_only_for_chromium_never_for_npm(tmp_path: Path
         "apt-get install -y -qq chromium-driver",
     ]
     assert "setup:" not in r.stderr
-    assert m.calls()[-8:] == [
+    assert m.calls()[-7:] == [
         "python3 -m venv .venv",
         "pip install -q -e .[all]",
         *BUILD,
         *LINT,
-        *pytest_passes("-x", "tests/test_a.py"),
+        "python -m pytest -q -x tests/test_a.py",
     ]
 
 
@@ -160,7 +152,7 @@ def test_everything_present_installs_nothing_and_reuses_the_venv(tmp_path: Path)
     m.log.unlink()
     r = m.setup("test")
     assert r.returncode == 0 and "setup:" not in r.stderr, r.stderr
-    assert m.calls() == ["pip install -q -e .[all]", *BUILD, *LINT, *pytest_passes()]  # no apt-get, no new venv
+    assert m.calls() == ["pip install -q -e .[all]", *BUILD, *LINT, "python -m pytest -q"]  # no apt-get, no new venv
 
 
 def test_a_failed_web_build_is_a_note(tmp_path: Path) -> None:
@@ -177,18 +169,6 @@ def test_pip_or_the_job_failing_fails_the_script(tmp_path: Path, failing: str) -
     assert r.returncode == 3
     # a failing job stops at its first step: the format check
     assert m.calls()[-1] == ("pip install -q -e .[all]" if failing == "pip" else LINT[0])
-
-
-@pytest.mark.parametrize(("bulk", "alone", "rc"), [(1, 0, 1), (0, 1, 1), (5, 0, 0), (0, 5, 0), (5, 5, 5), (2, 1, 2)])
-def test_both_test_passes_run_and_either_failing_fails_the_script(
-    tmp_path: Path, bulk: int, alone: int, rc: int
-) -> None:
-    """The `alone` pass runs even when the parallel one failed; "no test ran" (5) in one pass is not a failure
-    when the other ran tests (a file of one kind only, say)."""
-    m = Machine(tmp_path, ALL, passes_rc=(bulk, alone))
-    r = m.setup("test", "tests/test_a.py")
-    assert r.returncode == rc
-    assert m.calls()[-2:] == pytest_passes("tests/test_a.py")
 
 
 def test_usage(tmp_path: Path) -> None:

@@ -25,9 +25,6 @@ from speedmap.train.convergence import convergence  # noqa: E402
 from speedmap.train.probe import probe_train_speed  # noqa: E402
 from speedmap.train.trainer import train  # noqa: E402
 
-# timing and contention measurements: run after the parallel pass, with nothing beside them
-pytestmark = pytest.mark.alone
-
 # 64 px, batch 2 (21 steps an epoch), no warm-up and no mosaic: the quickest start to learning measured
 # on this 48-image task; mAP50-95 turns positive near epoch 6 and is still rising at epoch 16.
 QUICK = {"imgsz": 64, "batch": 2, "workers": 0, "warmup_epochs": 0.0, "close_mosaic": 16, "seed": 0}
