@@ -8,8 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from speedmap import __version__
-from speedmap.train.checkpoint import TrainError
+from speedmap.train.checkpoint import BEST, TrainError, load_checkpoint, save_atomic
 
 SCRATCH = "scratch"  # random initialisation
 PRETRAINED = "pretrained"  # the package's weights for the size (speedmap/weights/SIZE.pt), never downloaded
@@ -55,8 +57,6 @@ def weights_record(spec: str | None, path: str | None) -> dict[str, Any]:
 
 
 def _packed_provenance(path: str) -> dict[str, Any] | None:
-    from speedmap.train.checkpoint import load_checkpoint
-
     pre = load_checkpoint(path).get("pretrain")
     return pre if isinstance(pre, dict) else None
 
@@ -81,10 +81,6 @@ def pack_weights(run: str | Path, dest: str | Path) -> Path:
     """A ``speedmap pretrain`` run's ``best.pt`` as the package ships it: the model's description, its EMA
     weights in fp16 (half the size; fine-tuning loads them into fp32), the epoch and validation metrics it was
     chosen by, and the pretraining's provenance (``pretrain.json``: command, seed, scenes, code version)."""
-    import torch
-
-    from speedmap.train.checkpoint import BEST, load_checkpoint, save_atomic
-
     run = Path(run)
     ckpt = load_checkpoint(run / BEST)
     try:
