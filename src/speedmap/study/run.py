@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from speedmap.data.imgsz import choose_imgsz, images_cap, largest_that_fits, speed_at
+from speedmap.data.io import load_dataset
 from speedmap.errors import SpeedmapError
 from speedmap.jsonfile import write_json_atomic
 from speedmap.study.bench_steps import BenchSteps
-from speedmap.study.config import Plan, StudyConfig, measured_ips, plan
+from speedmap.study.config import Plan, StudyConfig, epoch_seconds, measured_ips, plan
 from speedmap.study.recommend import recommend
 from speedmap.study.records import accuracy, pair, train_result, train_threads
 from speedmap.study.results import (
@@ -124,9 +126,6 @@ class Study(ModelSteps, BenchSteps):
         stating the study's duration; the study's own call reuses the result."""
         if name in self._prepared:
             return self._prepared[name]
-        from speedmap.data.imgsz import choose_imgsz
-        from speedmap.data.io import load_dataset
-
         ds = load_dataset(path, auto_split=True, decode=("train", "valid", "test"))  # images that decode
         for line in ds.problems.report_lines(path):
             self.ui.note(line)
@@ -175,8 +174,6 @@ class Study(ModelSteps, BenchSteps):
         """The largest input size up to twice the box rule's ``imgsz`` at which both sizes' whole schedule
         (--epochs, cooldown included) still fits the budget, on the probe's speeds at ``imgsz`` scaled by size;
         ``imgsz`` if none. Kept as a step, so a resumed study trains at the size it chose."""
-        from speedmap.data.imgsz import images_cap, largest_that_fits, speed_at
-
         step, n_train = f"imgsz/{name}", len(ds.split_records("train"))
         inputs = (task.fingerprint, imgsz, self.cfg.to_json(), dests)
         k, cached, _ = self.steps.lookup(step, "probe", *inputs)
@@ -243,8 +240,6 @@ class Study(ModelSteps, BenchSteps):
         """A size's share of the budget's training time: Fast its share by epoch cost, Accurate what Fast left."""
         if sched.train_seconds is None or not sched.limited:
             return None
-        from speedmap.study.config import epoch_seconds
-
         cost = {s: epoch_seconds(s, sched.imgsz, sched.train_images, sched.ips) for s in self.cfg.sizes}
         spent = sum(
             float(self.steps.done.get(f"train/{name}/{s}", {}).get("seconds", 0.0)) for s in self.cfg.sizes if s != size
