@@ -68,6 +68,11 @@ def test_the_smoothed_rule_stops_falsely_far_less_often_on_a_noisy_curve() -> No
 def test_smooth_is_a_causal_average() -> None:
     assert smooth([0.0, 1.0, 1.0]) == pytest.approx([0.0, 1 / 3, 5 / 9])
     assert plateau_epoch([0.0] * 20, 5) is None  # nothing detected: not started, not a plateau
+    # cards, Fast, the study's defaults: a new 6-class head, averaged in by the EMA, scored next to nothing from
+    # the end of warm-up (epoch 7) to epoch 15 and then rose; that flat start is not a plateau
+    cards = [6.6e-05, 2.3e-05, 1.1e-06, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0022, 0.0043, 0.0107, 0.0287]
+    assert all(plateau_epoch(cards[:n], 8) is None for n in range(1, 10))
+    assert plateau_epoch([*cards, 0.05, 0.07, *[0.08] * 40], 8) is not None  # a plateau once it has risen
     assert plateau_epoch([0.5] * 9, 8) == 0 and plateau_epoch([0.5] * 8, 8) is None
 
 

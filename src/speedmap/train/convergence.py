@@ -84,10 +84,14 @@ def smooth(values: list[float], span: int = SMOOTH_SPAN) -> list[float]:
 
 def plateau_epoch(maps: list[float], patience: int) -> int | None:
     """The 0-based epoch of the smoothed curve's best if it is ``patience`` epochs old (a gain must beat it
-    by :data:`PLATEAU_TOLERANCE`), else None; None too while nothing is detected or patience is 0."""
-    if patience <= 0 or not maps or max(maps) <= 0:
+    by :data:`PLATEAU_TOLERANCE`), else None; None too while patience is 0 or nothing is detected yet: a smoothed
+    curve that never rose above the tolerance has not begun (a new head, still averaged in by the EMA, scored
+    0.00001-0.00007 for 15 epochs on a 6-class set before it rose), and a flat zero is no plateau."""
+    if patience <= 0 or not maps:
         return None
     sm, best_i = smooth(maps), 0
+    if max(sm) <= PLATEAU_TOLERANCE:
+        return None
     for i, v in enumerate(sm):
         if v > sm[best_i] + PLATEAU_TOLERANCE:
             best_i = i
