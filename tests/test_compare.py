@@ -482,6 +482,8 @@ def test_quick_preset_and_estimate() -> None:
     assert bad.exit_code == 2 and "--weights 'my.pt': the study takes pretrained or scratch" in bad.output
     bad = runner.invoke(app, ["compare", "--bench-node", "10.0.0.2", "--out", "/tmp/unused-study"])
     assert bad.exit_code == 2 and "--bench-node needs --ray" in bad.output
+    bad = runner.invoke(app, ["compare", "--bench-requests", "0", "--out", "/tmp/unused-study"])
+    assert bad.exit_code == 2 and "--bench-requests must be between 1 and 1000000, got 0" in bad.output
 
 
 @pytest.mark.skipif(not chromium_available() or not web_built(), reason="needs Chromium and the web build")

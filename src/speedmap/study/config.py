@@ -109,6 +109,11 @@ class StudyConfig:
                 "at least 100 resamples"
             )
 
+        if not 1 <= self.bench_requests <= MAX_BENCH_REQUESTS:
+            raise SpeedmapError(
+                f"--bench-requests must be between 1 and {MAX_BENCH_REQUESTS}, got {self.bench_requests}"
+            )
+
     def _check_constraints(self) -> None:
         if self.min_fps is not None and self.max_latency_ms is not None:
             raise SpeedmapError("give one of --min-fps and --max-latency-ms")
@@ -118,6 +123,8 @@ class StudyConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+
+MAX_BENCH_REQUESTS = 1_000_000  # per benchmark run: more is a typo, not a benchmark
 
 # --quick, chosen by measurement (BENCHMARKS.md): one task with accuracy headroom (crowd) at 96 px, 300 images,
 # batch 8, up to 40 epochs with early stopping. Measured first: two tasks at 128 px and 20 epochs took 9.5 min and
