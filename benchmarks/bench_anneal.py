@@ -1,10 +1,11 @@
 """Would a longer run overturn the verdict? (issue 33, sections 2-3)
 
-For each dataset and size: train as the study does (``speedmap compare``'s defaults: up to 60 epochs, patience
-8, batch 16, the shipped pretrained weights, seed 0, the input size the study chooses), then train the same
-size again for twice the epochs that run took (``--patience 0``: the whole stable phase to the cap, then the
-cooldown). Both are scored on the test split (best.pt, the checkpoint the study exports), and the two sizes'
-difference at the study's stop is set against the 95% paired-bootstrap interval of their difference at 2x.
+For each dataset and size: train as the study does (``speedmap compare``'s defaults on a dataset folder: up to 120
+epochs, patience 8 and a quarter of the run, batch 16, the shipped pretrained weights, seed 0, the input size the
+study chooses), then train the same size again for twice the epochs that run took (``--patience 0``: the whole
+stable phase to the cap, then the cooldown). Both are scored on the test split (best.pt, the checkpoint the study
+exports), and the two sizes' difference at the study's stop is set against the 95% paired-bootstrap interval of
+their difference at 2x.
 
     python benchmarks/bench_anneal.py /work/data/real/raccoon /work/data/real/kangaroo --out /work/runs/anneal
 
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from harness import machine_line, md_table, trained
 
+from speedmap.cli.compare import DATA_DEFAULTS
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
 from speedmap.eval import evaluate_predictions
@@ -73,7 +75,7 @@ def main() -> None:
     ap.add_argument("data", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-anneal"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=DATA_DEFAULTS["epochs"])
     ap.add_argument("--patience", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)

@@ -54,8 +54,10 @@ class StudyUI:
 
 FULL = StudyConfig()  # the full study's settings; --quick's are QUICK on top
 # On your datasets: a verdict within half an hour per dataset on a 2-core CPU (training fits into what the other
-# steps leave), and 5 s benchmark runs (3 interleaved repeats of each scenario: enough for VALID windows).
-DATA_DEFAULTS: dict[str, Any] = {"budget_minutes": 30.0, "bench_seconds": 5.0}
+# steps leave), and 5 s benchmark runs (3 interleaved repeats of each scenario: enough for VALID windows). Up to
+# 120 epochs: on small real sets, 60 left Fast further from its end than Accurate and the difference favoured
+# Accurate by 5-14 points that twice the epochs took back (issue 33, BENCHMARKS.md).
+DATA_DEFAULTS: dict[str, Any] = {"budget_minutes": 30.0, "bench_seconds": 5.0, "epochs": 120}
 
 
 def _shown(value: Any) -> str:
@@ -82,12 +84,18 @@ TasksOpt = Annotated[
 SizesOpt = Annotated[str, typer.Option("--sizes", help="Sizes to train and compare.")]
 EpochsOpt = Annotated[
     int | None,
-    typer.Option("--epochs", help=f"Most training epochs; early stopping ends a run at a plateau {presets('epochs')}."),
+    typer.Option(
+        "--epochs",
+        help=f"Most training epochs; a plateau ends a run earlier {presets('epochs')}; your datasets: "
+        f"{DATA_DEFAULTS['epochs']}.",
+    ),
 ]
 PatienceOpt = Annotated[
     int | None,
     typer.Option(
-        "--patience", help=f"Epochs without a validation mAP50-95 gain before a run stops {presets('patience')}."
+        "--patience",
+        help=f"Epochs without a validation mAP50-95 gain (and a quarter of the run) that make a plateau "
+        f"{presets('patience')}.",
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for the built-in tasks' images and training.")]
@@ -200,6 +208,8 @@ def compare_command(
         budget = defaults.get("budget_minutes")
     if bench_seconds is None and not quick:
         bench_seconds = defaults.get("bench_seconds")
+    if epochs is None and not quick:
+        epochs = defaults.get("epochs")
     cfg = preset(
         quick,
         data=[str(d) for d in data or []],

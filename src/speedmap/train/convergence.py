@@ -7,9 +7,10 @@
   last points (a Fast run stopped at epoch 33 of 60 scored 0.613, the same run to 60 scored 0.749). The
   ``wsd`` schedule always ends annealed; older runs stopped by patience did not.
 - **Where the stable phase ended** (``wsd``, ``phases`` from the trainer). At a plateau of the *smoothed*
-  validation curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs) the run
-  has converged. At the epoch cap or the time budget it has converged only if the stable phase's last
-  window is flat by the slope test below.
+  validation curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs and for a
+  quarter of the run) the run has converged. At the epoch cap or the time budget it has converged only if
+  the smoothed curve's slope over the stable phase's last quarter (8 epochs at least), carried on for one more
+  such window, adds less than ``PLATEAU_GAIN`` of the best mAP.
 - **The slope test**, for runs that reached their cap: the least-squares slope of the mAP over the last
   ``CONVERGENCE_WINDOW`` epochs is "still improving" only if it is both real and material: above ``MIN_T``
   standard errors (validation on a small split swings several points from epoch to epoch) and, carried on
@@ -26,6 +27,7 @@ for ``MIN_JUDGE_MAP``.
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Any
 
 CONVERGENCE_WINDOW = 8  # epochs the final slope is fitted over (fewer if the run is shorter)
@@ -36,6 +38,10 @@ MIN_JUDGE_MAP = 0.01  # below 1 point of mAP50-95 a slope is noise (one detectio
 TIME_TO_FRACTION = 0.95  # time_to_95: first epoch at 95% of the run's best mAP50-95
 SMOOTH_SPAN = 5  # decisions use an exponential average of the validation curve over about this many epochs
 PLATEAU_TOLERANCE = 0.001  # a smoothed gain under 0.1 point of mAP50-95 is no gain
+# A plateau must also be a quarter of the run old: learning curves rise about linearly in log(epochs), so a
+# stall of 8 epochs means little at epoch 60. On raccoon and kangaroo (issue 33, 120 epochs) "no gain for 8"
+# fired at epochs 53-66 on all four runs, each of which then gained 4-16 points of validation mAP50-95.
+PLATEAU_SHARE = 0.25
 ANNEALED_SHARE = 0.1  # a run is annealed when its last learning rate is at most this share of its peak
 STABLE_END = {"plateau": "a plateau", "epochs": "the epoch cap", "time": "the time budget"}
 
@@ -82,9 +88,16 @@ def smooth(values: list[float], span: int = SMOOTH_SPAN) -> list[float]:
     return out
 
 
-def plateau_epoch(maps: list[float], patience: int) -> int | None:
-    """The 0-based epoch of the smoothed curve's best if it is ``patience`` epochs old (a gain must beat it
-    by :data:`PLATEAU_TOLERANCE`), else None; None too while patience is 0 or nothing is detected yet: a smoothed
+def plateau_wait(patience: int, done: int) -> int:
+    """Epochs without a smoothed gain that make a plateau after ``done`` epochs: ``patience``, and at least
+    :data:`PLATEAU_SHARE` of the run (0: never)."""
+    return 0 if patience <= 0 else max(patience, ceil(PLATEAU_SHARE * done))
+
+
+def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> int | None:
+    """The 0-based epoch of the smoothed curve's best if it is :func:`plateau_wait` epochs old (a gain must beat
+    it by :data:`PLATEAU_TOLERANCE`; ``done``: the run's epochs in all, when ``maps`` is its tail), else None;
+    None too while patience is 0 or nothing is detected yet: a smoothed
     curve that never rose above the tolerance has not begun (a new head, still averaged in by the EMA, scored
     0.00001-0.00007 for 15 epochs on a 6-class set before it rose), and a flat zero is no plateau."""
     if patience <= 0 or not maps:
@@ -95,7 +108,8 @@ def plateau_epoch(maps: list[float], patience: int) -> int | None:
     for i, v in enumerate(sm):
         if v > sm[best_i] + PLATEAU_TOLERANCE:
             best_i = i
-    return best_i if len(maps) - 1 - best_i >= patience else None
+    wait = plateau_wait(patience, len(maps) if done is None else done)
+    return best_i if len(maps) - 1 - best_i >= wait else None
 
 
 def first_stop(maps: list[float], patience: int, smoothed: bool = True) -> int | None:
@@ -187,11 +201,12 @@ def _judge_phases(
 
 def _judge_smoothed(maps: list[float], info: dict[str, Any], when: str, tail: str) -> tuple[bool, dict[str, Any]]:
     """A wsd stable phase that the cap ended, not a plateau: its smoothed curve was still making gains within
-    the last ``patience`` epochs. Converged only if those gains are immaterial: the smoothed curve's slope over
-    the last window, carried on for one more window, adds less than ``PLATEAU_GAIN`` of the best mAP. (No
-    t-test: the smoothed values are not independent; smoothing is what takes the noise out.)"""
+    the last :func:`plateau_wait` epochs. Converged only if those gains are immaterial: the smoothed curve's
+    slope over the last window (a quarter of the phase, ``CONVERGENCE_WINDOW`` at least), carried on for one
+    more window, adds less than ``PLATEAU_GAIN`` of the best mAP. (No t-test: the smoothed values are not
+    independent; smoothing is what takes the noise out.)"""
     run, best = len(maps), max(maps)
-    window = min(CONVERGENCE_WINDOW, max(MIN_JUDGE_EPOCHS, run // 2), run)
+    window = min(max(CONVERGENCE_WINDOW, ceil(PLATEAU_SHARE * run)), max(MIN_JUDGE_EPOCHS, run // 2), run)
     s = slope(smooth(maps)[-window:])
     info.update(slope=round(s, 6), window=window)
     if best < MIN_JUDGE_MAP or run < MIN_JUDGE_EPOCHS:

@@ -53,7 +53,7 @@ class RunEnding:
         if self.val is None or None in maps:
             return None
         w = max(self.warmup_epochs - 1, 0)
-        b = plateau_epoch(maps[w:], self.cfg.patience)
+        b = plateau_epoch(maps[w:], self.cfg.patience, done=len(maps))
         return None if b is None else b + w + 1
 
     def _stable_end_reason(self, done: int, per_epoch: float, spent: float) -> tuple[str | None, int]:
