@@ -198,21 +198,13 @@ def compare_command(
     bench_node: BenchNodeOpt = None,
 ) -> None:
     """Train Fast and Accurate, score, benchmark every destination, and recommend one, with numbers."""
-    from speedmap.study.config import preset
     from speedmap.study.report import write_report
     from speedmap.study.run import Study
 
     task_list = None if tasks == "all" else _csv(tasks)
-    defaults = DATA_DEFAULTS if data else {}
-    if budget is None:
-        budget = defaults.get("budget_minutes")
-    if bench_seconds is None and not quick:
-        bench_seconds = defaults.get("bench_seconds")
-    if epochs is None and not quick:
-        epochs = defaults.get("epochs")
-    cfg = preset(
+    cfg = study_config(
         quick,
-        data=[str(d) for d in data or []],
+        data,
         tasks=task_list if not data else None,
         sizes=_csv(sizes),
         epochs=epochs,
@@ -228,7 +220,7 @@ def compare_command(
         min_map=min_map,
         bench_seconds=bench_seconds,
         bench_requests=bench_requests,
-        budget_minutes=budget or None,
+        budget_minutes=budget,
         int8=int8,
         device=device,
         weights=weights,
@@ -249,6 +241,19 @@ def compare_command(
         "wrote " + ", ".join(escape(str(p)) for p in (paths["markdown"], paths["html"], out_dir / "results.json")),
         highlight=False,
     )
+
+
+def study_config(quick: bool, data: list[Path] | None, **given: Any) -> StudyConfig:
+    """The study's settings: the full study's or --quick's, then, on your datasets, :data:`DATA_DEFAULTS` (the
+    budget even with --quick), then every option given; ``budget_minutes=0``: no budget."""
+    from speedmap.study.config import preset
+
+    defaults = DATA_DEFAULTS if data else {}
+    for name in ("budget_minutes",) if quick else tuple(DATA_DEFAULTS):
+        if given.get(name) is None:
+            given[name] = defaults.get(name)
+    given["budget_minutes"] = given.get("budget_minutes") or None
+    return preset(quick, data=[str(d) for d in data or []], **given)
 
 
 def _check_config(cfg: StudyConfig) -> None:
