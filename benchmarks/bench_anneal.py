@@ -12,7 +12,9 @@ their difference at 2x.
 Prints two markdown tables: per dataset and size (test mAP50-95 at the stop and at 2x, the difference, what
 the convergence rule said, whether a "converged" run is within 1.5 points of its 2x run), and per dataset
 (the study's Fast-Accurate difference, the 2x difference and its interval, whether the former lies in the
-latter). Finished runs are reused. Run it alone: it trains for tens of minutes per dataset.
+latter). Finished runs are reused: a study's own runs (its ``runs/<dataset>-<size>-<key>`` folders) copied to
+``OUT/<dataset>-<size>-s<seed>`` serve as the stops, and the 2x runs train at their input size. Run it alone:
+it trains for tens of minutes per dataset.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def main() -> None:
         for size in SIZES:
             base = args.out / f"{data.name}-{size}-s{args.seed}"
             stop = run(data, size, imgsz, base, args.seed, args.epochs, args.patience)
-            twice = run(data, size, imgsz, base.with_name(base.name + "-2x"), args.seed, 2 * stop["epochs_run"], 0)
+            at = int(stop.get("imgsz") or imgsz)  # a stop run copied from a study may have trained at a grown size
+            twice = run(data, size, at, base.with_name(base.name + "-2x"), args.seed, 2 * stop["epochs_run"], 0)
             ev[size, "stop"], ev[size, "2x"] = score(base, data), score(base.with_name(base.name + "-2x"), data)
             m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
             c = stop["convergence"]
@@ -97,7 +100,7 @@ def main() -> None:
             sizes_rows.append(
                 [
                     data.name,
-                    imgsz,
+                    at,
                     size,
                     f"{stop['epochs_run']} ({ended})",
                     f"{m_stop:.3f}",
