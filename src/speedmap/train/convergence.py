@@ -96,7 +96,8 @@ def plateau_wait(patience: int, done: int) -> int:
 
 def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> int | None:
     """The 0-based epoch of the smoothed curve's best if it is :func:`plateau_wait` epochs old (a gain must beat
-    it by :data:`PLATEAU_TOLERANCE`; ``done``: the run's epochs in all, when ``maps`` is its tail), else None;
+    it by :data:`PLATEAU_TOLERANCE`; ``done``: the run's epochs in all, when ``maps`` is its tail; 0: ``patience``
+    alone), else None;
     None too while patience is 0 or nothing is detected yet: a smoothed
     curve that never rose above the tolerance has not begun (a new head, still averaged in by the EMA, scored
     0.00001-0.00007 for 15 epochs on a 6-class set before it rose), and a flat zero is no plateau."""
@@ -112,14 +113,15 @@ def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> 
     return best_i if len(maps) - 1 - best_i >= wait else None
 
 
-def first_stop(maps: list[float], patience: int, smoothed: bool = True) -> int | None:
+def first_stop(maps: list[float], patience: int, smoothed: bool = True, quarter: bool = True) -> int | None:
     """The 1-based epoch at which a run with validation curve ``maps`` would stop: by the smoothed curve's
-    plateau (wsd's rule) or, ``smoothed=False``, after ``patience`` epochs without beating the best raw epoch
-    (the linear and cosine schedules' early stopping); None if it never would."""
+    plateau (wsd's rule; ``quarter=False``: after ``patience`` epochs, the rule before :data:`PLATEAU_SHARE`)
+    or, ``smoothed=False``, after ``patience`` epochs without beating the best raw epoch (the linear and cosine
+    schedules' early stopping); None if it never would."""
     best, best_i = -1.0, 0
     for n in range(1, len(maps) + 1):
         if smoothed:
-            if plateau_epoch(maps[:n], patience) is not None:
+            if plateau_epoch(maps[:n], patience, done=n if quarter else 0) is not None:
                 return n
             continue
         if maps[n - 1] > best:
