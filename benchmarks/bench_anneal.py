@@ -46,7 +46,7 @@ SIZE_HEADER = (
     "test mAP50-95 at the stop",
     "epochs 2x",
     "test mAP50-95 at 2x",
-    "points",
+    "points [95% CI, paired]",
     "what the rule said",
     "within 1.5 if converged",
     "minutes (stop / 2x)",
@@ -70,6 +70,14 @@ def score(run_dir: Path, data: Path) -> Any:
     view = load_dataset(data, auto_split=True).split("test")
     dets = predict_split(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
     return evaluate_predictions(view, dets)
+
+
+def points(stop: Any, twice: Any) -> str:
+    """2x - stop in points of test mAP50-95, with the 95% paired-bootstrap interval over the test images (the
+    same images score both: how much of the change the test split can resolve)."""
+    bs = paired_bootstrap(stop.gt, stop.predictions, twice.predictions, resamples=1000, seed=0)
+    lo, hi = bs.delta_map.low, bs.delta_map.high
+    return f"{100 * (twice.metrics.map - stop.metrics.map):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def main() -> None:
@@ -106,7 +114,7 @@ def main() -> None:
                     f"{m_stop:.3f}",
                     twice["epochs_run"],
                     f"{m_2x:.3f}",
-                    f"{100 * (m_2x - m_stop):+.1f}",
+                    points(ev[size, "stop"], ev[size, "2x"]),
                     f"{'converged' if stop['converged'] else 'not converged'}: {c['reason']}",
                     ok,
                     f"{stop.get('wall_s', 0) / 60:.1f} / {twice.get('wall_s', 0) / 60:.1f}",
