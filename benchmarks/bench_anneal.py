@@ -1,6 +1,7 @@
 """Would a longer run overturn the verdict? (issue 33, sections 2-3)
 
-For each dataset and size: train as the study does (``speedmap compare``'s defaults on a dataset folder: up to 120
+For each dataset and size (from the shipped weights, as the study does; ``--weights scratch`` for the first pass's
+runs, which did not pass them): train as the study does (``speedmap compare``'s defaults on a dataset folder: up to 120
 epochs, patience 8 and a quarter of the run, batch 16, the shipped pretrained weights, seed 0, the input size the
 study chooses), then train the same size again for twice the epochs that run took (``--patience 0``: the whole
 stable phase to the cap, then the cooldown). Both are scored on the test split (best.pt, the checkpoint the study
@@ -59,9 +60,14 @@ VERDICT_HEADER = (
 )
 
 
-def run(data: Path, size: str, imgsz: int, out: Path, seed: int, epochs: int, patience: int) -> dict[str, Any]:
+def run(data: Path, size: str, imgsz: int, out: Path, args: argparse.Namespace, epochs: int, patience: int) -> Any:
     """Train (or reuse) one run; its train.json."""
-    return trained(out, data=str(data), size=size, epochs=epochs, imgsz=imgsz, batch=16, seed=seed, patience=patience)
+    cfg = {"epochs": epochs, "imgsz": imgsz, "batch": 16, "seed": args.seed, "patience": patience}
+    rec = trained(out, data=str(data), size=size, weights=args.weights, **cfg)
+    start = (rec.get("weights") or {}).get("start")
+    if start != args.weights:
+        raise SystemExit(f"{out} started from {start}, not {args.weights}: move it away or pass --weights")
+    return rec
 
 
 def score(run_dir: Path, data: Path) -> Any:
@@ -87,6 +93,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=DATA_DEFAULTS["epochs"])
     ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--weights", default="pretrained", help="where every run starts (the study's default)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     print(machine_line(f"seed {args.seed}"))
@@ -97,9 +104,9 @@ def main() -> None:
         ev: dict[tuple[str, str], Any] = {}
         for size in SIZES:
             base = args.out / f"{data.name}-{size}-s{args.seed}"
-            stop = run(data, size, imgsz, base, args.seed, args.epochs, args.patience)
+            stop = run(data, size, imgsz, base, args, args.epochs, args.patience)
             at = int(stop.get("imgsz") or imgsz)  # a stop run copied from a study may have trained at a grown size
-            twice = run(data, size, at, base.with_name(base.name + "-2x"), args.seed, 2 * stop["epochs_run"], 0)
+            twice = run(data, size, at, base.with_name(base.name + "-2x"), args, 2 * stop["epochs_run"], 0)
             ev[size, "stop"], ev[size, "2x"] = score(base, data), score(base.with_name(base.name + "-2x"), data)
             m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
             c = stop["convergence"]
