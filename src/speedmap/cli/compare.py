@@ -55,8 +55,8 @@ class StudyUI:
 FULL = StudyConfig()  # the full study's settings; --quick's are QUICK on top
 # On your datasets: a verdict within half an hour per dataset on a 2-core CPU (training fits into what the other
 # steps leave), and 5 s benchmark runs (3 interleaved repeats of each scenario: enough for VALID windows). Up to
-# 120 epochs: on small real sets, 60 left Fast further from its end than Accurate and the difference favoured
-# Accurate by 5-14 points that twice the epochs took back (issue 33, BENCHMARKS.md).
+# 120 epochs: on small real sets (trained from scratch), 60 left Fast further from its end than Accurate and the
+# difference favoured Accurate by 5-14 points that twice the epochs took back (issue 33, BENCHMARKS.md).
 DATA_DEFAULTS: dict[str, Any] = {"budget_minutes": 30.0, "bench_seconds": 5.0, "epochs": 120}
 
 

@@ -39,8 +39,8 @@ TIME_TO_FRACTION = 0.95  # time_to_95: first epoch at 95% of the run's best mAP5
 SMOOTH_SPAN = 5  # decisions use an exponential average of the validation curve over about this many epochs
 PLATEAU_TOLERANCE = 0.001  # a smoothed gain under 0.1 point of mAP50-95 is no gain
 # A plateau must also be a quarter of the run old: learning curves rise about linearly in log(epochs), so a
-# stall of 8 epochs means little at epoch 60. On raccoon and kangaroo (issue 33, 120 epochs) "no gain for 8"
-# fired at epochs 53-66 on all four runs, each of which then gained 4-16 points of validation mAP50-95.
+# stall of 8 epochs means little at epoch 60. On raccoon and kangaroo (issue 33, 120 epochs from scratch) "no gain
+# for 8" fired at epochs 53-66 on all four runs, each of which then gained 4-16 points of validation mAP50-95.
 PLATEAU_SHARE = 0.25
 ANNEALED_SHARE = 0.1  # a run is annealed when its last learning rate is at most this share of its peak
 STABLE_END = {"plateau": "a plateau", "epochs": "the epoch cap", "time": "the time budget"}
