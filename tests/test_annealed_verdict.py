@@ -86,7 +86,7 @@ def test_smooth_is_a_causal_average() -> None:
     assert plateau_epoch([0.5] * 9, 8) == 0 and plateau_epoch([0.5] * 8, 8) is None
 
 
-# raccoon, Fast, 120 epochs at 128 px (issue 33): validation mAP50-95 of epochs 1-96, the stable phase; its
+# raccoon, Fast, 120 epochs at 128 px from scratch (issue 33): validation mAP50-95 of epochs 1-96, the stable phase; its
 # smoothed curve stalled around epochs 45-53 and then rose 6 points to 0.52 by epoch 88
 RACCOON_FAST = [
     *[0.117, 0.115, 0.002, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.002, 0.004, 0.006, 0.138, 0.142, 0.154],
