@@ -1,12 +1,11 @@
 """Would a longer run overturn the verdict? (issue 33, sections 2-3)
 
-For each dataset and size (from the shipped weights, as the study does; ``--weights scratch`` for the first pass's
-runs, which did not pass them): train as the study does (``speedmap compare``'s defaults on a dataset folder: up to 120
-epochs, patience 8 and a quarter of the run, batch 16, the shipped pretrained weights, seed 0, the input size the
-study chooses), then train the same size again for twice the epochs that run took (``--patience 0``: the whole
-stable phase to the cap, then the cooldown). Both are scored on the test split (best.pt, the checkpoint the study
-exports), and the two sizes' difference at the study's stop is set against the 95% paired-bootstrap interval of
-their difference at 2x.
+For each dataset and size: train as the study does (``speedmap compare``'s defaults on a dataset folder: from
+the shipped weights, up to 120 epochs, patience 8 and a quarter of the run, batch 16, seed 0, the box rule's input
+size; ``--weights scratch`` for the first pass's runs, which started from scratch), then train the same size
+again for twice the epochs that run took (``--patience 0``: the whole stable phase to the cap, then the
+cooldown). Both are scored on the test split (best.pt, the checkpoint the study exports), and the two sizes'
+difference at the study's stop is set against the 95% paired-bootstrap interval of their difference at 2x.
 
     python benchmarks/bench_anneal.py /work/data/real/raccoon /work/data/real/kangaroo --out /work/runs/anneal
 

@@ -97,10 +97,9 @@ def plateau_wait(patience: int, done: int) -> int:
 def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> int | None:
     """The 0-based epoch of the smoothed curve's best if it is :func:`plateau_wait` epochs old (a gain must beat
     it by :data:`PLATEAU_TOLERANCE`; ``done``: the run's epochs in all, when ``maps`` is its tail; 0: ``patience``
-    alone), else None;
-    None too while patience is 0 or nothing is detected yet: a smoothed
-    curve that never rose above the tolerance has not begun (a new head, still averaged in by the EMA, scored
-    0.00001-0.00007 for 15 epochs on a 6-class set before it rose), and a flat zero is no plateau."""
+    alone), else None. None too while patience is 0 or nothing is detected yet: a smoothed curve that never rose
+    above the tolerance has not begun (a new head, still averaged in by the EMA, scored 0.00001-0.00007 for 15
+    epochs on a 6-class set before it rose), and a flat zero is no plateau."""
     if patience <= 0 or not maps:
         return None
     sm, best_i = smooth(maps), 0
