@@ -21,7 +21,7 @@ from speedmap.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
 from speedmap.data.tasks import make_task  # noqa: E402
 from speedmap.train.checkpoint import load_checkpoint  # noqa: E402
 from speedmap.train.config import TrainConfig  # noqa: E402
-from speedmap.train.convergence import convergence  # noqa: E402
+from speedmap.train.convergence import convergence, plateau_wait  # noqa: E402
 from speedmap.train.probe import probe_train_speed  # noqa: E402
 from speedmap.train.trainer import train  # noqa: E402
 
@@ -147,8 +147,11 @@ def test_early_stopping_on_map50_95(shapes: Path, tmp_path: Path) -> None:
     assert rec["converged"] and c["stopped_early"] and rec["epochs_run"] < 16 and c["patience"] == 2
     # the smoothed curve plateaued: the stable phase ended there, and the run cooled down before it stopped
     ph = c["phases"]
-    assert c["reason"].startswith("plateau: the smoothed validation mAP50-95 gained nothing for 2 epochs")
-    assert ph["stable_end_reason"] == "plateau" and ph["stable_end"] - ph["smoothed_best"] == 2
+    # a plateau is patience (2) epochs old and a quarter of the run: at epoch 11 that is 3 epochs
+    wait = plateau_wait(2, ph["stable_end"])
+    assert wait == max(2, -(-ph["stable_end"] // 4))
+    assert c["reason"].startswith(f"plateau: the smoothed validation mAP50-95 gained nothing for {wait} epochs")
+    assert ph["stable_end_reason"] == "plateau" and ph["stable_end"] - ph["smoothed_best"] == wait
     assert rec["epochs_run"] == ph["stable_end"] + ph["cooldown"] and c["annealed"]
     maps = [float(r["map"]) for r in rows(run)]
     assert len(maps) == rec["epochs_run"] and max(maps) > 0
