@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,20 @@ import pytest
 from PIL import Image
 
 from speedmap.data import Dataset, ImageRecord
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``scripts/setup.sh test`` runs one worker per core): pin each worker, and all it
+    starts, to one core of its own. Tiny models train as fast on one thread as on two, so two workers do twice
+    the work, where two unpinned workers of two threads each oversubscribed the cores 5-10x; and each worker's
+    CPU meter counts its own core only, so the other worker is not "contention" (``speedmap.cpustat``).
+    Tests that need the whole machine are marked ``whole_machine`` and run in a pass of their own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
+        if "torch" in sys.modules:  # imported before the pin: its thread pool was sized to the old mask
+            sys.modules["torch"].set_num_threads(1)
 
 
 def write_image(path: Path, w: int = 64, h: int = 48, fmt: str = "JPEG", orientation: int | None = None) -> Path:

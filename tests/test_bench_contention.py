@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
+
 from speedmap.bench.loadgen import RunResult
 from speedmap.bench.recorder import Recorder
 from speedmap.bench.results import BenchRun
 from speedmap.bench.run import Tries
-from speedmap.cpustat import CONTENDED_SHARE, CpuMeter, tree_jiffies
+from speedmap.cpustat import CONTENDED_SHARE, CpuMeter, read_proc_stat, tree_jiffies
 from speedmap.study.config import StudyConfig
 from speedmap.study.recommend import recommend
 from speedmap.study.report import write_report
@@ -89,6 +91,37 @@ def test_the_meter_counts_our_process_tree_as_ours_and_the_rest_as_other() -> No
         s2 = mine.stop()
     assert s.contended and s.other_share is not None and s.other_share > CONTENDED_SHARE, s
     assert s2.cpu_s > 0.3 * s2.wall_s and s2.other_share is not None and s2.other_share < s.other_share
+
+
+def test_only_the_cpus_we_may_run_on_count() -> None:
+    """A job pinned to some cores (taskset, a container's cpuset, one test worker per core) is not slowed by
+    work on the others: a spinner pinned to a core outside our mask is not contention, one on ours is."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs to pin apart")
+    ours, theirs = cpus[0], cpus[1]
+    whole = read_proc_stat(cpus=frozenset(cpus))
+    assert read_proc_stat(cpus=frozenset({ours}))[0] < whole[0]  # one CPU's jiffies, not the machine's
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {ours})
+    try:
+        shares = {}
+        for core in (theirs, ours):
+            spinner = subprocess.Popen(
+                [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\n{BURN}"]
+            )
+            try:
+                time.sleep(0.3)
+                m = CpuMeter(own_pids=[])  # nothing ours: the spinner (our child) counts as other
+                time.sleep(1.0)
+                shares[core] = m.stop().other_share
+            finally:
+                spinner.kill()
+                spinner.wait()
+    finally:
+        os.sched_setaffinity(0, before)
+    assert shares[theirs] is not None and shares[theirs] < CONTENDED_SHARE, shares
+    assert shares[ours] is not None and shares[ours] > 0.5, shares
 
 
 def run_result(share: float | None, valid: bool = True) -> RunResult:

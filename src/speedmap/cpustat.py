@@ -1,5 +1,6 @@
 """How much of the machine other processes used while we measured: wall and own CPU seconds of an
-interval, and the share of all CPU capacity that went to other processes (Linux ``/proc/stat``). Used
+interval, and the share of the CPU capacity we may use (the CPUs of our affinity mask) that went to other
+processes (Linux ``/proc/stat``). Used
 by training (each epoch, the speed probe) and by every benchmark run.
 
 A wall-clock time taken while something else kept the cores busy is not comparable with one taken on a
@@ -40,17 +41,39 @@ class CpuSample:
         return self.other_share is not None and self.other_share > CONTENDED_SHARE
 
 
-def read_proc_stat(path: str = PROC_STAT) -> tuple[int, int] | None:
-    """All-CPU jiffies since boot: (total, idle + iowait); None where ``/proc/stat`` is unreadable."""
+def _our_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on, where that is known (Linux's affinity mask)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def read_proc_stat(path: str = PROC_STAT, cpus: frozenset[int] | None = None) -> tuple[int, int] | None:
+    """Jiffies since boot, (total, idle + iowait), of the CPUs in ``cpus`` (default: this process's affinity
+    mask; all of them where the mask covers every CPU or is unknown); None where ``/proc/stat`` is unreadable.
+
+    Only the CPUs we may run on count: a job pinned to some cores (``taskset``, a container's cpuset, one test
+    worker per core) is not slowed by work on the others, and what it and its children use lies within them."""
+    cpus = _our_cpus() if cpus is None else cpus
+    total, idle, seen = 0, 0, set()
     try:
         with open(path, encoding="ascii") as f:
-            head = f.readline().split()
-        if head[0] != "cpu":
-            return None
-        v = [int(x) for x in head[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+            lines = [ln.split() for ln in f if ln.startswith("cpu")]
+        for head in lines[1:]:
+            n = int(head[0][3:])
+            seen.add(n)
+            if cpus is None or n in cpus:
+                v = [int(x) for x in head[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+                total, idle = total + sum(v), idle + v[3] + v[4]
+        if cpus is None or not seen or seen <= cpus:  # every CPU is ours: the summary line
+            if lines[0][0] != "cpu":
+                return None
+            v = [int(x) for x in lines[0][1:9]]
+            return sum(v), v[3] + v[4]
     except (OSError, ValueError, IndexError):
         return None
-    return sum(v), v[3] + v[4]
+    return total, idle
 
 
 def _processes() -> dict[int, tuple[int, int]]:
