@@ -12,14 +12,16 @@ difference at the study's stop is set against the 95% paired-bootstrap interval 
 Prints two markdown tables: per dataset and size (test mAP50-95 at the stop and at 2x, the difference, what
 the convergence rule said, whether a "converged" run is within 1.5 points of its 2x run), and per dataset
 (the study's Fast-Accurate difference, the 2x difference and its interval, whether the former lies in the
-latter). Finished runs are reused: a study's own runs (its ``runs/<dataset>-<size>-<key>`` folders) copied to
-``OUT/<dataset>-<size>-s<seed>`` serve as the stops, and the 2x runs train at their input size. Run it alone:
-it trains for tens of minutes per dataset.
+latter). "What the rule said" is the current code's judgement of the stop run's saved history (the judgement
+runs after training, so it is what the trainer would write today). Finished runs are reused: a study's own
+runs (its ``runs/<dataset>-<size>-<key>`` folders) copied to ``OUT/<dataset>-<size>-s<seed>`` serve as the
+stops, and the 2x runs train at their input size. Run it alone: it trains for tens of minutes per dataset.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from speedmap.data.imgsz import choose_imgsz
 from speedmap.eval import evaluate_predictions
 from speedmap.eval.bootstrap import paired_bootstrap
 from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
+from speedmap.train.convergence import convergence
 from speedmap.train.data import ValData
 from speedmap.train.validate import predict_split
 
@@ -77,6 +80,14 @@ def score(run_dir: Path, data: Path) -> Any:
     return evaluate_predictions(view, dets)
 
 
+def judged(run_dir: Path, rec: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """The current code's convergence judgement of a finished run, from its per-epoch log and phases."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        history = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    c = rec["convergence"]
+    return convergence(history, int(c["patience"]), int(rec["epochs_planned"]), c.get("phases"))
+
+
 def points(stop: Any, twice: Any) -> str:
     """2x - stop in points of test mAP50-95, with the 95% paired-bootstrap interval over the test images (the
     same images score both: how much of the change the test split can resolve)."""
@@ -108,9 +119,9 @@ def main() -> None:
             twice = run(data, size, at, base.with_name(base.name + "-2x"), args, 2 * stop["epochs_run"], 0)
             ev[size, "stop"], ev[size, "2x"] = score(base, data), score(base.with_name(base.name + "-2x"), data)
             m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
-            c = stop["convergence"]
+            converged, c = judged(base, stop)
             ended = (c.get("phases") or {}).get("stable_end_reason")
-            ok = "yes" if not stop["converged"] or abs(m_2x - m_stop) <= WITHIN else "**no**"
+            ok = "yes" if not converged or abs(m_2x - m_stop) <= WITHIN else "**no**"
             sizes_rows.append(
                 [
                     data.name,
@@ -121,7 +132,7 @@ def main() -> None:
                     twice["epochs_run"],
                     f"{m_2x:.3f}",
                     points(ev[size, "stop"], ev[size, "2x"]),
-                    f"{'converged' if stop['converged'] else 'not converged'}: {c['reason']}",
+                    f"{'converged' if converged else 'not converged'}: {c['reason']}",
                     ok,
                     f"{stop.get('wall_s', 0) / 60:.1f} / {twice.get('wall_s', 0) / 60:.1f}",
                 ]

@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh run  [ARGS...]    the quick study:  speedmap compare --quick ARGS
 #   scripts/setup.sh test [ARGS...]    the test suite:   ruff format --check, ruff check, python -m pytest -q ARGS
-#                                      (one pytest-xdist worker per core, each pinned to its core)
+#                                      (-n auto: one pytest-xdist worker per core, each pinned to its core)
 #
 # 1. System packages for the browser destination: chromium, chromium-driver, npm. Only the missing
 #    ones, and only as root, one `apt-get install` each: one that cannot be installed (Debian's npm
@@ -74,7 +74,6 @@ else
   # the formatter owns the layout and the linter keeps functions short: both are part of the test
   python -m ruff format --check . || { rc=$?; note "ruff format would change the files above: run 'ruff format .'"; exit $rc; }
   python -m ruff check . || { rc=$?; note "ruff check found the problems above"; exit $rc; }
-  # one test worker per core, each pinned to its core (tests/conftest.py): SPEEDMAP_TEST_WORKERS=0 for one process
-  workers=${SPEEDMAP_TEST_WORKERS:-$(python -c 'import os; print(min(8, len(os.sched_getaffinity(0))))' 2>/dev/null || echo 2)}
-  exec python -m pytest -q -n "$workers" --dist worksteal "$@"
+  # one test worker per core, each pinned to its core (tests/conftest.py); `-n 0` after `test` for one process
+  exec python -m pytest -q -n auto --dist worksteal "$@"
 fi

@@ -17,6 +17,12 @@ from PIL import Image
 from speedmap.data import Dataset, ImageRecord
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use (its affinity mask), at most 8."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return min(8, len(cpus))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``scripts/setup.sh test`` runs one worker per core): pin each worker, and all it
     starts, to one core of its own. Tiny models train as fast on one thread as on two, so two workers do twice

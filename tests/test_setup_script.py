@@ -123,7 +123,7 @@ def test_nodesource_node_asks_apt_only_for_chromium_never_for_npm(tmp_path: Path
         "pip install -q -e .[all]",
         *BUILD,
         *LINT,
-        "python -m pytest -q -x tests/test_a.py",
+        "python -m pytest -q -n auto --dist worksteal -x tests/test_a.py",
     ]
 
 
@@ -152,7 +152,12 @@ def test_everything_present_installs_nothing_and_reuses_the_venv(tmp_path: Path)
     m.log.unlink()
     r = m.setup("test")
     assert r.returncode == 0 and "setup:" not in r.stderr, r.stderr
-    assert m.calls() == ["pip install -q -e .[all]", *BUILD, *LINT, "python -m pytest -q"]  # no apt-get, no new venv
+    assert m.calls() == [
+        "pip install -q -e .[all]",
+        *BUILD,
+        *LINT,
+        "python -m pytest -q -n auto --dist worksteal",
+    ]  # no apt-get, no new venv
 
 
 def test_a_failed_web_build_is_a_note(tmp_path: Path) -> None:
