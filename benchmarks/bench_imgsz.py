@@ -3,6 +3,12 @@
 
     python benchmarks/bench_imgsz.py /work/data/real/bccd /work/data/real/raccoon --sizes 128,192,256,320 \
         --epochs 12 --out runs/bench-imgsz
+    python benchmarks/bench_imgsz.py /work/data/real/cards --sizes 128,192,256 --epochs 120 --equal-time \
+        --weights pretrained --out runs/bench-imgsz-time
+
+``--equal-time`` asks what the study's budget trades (issue 33, section 4): the first size trains ``--epochs``,
+each larger one the epochs that take the same time by the time plan's scaling (size^1.7: 60 at 192 px, 37 at
+256 px for 120 at 128), each schedule ending annealed.
 
 For each dataset (as speedmap loads it: an unsplit one gets its automatic split) and input size, trains
 `fast` for a fixed number of epochs (no early stopping: equal epochs, so the sizes differ only in the input
@@ -22,7 +28,7 @@ from pathlib import Path
 from harness import machine_line
 
 from speedmap.data import load_dataset
-from speedmap.data.imgsz import choose_imgsz
+from speedmap.data.imgsz import TIME_EXPONENT, choose_imgsz
 from speedmap.plotting import pyplot
 from speedmap.train.config import TrainConfig
 from speedmap.train.schedule import auto_adamw_lr
@@ -31,11 +37,19 @@ from speedmap.train.validate import evaluate_checkpoint
 
 
 def run_one(
-    data: Path, size: str, imgsz: int, epochs: int, out: Path, seed: int, lr_scale: float = 1.0
+    data: Path,
+    size: str,
+    imgsz: int,
+    epochs: int,
+    out: Path,
+    seed: int,
+    lr_scale: float = 1.0,
+    weights: str | None = None,
 ) -> dict[str, float]:
     """Train ``size`` for ``epochs`` (no early stopping; ``lr_scale`` != 1: AdamW at that multiple of the automatic
-    rate) and score its best checkpoint on the test split."""
+    rate; ``weights``: where it starts, default from scratch) and score its best checkpoint on the test split."""
     tag = f"-lr{lr_scale:g}" if lr_scale != 1 else ""
+    tag += f"-{weights}-e{epochs}" if weights else ""
     run = out / f"{data.name}-{size}-{imgsz}{tag}{f'-s{seed}' if seed else ''}"
     done = run / "train.json"
     if not done.is_file() or json.loads(done.read_text()).get("epochs_run", 0) < epochs:
@@ -51,6 +65,7 @@ def run_one(
             out=str(run),
             seed=seed,
             patience=0,
+            weights=weights,
             **recipe,
         )
         cfg.resume = (run / "last.pt").is_file()
@@ -75,9 +90,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-imgsz"))
+    ap.add_argument("--weights", default=None, help="where each run starts (default: from scratch)")
+    ap.add_argument("--equal-time", action="store_true", help="larger sizes train fewer epochs, at equal time")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(machine_line(f"{args.size}, {args.epochs} epochs, seed {args.seed}"))
+    epochs = {s: args.epochs for s in sizes}
+    if args.equal_time:
+        epochs = {s: max(1, round(args.epochs * (sizes[0] / s) ** TIME_EXPONENT)) for s in sizes}
+    print(machine_line(f"{args.size}, epochs {epochs}, seed {args.seed}, from {args.weights or 'scratch'}"))
     results: dict[str, dict[int, dict[str, float]]] = {}
     t0 = time.perf_counter()
     for data in args.data:
@@ -89,11 +109,12 @@ def main() -> None:
         )
         results[data.name] = {}
         for s in sizes:
-            r = run_one(data, args.size, s, args.epochs, args.out, args.seed)
+            r = run_one(data, args.size, s, epochs[s], args.out, args.seed, weights=args.weights)
             results[data.name][s] = r
             share = r["other_cpu_share"]
             print(
-                f"  {s:4d} px  mAP50-95 {r['map']:.3f}  mAP50 {r['map50']:.3f}  {r['seconds_per_epoch']:6.1f} s/epoch"
+                f"  {s:4d} px  {epochs[s]:3d} epochs  mAP50-95 {r['map']:.3f}  mAP50 {r['map50']:.3f}  "
+                f"{r['seconds_per_epoch']:6.1f} s/epoch  {r['seconds'] / 60:5.1f} min"
                 f"  (others' CPU {share if share is None else f'{share:.0%}'})",
                 flush=True,
             )
@@ -108,7 +129,8 @@ def main() -> None:
         a2.plot(xs, [rows[s]["seconds_per_epoch"] for s in xs], marker="o", label=name, color=line.get_color())
         chosen = rows["chosen"]["imgsz"]  # type: ignore[index]
         a1.axvline(chosen, color=line.get_color(), ls=":", lw=1)
-    a1.set(xlabel="input size (px)", ylabel=f"test mAP50-95 after {args.epochs} epochs", title="accuracy")
+    after = "equal training time" if args.equal_time else f"{args.epochs} epochs"
+    a1.set(xlabel="input size (px)", ylabel=f"test mAP50-95 after {after}", title="accuracy")
     a2.set(xlabel="input size (px)", ylabel="seconds per epoch (2 cores)", title="training time")
     a1.legend()
     fig.suptitle(f"{args.size}: accuracy and time against input size (dotted: the rule's choice)")

@@ -37,6 +37,17 @@ def pytest_configure(config: pytest.Config) -> None:
             sys.modules["torch"].set_num_threads(1)
 
 
+# The modules whose tests run studies, Ray clusters and real training (a minute or more each, 60% of the suite's
+# time): collected first, so that under ``-n auto`` no worker is left with one of them while the other idles.
+HEAVY_FIRST = ("test_compare", "test_ray_study", "test_real_data", "test_annealed_verdict", "test_train_contention")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The heavy modules first (:data:`HEAVY_FIRST`), the rest in their usual order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
 def write_image(path: Path, w: int = 64, h: int = 48, fmt: str = "JPEG", orientation: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
