@@ -1,7 +1,6 @@
 """How much of the machine other processes used while we measured: wall and own CPU seconds of an
 interval, and the share of the CPU capacity we may use (the CPUs of our affinity mask) that went to other
-processes (Linux ``/proc/stat``). Used
-by training (each epoch, the speed probe) and by every benchmark run.
+processes (Linux ``/proc/stat``). Used by training (each epoch, the speed probe) and by every benchmark run.
 
 A wall-clock time taken while something else kept the cores busy is not comparable with one taken on a
 quiet machine; ``other_share`` says whether that happened. Stolen time (``steal``: a hypervisor running

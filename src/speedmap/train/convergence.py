@@ -17,7 +17,8 @@
   standard errors (validation on a small split swings several points from epoch to epoch) and, carried on
   for one more window, material (:func:`immaterial`). A slope rather than "best epoch
   long ago" because it uses every epoch of the window, so one lucky or unlucky validation score does not
-  decide; relative to the best mAP so that the test means the same on easy and hard data.
+  decide; relative to the best mAP so that the test means the same on easy and hard data, and at most
+  ``PLATEAU_POINTS`` so that "converged" means what the report promises (within 1.5 points of a longer run).
 
 Decisions use the smoothed curve (an exponential average over :data:`SMOOTH_SPAN` epochs), not the raw
 one: on 54 validation images the raw mAP swings 5-15 points from epoch to epoch, and "no gain over the
