@@ -27,8 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``scripts/setup.sh test`` runs one worker per core): pin each worker, and all it
     starts, to one core of its own. Tiny models train as fast on one thread as on two, so two workers do twice
     the work, where two unpinned workers of two threads each oversubscribed the cores 5-10x; and each worker's
-    CPU meter counts its own core only, so the other worker is not "contention" (``speedmap.cpustat``).
-    Tests that need the whole machine are marked ``whole_machine`` and run in a pass of their own."""
+    CPU meter counts its own core only, so the other worker is not "contention" (``speedmap.cpustat``), and the
+    contention tests burn every core they may use (one)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
