@@ -27,17 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import machine_line, md_table, trained
+from harness import machine_line, md_table, paired_points, test_score, trained
 
 from speedmap.cli.compare import DATA_DEFAULTS
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import choose_imgsz
-from speedmap.eval import evaluate_predictions
 from speedmap.eval.bootstrap import paired_bootstrap
-from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
 from speedmap.train.convergence import convergence
-from speedmap.train.data import ValData
-from speedmap.train.validate import predict_split
 
 SIZES = ("fast", "accurate")
 WITHIN = 0.015  # the goal: a converged run is within 1.5 points of its 2x run
@@ -72,28 +68,12 @@ def run(data: Path, size: str, imgsz: int, out: Path, args: argparse.Namespace, 
     return rec
 
 
-def score(run_dir: Path, data: Path) -> Any:
-    """The best checkpoint's test-split evaluation (metrics, ground truth and predictions for the bootstrap)."""
-    ckpt = load_checkpoint(run_dir / "best.pt")
-    view = load_dataset(data, auto_split=True).split("test")
-    dets = predict_split(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
-    return evaluate_predictions(view, dets)
-
-
 def judged(run_dir: Path, rec: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     """The current code's convergence judgement of a finished run, from its per-epoch log and phases."""
     with open(run_dir / "metrics.csv", newline="") as f:
         history = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
     c = rec["convergence"]
     return convergence(history, int(c["patience"]), int(rec["epochs_planned"]), c.get("phases"))
-
-
-def points(stop: Any, twice: Any) -> str:
-    """2x - stop in points of test mAP50-95, with the 95% paired-bootstrap interval over the test images (the
-    same images score both: how much of the change the test split can resolve)."""
-    bs = paired_bootstrap(stop.gt, stop.predictions, twice.predictions, resamples=1000, seed=0)
-    lo, hi = bs.delta_map.low, bs.delta_map.high
-    return f"{100 * (twice.metrics.map - stop.metrics.map):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def main() -> None:
@@ -117,7 +97,10 @@ def main() -> None:
             stop = run(data, size, imgsz, base, args, args.epochs, args.patience)
             at = int(stop.get("imgsz") or imgsz)  # a stop run copied from a study may have trained at a grown size
             twice = run(data, size, at, base.with_name(base.name + "-2x"), args, 2 * stop["epochs_run"], 0)
-            ev[size, "stop"], ev[size, "2x"] = score(base, data), score(base.with_name(base.name + "-2x"), data)
+            ev[size, "stop"], ev[size, "2x"] = (
+                test_score(base, data),
+                test_score(base.with_name(base.name + "-2x"), data),
+            )
             m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
             converged, c = judged(base, stop)
             ended = (c.get("phases") or {}).get("stable_end_reason")
@@ -131,7 +114,7 @@ def main() -> None:
                     f"{m_stop:.3f}",
                     twice["epochs_run"],
                     f"{m_2x:.3f}",
-                    points(ev[size, "stop"], ev[size, "2x"]),
+                    paired_points(ev[size, "stop"], ev[size, "2x"]),
                     f"{'converged' if converged else 'not converged'}: {c['reason']}",
                     ok,
                     f"{stop.get('wall_s', 0) / 60:.1f} / {twice.get('wall_s', 0) / 60:.1f}",

@@ -24,8 +24,9 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from harness import machine_line
+from harness import machine_line, paired_points, test_score
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import TIME_EXPONENT, choose_imgsz
@@ -33,7 +34,6 @@ from speedmap.plotting import pyplot
 from speedmap.train.config import TrainConfig
 from speedmap.train.schedule import auto_adamw_lr
 from speedmap.train.trainer import train
-from speedmap.train.validate import evaluate_checkpoint
 
 
 def run_one(
@@ -45,7 +45,7 @@ def run_one(
     seed: int,
     lr_scale: float = 1.0,
     weights: str | None = None,
-) -> dict[str, float]:
+) -> tuple[Any, dict[str, float]]:
     """Train ``size`` for ``epochs`` (no early stopping; ``lr_scale`` != 1: AdamW at that multiple of the automatic
     rate; ``weights``: where it starts, default from scratch) and score its best checkpoint on the test split."""
     tag = f"-lr{lr_scale:g}" if lr_scale != 1 else ""
@@ -71,11 +71,11 @@ def run_one(
         cfg.resume = (run / "last.pt").is_file()
         train(cfg, log=lambda m: None)
     rec = json.loads(done.read_text())
-    m = evaluate_checkpoint(run / "best.pt", data, split="test")
+    ev = test_score(run, data)
     secs = rec.get("total_seconds") or 0.0
-    return {
-        "map": m.map,
-        "map50": m.map50,
+    return ev, {
+        "map": ev.metrics.map,
+        "map50": ev.metrics.map50,
         "seconds": secs,
         "seconds_per_epoch": secs / max(1, rec.get("epochs_run", epochs)),
         "other_cpu_share": rec.get("other_cpu_share"),
@@ -108,13 +108,15 @@ def main() -> None:
             f"the rule chooses {chosen} px: {why}"
         )
         results[data.name] = {}
+        evals: dict[int, Any] = {}  # test-split predictions: each size against the first, paired
         for s in sizes:
-            r = run_one(data, args.size, s, epochs[s], args.out, args.seed, weights=args.weights)
+            evals[s], r = run_one(data, args.size, s, epochs[s], args.out, args.seed, weights=args.weights)
+            vs = f"  vs {sizes[0]} px {paired_points(evals[sizes[0]], evals[s])}" if s != sizes[0] else ""
             results[data.name][s] = r
             share = r["other_cpu_share"]
             print(
                 f"  {s:4d} px  {epochs[s]:3d} epochs  mAP50-95 {r['map']:.3f}  mAP50 {r['map50']:.3f}  "
-                f"{r['seconds_per_epoch']:6.1f} s/epoch  {r['seconds'] / 60:5.1f} min"
+                f"{r['seconds_per_epoch']:6.1f} s/epoch  {r['seconds'] / 60:5.1f} min{vs}"
                 f"  (others' CPU {share if share is None else f'{share:.0%}'})",
                 flush=True,
             )

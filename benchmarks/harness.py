@@ -1,7 +1,7 @@
 """What the benchmark scripts share: the machine line every printed result starts with, markdown tables, and
 training runs that are reused once finished (a killed script continues where it stopped).
 
-    from harness import machine_line, md_table, trained
+    from harness import machine_line, md_table, paired_points, test_score, trained
 
 Scripts run from the repository root (``python benchmarks/bench_x.py``), so this folder is on ``sys.path``.
 """
@@ -60,3 +60,30 @@ def trained(run: Path, **cfg: Any) -> dict[str, Any]:
     rec["finished"], rec["wall_s"] = True, round(time.perf_counter() - t0, 1)
     done.write_text(json.dumps(rec, indent=1))
     return rec
+
+
+def test_score(run_dir: Path, data: Path) -> Any:
+    """The best checkpoint's test-split evaluation, through the trainer's validation path: metrics, ground truth
+    and predictions (for :func:`paired_points`)."""
+    import torch
+
+    from speedmap.data import load_dataset
+    from speedmap.eval import evaluate_predictions
+    from speedmap.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from speedmap.train.data import ValData
+    from speedmap.train.validate import predict_split
+
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    view = load_dataset(data, auto_split=True).split("test")
+    dets = predict_split(model_from_checkpoint(ckpt), ValData(view, ckpt["imgsz"]), torch.device("cpu"))
+    return evaluate_predictions(view, dets)
+
+
+def paired_points(a: Any, b: Any) -> str:
+    """b - a in points of test mAP50-95, with the 95% paired-bootstrap interval over the test images (the same
+    images score both: how much of the change the test split can resolve)."""
+    from speedmap.eval.bootstrap import paired_bootstrap
+
+    bs = paired_bootstrap(a.gt, a.predictions, b.predictions, resamples=1000, seed=0)
+    lo, hi = bs.delta_map.low, bs.delta_map.high
+    return f"{100 * (b.metrics.map - a.metrics.map):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
