@@ -368,6 +368,20 @@ def test_a_run_the_budget_planned_short_asks_for_a_budget_not_epochs() -> None:
     res.tasks["t"].plan = {"limited": False}  # not the budget: more epochs, as before
     res.recommendation = recommend(res)
     assert "rerun with --epochs 18" in choice(res).reasons[0]
+    # the epoch cap ended it, and 18 epochs would not fit the 30 minutes: the budget they need is named too
+    # (5 minutes of fixed steps, 150 s an epoch of both sizes: 5 + 18 * 2.5 = 50)
+    res.tasks["t"].plan = {
+        "limited": False,
+        "budget_seconds": 1800.0,
+        "train_seconds": 1500.0,
+        "at_most_seconds": 1800.0,
+        "epochs": 10,
+    }
+    res.recommendation = recommend(res)
+    assert choice(res).reasons[0].endswith("rerun with --epochs 18 --budget 50.")
+    res.tasks["t"].plan["at_most_seconds"] = 800.0  # 50 s an epoch: 18 epochs take 20 minutes, within the 30
+    res.recommendation = recommend(res)
+    assert choice(res).reasons[0].endswith("rerun with --epochs 18.")
 
 
 def test_an_int8_model_more_than_a_point_below_fp32_is_flagged_in_words() -> None:

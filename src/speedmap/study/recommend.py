@@ -19,6 +19,7 @@ from speedmap.study.evidence import (
 )
 from speedmap.study.results import (
     Choice,
+    Evidence,
     Recommendation,
     StudyResults,
     TaskResult,
@@ -44,14 +45,18 @@ def constraint_text(cfg: StudyConfig) -> str:
     return " and ".join(parts)
 
 
+def rerun_epochs(ev: Evidence) -> int:
+    """The ``--epochs`` an under-trained pair's advice names: twice the longest under-trained run, 10 at least."""
+    return max(2 * max(ev.epochs_run[s] for s in ev.under_trained), 10)
+
+
 def _under_trained_note(n: Numbers) -> str:
     ev = n.evidence
     who = " and ".join(f"{s.capitalize()}" for s in ev.under_trained)
-    runs = sorted({ev.epochs_run[s] for s in ev.under_trained})
-    after = " and ".join(str(r) for r in runs)
+    after = " and ".join(str(r) for r in sorted({ev.epochs_run[s] for s in ev.under_trained}))
     return (
         f"Provisional: {who} had not converged after {after} epochs; the gap reflects the training budget, "
-        f"not the sizes; rerun with --epochs {max(2 * runs[-1], 10)}."
+        f"not the sizes; rerun with --epochs {rerun_epochs(ev)}."
     )
 
 
@@ -191,7 +196,10 @@ def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
     pair = task.pair()
     limited = bool(task.plan.get("limited"))  # the plan gave fewer epochs than --epochs: the budget's cut too
     cut = [e.train for e in pair or () if (e.train.budget or limited) and not e.train.settled]
-    if not c.provisional or not cut or not cfg.budget_minutes:
+    if not c.provisional or not cfg.budget_minutes:
+        return
+    if not cut:
+        _epochs_budget(task, c, cfg)
         return
     need = float(task.plan.get("converged_seconds") or 0.0) / 60
     epochs = " and ".join(str(r) for r in sorted({t.epochs_run for t in cut}))
@@ -201,6 +209,22 @@ def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
         f"{' and '.join(t.size.capitalize() for t in cut)} converged; the gap reflects the budget, not the sizes. "
         f"A converged answer needs about {need:.0f} minutes: rerun with --budget {again}."
     )
+
+
+def _epochs_budget(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
+    """The epoch cap, not the budget, ended an under-trained run: where the advice's ``--epochs`` would not fit
+    the budget, name the budget it needs too (the plan's fixed steps plus its seconds per epoch), so that the
+    rerun is not cut by the budget instead."""
+    p, ev = task.plan, c.evidence
+    keys = ("budget_seconds", "train_seconds", "at_most_seconds", "epochs")
+    if ev is None or not ev.under_trained or any(not p.get(k) for k in keys):
+        return
+    fixed = float(p["budget_seconds"]) - float(p["train_seconds"])
+    per_epoch = (float(p["at_most_seconds"]) - fixed) / int(p["epochs"])
+    epochs = rerun_epochs(ev)
+    need = ceil((fixed + per_epoch * epochs) / 60)
+    if need > cfg.budget_minutes and c.reasons[0].endswith(f"--epochs {epochs}."):
+        c.reasons[0] = c.reasons[0][:-1] + f" --budget {need}."
 
 
 def deploy_variant(task: TaskResult, c: Choice) -> None:
