@@ -4,7 +4,7 @@ Simulated curves with the noise measured on small real validation splits (the ca
 0.664, 0.598, 0.621, 0.584 over four epochs: 3-4.5 points of standard deviation): curves still rising toward
 0.78 mAP50-95 (time constants 15 to 40 epochs), where any stop is false, and flat
 curves, where a stop should come soon; 48 epochs of stable phase (the 60-epoch cap) and 96 (the 120-epoch
-cap, with slower rises: tau 25 and 40). Patience 8, as the study uses, alone and with a quarter of the run.
+cap, with slower rises: tau 25 and 40). Patience 8, as the study uses, alone and with half the run (PLATEAU_SHARE).
 
     python benchmarks/bench_stop_rule.py
 
@@ -21,8 +21,8 @@ from speedmap.train.convergence import first_stop
 PATIENCE, RUNS = 8, 200
 RULES = (  # the stop of each rule on a curve
     ("raw patience", lambda c: first_stop(c, PATIENCE, smoothed=False)),
-    ("smoothed, 8 epochs", lambda c: first_stop(c, PATIENCE, quarter=False)),
-    ("smoothed, 8 epochs and a quarter of the run", lambda c: first_stop(c, PATIENCE)),
+    ("smoothed, 8 epochs", lambda c: first_stop(c, PATIENCE, aged=False)),
+    ("smoothed, 8 epochs and half the run", lambda c: first_stop(c, PATIENCE)),
 )
 
 

@@ -83,7 +83,7 @@ def test_smooth_is_a_causal_average() -> None:
     # the end of warm-up (epoch 7) to epoch 15 and then rose; that flat start is not a plateau
     cards = [6.6e-05, 2.3e-05, 1.1e-06, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0022, 0.0043, 0.0107, 0.0287]
     assert all(plateau_epoch(cards[:n], 8) is None for n in range(1, 10))
-    assert plateau_epoch([*cards, 0.05, 0.07, *[0.08] * 40], 8) is not None  # a plateau once it has risen
+    assert plateau_epoch([*cards, 0.05, 0.07, *[0.08] * 60], 8) is not None  # a plateau once it has risen
     assert plateau_epoch([0.5] * 9, 8) == 0 and plateau_epoch([0.5] * 8, 8) is None
 
 
@@ -100,21 +100,43 @@ RACCOON_FAST = [
 ]
 
 
-def test_a_plateau_must_be_a_quarter_of_the_run_old() -> None:
-    """Learning curves rise about linearly in log(epochs): 8 epochs without a gain end a plateau early in a run,
-    not at epoch 50. On raccoon's Fast run "no gain for 8 epochs" fired at epoch 53; the run then gained 6
-    points (and 13 of test mAP50-95 by epoch 120). Judged as the trainer does (from the last warm-up epoch)."""
-    assert [plateau_wait(8, n) for n in (10, 32, 33, 60, 120)] == [8, 8, 9, 15, 30] and plateau_wait(0, 100) == 0
-    w, curve = 11, RACCOON_FAST
+# raccoon's Fast run from the shipped weights (issue 33): validation mAP50-95 over the 96-epoch stable phase of a
+# 120-epoch run. With "a quarter of the run" its plateau fired at epoch 32 (smoothed best at 24), and the run
+# stopped at 40 with test mAP50-95 0.468; twice as long scored 0.544, to the cap 0.575.
+RACCOON_FAST_SHIPPED = [
+    *[0.115, 0.022, 0.025, 0.08, 0.144, 0.194, 0.271, 0.324, 0.286, 0.34, 0.385, 0.357, 0.386, 0.369, 0.361],
+    *[0.343, 0.359, 0.415, 0.429, 0.413, 0.431, 0.439, 0.427, 0.434, 0.42, 0.378, 0.355, 0.328, 0.387, 0.406],
+    *[0.429, 0.437, 0.448, 0.425, 0.42, 0.437, 0.461, 0.448, 0.435, 0.418, 0.4, 0.411, 0.425, 0.425, 0.41],
+    *[0.414, 0.425, 0.49, 0.483, 0.477, 0.496, 0.485, 0.482, 0.489, 0.495, 0.481, 0.5, 0.471, 0.469, 0.453],
+    *[0.46, 0.468, 0.469, 0.455, 0.428, 0.434, 0.442, 0.442, 0.455, 0.468, 0.471, 0.459, 0.462, 0.451, 0.427],
+    *[0.435, 0.437, 0.435, 0.441, 0.444, 0.458, 0.457, 0.457, 0.468, 0.475, 0.453, 0.454, 0.456, 0.473, 0.454],
+    *[0.469, 0.459, 0.438, 0.429, 0.457, 0.472],
+]
 
-    def fires(n: int, done: int) -> bool:
+
+def test_a_plateau_must_be_half_the_run_old() -> None:
+    """Learning curves rise about linearly in log(epochs): 8 epochs without a gain end a plateau early in a run,
+    not at epoch 50. A plateau is half the run old: the run has doubled since its best without a gain, what "a
+    run twice as long would not change it" asks. Judged as the trainer does (from the last warm-up epoch)."""
+    assert [plateau_wait(8, n) for n in (10, 16, 17, 32, 60, 120)] == [8, 8, 9, 16, 30, 60]
+    assert plateau_wait(0, 100) == 0
+
+    def fires(curve: list[float], w: int, n: int, done: int) -> bool:
         return plateau_epoch(curve[w:n], 8, done=done) is not None
 
-    first_old = next(n for n in range(w + 1, 97) if fires(n, 0))  # done=0: the wait is patience alone
+    # from scratch (raccoon Fast): "no gain for 8 epochs" fired at epoch 53; the run then gained 6 points of
+    # validation (and 13 of test mAP50-95 by epoch 120)
+    w, curve = 11, RACCOON_FAST
+    first_old = next(n for n in range(w + 1, 97) if fires(curve, w, n, 0))  # done=0: the wait is patience alone
     assert first_old == 53 and max(smooth(curve)[53:]) - smooth(curve)[52] > 0.05
-    assert not any(fires(n, n) for n in range(w + 1, 97))  # the quarter rule: still rising, no plateau
-    flat = [*curve[:60], *[0.5] * 40]
-    assert plateau_epoch(flat[w:], 8, done=100) is not None  # a long flat stretch is a plateau
+    assert not any(fires(curve, w, n, n) for n in range(w + 1, 97))  # still rising: no plateau
+    flat = [*curve[:60], *[0.5] * 100]
+    assert plateau_epoch(flat[w:], 8, done=160) is not None  # a flat stretch as long as the run before it
+    # from the shipped weights (raccoon Fast): a quarter of the run (done // 2 here) fired at epoch 32; half the
+    # run never fires in the 96-epoch stable phase
+    w, curve = 12, RACCOON_FAST_SHIPPED
+    assert next(n for n in range(w + 1, 97) if fires(curve, w, n, n // 2)) == 32
+    assert not any(fires(curve, w, n, n) for n in range(w + 1, 97))
 
 
 def test_dataset_studies_train_up_to_120_epochs_and_plan_for_the_cap(tmp_path: Path) -> None:

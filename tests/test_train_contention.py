@@ -5,6 +5,7 @@ stopping on mAP50-95, a cut-off run that is still improving, time to 95% of the 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -139,24 +140,25 @@ def test_probe_ratio_resists_a_burner_on_every_core(shapes: Path) -> None:
     assert low / 1.2 <= burned.ratio <= high * 1.2, (quiet.ratio, burned.ratio, after.ratio)
 
 
-def test_early_stopping_on_map50_95(shapes: Path, tmp_path: Path) -> None:
+def test_early_stopping_on_map50_95(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "stop"
-    # from the pretrained weights the mAP rises fast and then plateaus (stopped at epochs 10, 14 and 3 for seeds
-    # 0-2); from scratch it was still rising at epoch 16 on an AVX-512 CPU, so no plateau to stop at
-    # the EMA as it was (ema_epochs=None): with the default 5-epoch average this curve still rises at epoch 16
-    # (no plateau to stop at); the update-count EMA leaves it noisy enough to plateau by epoch 10 at seeds 0-2
+    # a run that starts where it will end: the session's trained run, fine-tuned on its own data at a rate too
+    # small to move it, has a flat curve from its first epoch, so the smoothed plateau (patience and half the run)
+    # comes within a few epochs. (A run that learns, from the shipped weights, still rose at epoch 19 of 24 once a
+    # plateau had to be half the run old; the rule itself is tested on real curves in test_annealed_verdict.)
+    own = json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"]
     cfg = TrainConfig(
-        data=str(shapes), epochs=16, patience=2, weights="pretrained", out=str(run), ema_epochs=None, **QUICK
+        data=own, epochs=24, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(run), **QUICK
     )
     rec = train(cfg, log=lambda m: None)
     c = rec["convergence"]
     print(f"early stop: {c}; other_cpu_share {rec['other_cpu_share']} (not asserted)")
-    assert rec["converged"] and c["stopped_early"] and rec["epochs_run"] < 16 and c["patience"] == 2
+    assert rec["converged"] and c["stopped_early"] and rec["epochs_run"] < 24 and c["patience"] == 2
     # the smoothed curve plateaued: the stable phase ended there, and the run cooled down before it stopped
     ph = c["phases"]
-    # a plateau is patience (2) epochs old and a quarter of the run: at epoch 11 that is 3 epochs
+    # a plateau is patience (2) epochs old and half the run
     wait = plateau_wait(2, ph["stable_end"])
-    assert wait == max(2, -(-ph["stable_end"] // 4))
+    assert wait == max(2, -(-ph["stable_end"] // 2))
     assert c["reason"].startswith(f"plateau: the smoothed validation mAP50-95 gained nothing for {wait} epochs")
     assert ph["stable_end_reason"] == "plateau" and ph["stable_end"] - ph["smoothed_best"] == wait
     assert rec["epochs_run"] == ph["stable_end"] + ph["cooldown"] and c["annealed"]

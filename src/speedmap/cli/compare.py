@@ -94,8 +94,7 @@ PatienceOpt = Annotated[
     int | None,
     typer.Option(
         "--patience",
-        help=f"Epochs without a validation mAP50-95 gain (and a quarter of the run) that make a plateau "
-        f"{presets('patience')}.",
+        help=f"Epochs without a validation mAP50-95 gain (and half the run) that make a plateau {presets('patience')}.",
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for the built-in tasks' images and training.")]

@@ -13,7 +13,7 @@ from speedmap.cli.common import clean_errors, err
 from speedmap.errors import MissingExtra
 
 PATIENCE_HELP = (
-    "End the constant-rate phase after this many epochs, and a quarter of the run, without a gain in the smoothed "
+    "End the constant-rate phase after this many epochs, and half the run, without a gain in the smoothed "
     "validation mAP50-95, then cool down and stop (0: only at --epochs, the maximum; with --schedule "
     "linear|cosine: stop at once after this many epochs)."
 )
