@@ -1,7 +1,7 @@
 """Would a longer run overturn the verdict? (issue 33, sections 2-3)
 
 For each dataset and size: train as the study does (``speedmap compare``'s defaults on a dataset folder: from
-the shipped weights, up to 120 epochs, patience 8 and a quarter of the run, batch 16, seed 0, the box rule's input
+the shipped weights, up to 120 epochs, patience 8 and half the run, batch 16, seed 0, the box rule's input
 size; ``--weights scratch`` for the first pass's runs, which started from scratch), then train the same size
 again for twice the epochs that run took (``--patience 0``: the whole stable phase to the cap, then the
 cooldown). Both are scored on the test split (best.pt, the checkpoint the study exports), and the two sizes'
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import machine_line, md_table, paired_points, test_score, trained
+from harness import machine_line, md_table, paired_points, score_test_split, trained
 
 from speedmap.cli.compare import DATA_DEFAULTS
 from speedmap.data import load_dataset
@@ -98,8 +98,8 @@ def main() -> None:
             at = int(stop.get("imgsz") or imgsz)  # a stop run copied from a study may have trained at a grown size
             twice = run(data, size, at, base.with_name(base.name + "-2x"), args, 2 * stop["epochs_run"], 0)
             ev[size, "stop"], ev[size, "2x"] = (
-                test_score(base, data),
-                test_score(base.with_name(base.name + "-2x"), data),
+                score_test_split(base, data),
+                score_test_split(base.with_name(base.name + "-2x"), data),
             )
             m_stop, m_2x = ev[size, "stop"].metrics.map, ev[size, "2x"].metrics.map
             converged, c = judged(base, stop)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import machine_line, paired_points, test_score
+from harness import machine_line, paired_points, score_test_split
 
 from speedmap.data import load_dataset
 from speedmap.data.imgsz import TIME_EXPONENT, choose_imgsz
@@ -49,7 +49,7 @@ def run_one(
     """Train ``size`` for ``epochs`` (no early stopping; ``lr_scale`` != 1: AdamW at that multiple of the automatic
     rate; ``weights``: where it starts, default from scratch) and score its best checkpoint on the test split."""
     tag = f"-lr{lr_scale:g}" if lr_scale != 1 else ""
-    tag += f"-{weights}-e{epochs}" if weights else ""
+    tag += f"-{Path(weights).stem}-e{epochs}" if weights else ""  # a checkpoint path: its name
     run = out / f"{data.name}-{size}-{imgsz}{tag}{f'-s{seed}' if seed else ''}"
     done = run / "train.json"
     if not done.is_file() or json.loads(done.read_text()).get("epochs_run", 0) < epochs:
@@ -71,7 +71,7 @@ def run_one(
         cfg.resume = (run / "last.pt").is_file()
         train(cfg, log=lambda m: None)
     rec = json.loads(done.read_text())
-    ev = test_score(run, data)
+    ev = score_test_split(run, data)
     secs = rec.get("total_seconds") or 0.0
     return ev, {
         "map": ev.metrics.map,

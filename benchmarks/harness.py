@@ -1,7 +1,7 @@
 """What the benchmark scripts share: the machine line every printed result starts with, markdown tables, and
 training runs that are reused once finished (a killed script continues where it stopped).
 
-    from harness import machine_line, md_table, paired_points, test_score, trained
+    from harness import machine_line, md_table, paired_points, score_test_split, trained
 
 Scripts run from the repository root (``python benchmarks/bench_x.py``), so this folder is on ``sys.path``.
 """
@@ -62,7 +62,7 @@ def trained(run: Path, **cfg: Any) -> dict[str, Any]:
     return rec
 
 
-def test_score(run_dir: Path, data: Path) -> Any:
+def score_test_split(run_dir: Path, data: Path) -> Any:
     """The best checkpoint's test-split evaluation, through the trainer's validation path: metrics, ground truth
     and predictions (for :func:`paired_points`)."""
     import torch

@@ -254,8 +254,9 @@ def _judge_slope(maps: list[float], info: dict[str, Any], when: str, tail: str =
         return False, info
     t = slope_t(maps[-window:])
     info["t"] = round(t, 2) if t != float("inf") else None
-    if immaterial(s * window, best) or t < MIN_T:
-        why = "within validation noise" if not immaterial(s * window, best) else f"best {best:.3f}"
+    small = immaterial(s * window, best)
+    if small or t < MIN_T:
+        why = f"best {best:.3f}" if small else "within validation noise"
         info["reason"] = f"plateau: {s:+.2g} mAP50-95 per epoch over the last {window} epochs{when} ({why}){tail}"
         return True, info
     info["reason"] = f"still improving: {s:+.2g} mAP50-95 per epoch over the last {window} epochs{when}{tail}"
