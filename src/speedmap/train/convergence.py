@@ -8,7 +8,8 @@
   ``wsd`` schedule always ends annealed; older runs stopped by patience did not.
 - **Where the stable phase ended** (``wsd``, ``phases`` from the trainer). At a plateau of the *smoothed*
   validation curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs and for half
-  the run: the run has doubled since its best without a gain) the run has converged. At the epoch cap or the
+  the run: the run has doubled since its best without a gain, nor climbed out of a dip below it) the run has
+  converged. At the epoch cap or the
   time budget it has converged only if the smoothed curve's slope over the stable phase's last quarter (8
   epochs at least), carried on for one more such window, adds an immaterial gain (:func:`immaterial`: under
   ``PLATEAU_GAIN`` of the best mAP and under ``PLATEAU_POINTS``).
@@ -110,12 +111,25 @@ def plateau_wait(patience: int, done: int) -> int:
     return 0 if patience <= 0 else max(patience, ceil(PLATEAU_SHARE * done))
 
 
-def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> int | None:
-    """The 0-based epoch of the smoothed curve's best if it is :func:`plateau_wait` epochs old (a gain must beat
-    it by :data:`PLATEAU_TOLERANCE`; ``done``: the run's epochs in all, when ``maps`` is its tail; 0: ``patience``
-    alone), else None. None too while patience is 0 or nothing is detected yet: a smoothed curve that never rose
-    above the tolerance has not begun (a new head, still averaged in by the EMA, scored 0.00001-0.00007 for 15
-    epochs on a 6-class set before it rose), and a flat zero is no plateau."""
+def plateau_clock(sm: list[float], best_i: int) -> int:
+    """Where a plateau's clock starts on the smoothed curve ``sm`` whose best is at ``best_i``: at the best, or
+    at the bottom of a dip below it that the curve has since climbed more than half of (and more than
+    :data:`PLATEAU_POINTS`) out of. A curve climbing out of a dip is rising, not flat: raising the rate to its
+    peak after warm-up knocked a pretrained run down 9 points (raccoon, Fast, 192 px: 0.33 at epoch 12, 0.24 at
+    15), it was back to 0.33 at epoch 24 when "no gain over epoch 12 for half the run" fired, and at the same
+    rate it went on to 0.50 by epoch 37."""
+    low = min(range(best_i, len(sm)), key=sm.__getitem__)
+    climbed = sm[-1] - sm[low]
+    return low if climbed > max(PLATEAU_POINTS, 0.5 * (sm[best_i] - sm[low])) else best_i
+
+
+def plateau_epoch(maps: list[float], patience: int, done: int | None = None, dips: bool = True) -> int | None:
+    """The 0-based epoch of the smoothed curve's best if the plateau is :func:`plateau_wait` epochs old (a gain
+    must beat the best by :data:`PLATEAU_TOLERANCE`; its age counts from :func:`plateau_clock`, or from the best
+    with ``dips=False``; ``done``: the run's epochs in all, when ``maps`` is its tail; 0: ``patience`` alone),
+    else None. None too while patience is 0 or nothing is detected yet: a smoothed curve that never rose above
+    the tolerance has not begun (a new head, still averaged in by the EMA, scored 0.00001-0.00007 for 15 epochs
+    on a 6-class set before it rose), and a flat zero is no plateau."""
     if patience <= 0 or not maps:
         return None
     sm, best_i = smooth(maps), 0
@@ -124,25 +138,30 @@ def plateau_epoch(maps: list[float], patience: int, done: int | None = None) -> 
     for i, v in enumerate(sm):
         if v > sm[best_i] + PLATEAU_TOLERANCE:
             best_i = i
+    start = plateau_clock(sm, best_i) if dips else best_i
     wait = plateau_wait(patience, len(maps) if done is None else done)
-    return best_i if len(maps) - 1 - best_i >= wait else None
+    return best_i if len(maps) - 1 - start >= wait else None
 
 
-def first_stop(maps: list[float], patience: int, smoothed: bool = True, aged: bool = True) -> int | None:
+def first_stop(
+    maps: list[float], patience: int, smoothed: bool = True, aged: bool = True, dips: bool = True, before: int = 0
+) -> int | None:
     """The 1-based epoch at which a run with validation curve ``maps`` would stop: by the smoothed curve's
-    plateau (wsd's rule; ``aged=False``: after ``patience`` epochs, the rule before :data:`PLATEAU_SHARE`)
-    or, ``smoothed=False``, after ``patience`` epochs without beating the best raw epoch (the linear and cosine
-    schedules' early stopping); None if it never would."""
+    plateau (wsd's rule; ``aged=False``: after ``patience`` epochs, the rule before :data:`PLATEAU_SHARE`;
+    ``dips=False``: the clock from the best, the rule before :func:`plateau_clock`) or, ``smoothed=False``, after
+    ``patience`` epochs without beating the best raw epoch (the linear and cosine schedules' early stopping);
+    None if it never would. ``before``: epochs the run had before ``maps`` began (its warm-up, as the trainer
+    judges), counted in the run's age and in the epoch returned."""
     best, best_i = -1.0, 0
     for n in range(1, len(maps) + 1):
         if smoothed:
-            if plateau_epoch(maps[:n], patience, done=n if aged else 0) is not None:
-                return n
+            if plateau_epoch(maps[:n], patience, done=n + before if aged else 0, dips=dips) is not None:
+                return n + before
             continue
         if maps[n - 1] > best:
             best, best_i = maps[n - 1], n - 1
         if patience_stop(best, n - 1 - best_i, patience):
-            return n
+            return n + before
     return None
 
 
