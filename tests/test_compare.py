@@ -342,7 +342,7 @@ def test_an_under_trained_pair_is_provisional_and_says_what_to_do() -> None:
     assert c.evidence.under_trained == ["fast"]
     assert (
         c.reasons[0].startswith(
-            "Provisional: Fast had not converged after 10 epochs; the gap reflects the training budget"
+            "Provisional: Fast had not converged after 10 epochs; the gap may change with more training"
         )
         and "rerun with --epochs 20" in c.reasons[0]
     )

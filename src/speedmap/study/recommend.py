@@ -55,8 +55,8 @@ def _under_trained_note(n: Numbers) -> str:
     who = " and ".join(f"{s.capitalize()}" for s in ev.under_trained)
     after = " and ".join(str(r) for r in sorted({ev.epochs_run[s] for s in ev.under_trained}))
     return (
-        f"Provisional: {who} had not converged after {after} epochs; the gap reflects the training budget, "
-        f"not the sizes; rerun with --epochs {rerun_epochs(ev)}."
+        f"Provisional: {who} had not converged after {after} epochs; the gap may change with more "
+        f"training; rerun with --epochs {rerun_epochs(ev)}."
     )
 
 
@@ -206,7 +206,7 @@ def _budget_note(task: TaskResult, c: Choice, cfg: StudyConfig) -> None:
     again = ceil(max(need, cfg.budget_minutes + 1))
     c.reasons[0] = (
         f"Provisional: the {cfg.budget_minutes:g}-minute budget cut training at {epochs} epochs, before "
-        f"{' and '.join(t.size.capitalize() for t in cut)} converged; the gap reflects the budget, not the sizes. "
+        f"{' and '.join(t.size.capitalize() for t in cut)} converged; the gap may change with more training. "
         f"A converged answer needs about {need:.0f} minutes: rerun with --budget {again}."
     )
 

@@ -132,7 +132,7 @@ def _sureness_blocks(results: StudyResults) -> list[Block]:
             "runs were VALID and ranked the sizes the same way in every interleaved repeat, neither they nor "
             "training were contended (other processes took under 20% of the CPU), and the accuracy difference "
             "has a bootstrap interval. **weak**: a model had "
-            "not converged, so the comparison reflects the training budget. **moderate**: anything "
+            "not converged, so the comparison may change with more training. **moderate**: anything "
             "between.",
         )
     )
