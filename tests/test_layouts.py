@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from speedmap.data import detect_format, load_dataset
+from speedmap.errors import DatasetError
 from tests.conftest import write_image
 
 
@@ -115,6 +117,38 @@ def test_ultralytics_yaml_with_path_key_and_list_names(tmp_path: Path) -> None:
     ds = load_dataset(root / "cfg" / "mine.yaml", strict=True)
     assert ds.classes == ["thing"] and len(ds.split_records("train")) == 1 and len(ds.split_records("valid")) == 1
     np.testing.assert_allclose(ds.split_records("train")[0].boxes, [[5, 5, 15, 15]])
+
+
+def test_yolo_yaml_written_on_another_machine_finds_its_splits_beside_it(tmp_path: Path) -> None:
+    """A Roboflow YOLOv8 export whose data.yaml holds the exporter's absolute paths (a public medicine-package set
+    has /Users/<name>/.../dataset/train): each split is found by its trailing folders beside the file, and said
+    so; a Windows path and Colab's ``path: /content/...`` too; a path with no such folder still names what it
+    looked for, and a lone ``images`` tail is never taken for a split."""
+    root = tmp_path / "medicine"
+    for split in ("train", "valid"):
+        write_image(root / split / "images" / f"{split}_a.jpg", 40, 40)
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / f"{split}_a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text(
+        "train: /Users/someone/Documents/proj/dataset/train\nval: C:\\Users\\me\\ds\\valid\\images\n"
+        "test: /Users/someone/Documents/proj/dataset/test\nnc: 1\nnames: ['Medicine']\n"
+    )
+    ds = load_dataset(root)
+    assert len(ds.split_records("train")) == 1 and len(ds.split_records("valid")) == 1
+    assert not ds.split_records("test")
+    moved = [p for p in ds.problems.items if p.kind == "moved_split"]
+    assert [m.message.split(":")[0] for m in moved] == ["train", "valid"]
+    assert "using train" in moved[0].message and str(Path("valid") / "images") in moved[1].message
+    assert any(p.kind == "missing_split" and "test" in p.message for p in ds.problems.items)
+    colab = tmp_path / "colab"
+    write_image(colab / "images" / "train" / "a.jpg", 20, 20)
+    (colab / "labels" / "train").mkdir(parents=True)
+    (colab / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (colab / "data.yaml").write_text("path: /content/datasets/x\ntrain: images/train\nnames: [a]\n")
+    assert len(load_dataset(colab).split_records("train")) == 1
+    (colab / "data.yaml").write_text("train: /elsewhere/images\nnames: [a]\n")  # only a generic tail: no split
+    with pytest.raises(DatasetError, match=r"no split found.*'/elsewhere/images' not found"):
+        load_dataset(colab)
 
 
 def test_yolo_polygon_lines_become_boxes(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ class Kind(StrEnum):
     BOX_OUTSIDE = "box_outside"
     DUPLICATE_BOX = "duplicate_box"
     MISSING_SPLIT = "missing_split"
+    MOVED_SPLIT = "moved_split"
     CLASS_LIST = "class_list"
 
     @property
@@ -46,6 +47,7 @@ _KIND_TEXT = {
     Kind.BOX_OUTSIDE: "box outside the image",
     Kind.DUPLICATE_BOX: "duplicate box",
     Kind.MISSING_SPLIT: "split listed but not found",
+    Kind.MOVED_SPLIT: "split path from another machine",
     Kind.CLASS_LIST: "class list inconsistent",
 }
 
@@ -59,6 +61,7 @@ class Action(StrEnum):
     SKIPPED_SPLIT = "split skipped"
     SKIPPED_ANNOTATION = "annotation skipped"
     USED_FILE_SIZE = "file size used"
+    FOUND_BESIDE = "found beside the data file"
     KEPT = "kept"
 
 

@@ -77,6 +77,9 @@ def _names(data: dict[str, Any], path: Path, log: ProblemLog) -> list[str]:
     return unique_class_names(out, path, log)
 
 
+GENERIC = {"images", "labels", "data", "dataset", "datasets"}  # names too common to find a moved split by
+
+
 def _resolve(root: Path, entry: str) -> Path:
     p = Path(entry)
     if p.is_absolute():
@@ -88,11 +91,31 @@ def _resolve(root: Path, entry: str) -> Path:
     return cand
 
 
+def relocate(entry: str, bases: list[Path]) -> Path | None:
+    """A split path written on another machine (``/Users/me/ds/train``, ``C:\\data\\ds\\valid\\images``,
+    Colab's ``/content/...``), found by its trailing components under one of ``bases`` (the data file's folder):
+    the longest tail that exists, never a lone generic name such as ``images``; None if none does."""
+    parts = [q for q in entry.replace("\\", "/").split("/") if q not in ("", ".", "..") and not q.endswith(":")]
+    for k in range(len(parts)):
+        tail = parts[k:]
+        if len(tail) == 1 and tail[0].lower() in GENERIC:
+            break
+        for base in bases:
+            cand = base.joinpath(*tail)
+            if cand.exists():
+                return cand
+    return None
+
+
 def _split_images(root: Path, entries: Any, yaml_path: Path, split: str, log: ProblemLog) -> list[Path] | None:
     items = entries if isinstance(entries, list) else [entries]
     images: list[Path] = []
     for entry in items:
         where = _resolve(root, str(entry))
+        if not where.exists() and (moved := relocate(str(entry), list(dict.fromkeys([root, yaml_path.parent])))):
+            here = moved.relative_to(yaml_path.parent) if moved.is_relative_to(yaml_path.parent) else moved
+            log.add(Kind.MOVED_SPLIT, yaml_path, f"{split}: {entry!r} not found; using {here}", Action.FOUND_BESIDE)
+            where = moved
         if where.is_dir():
             images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif where.is_file() and where.suffix.lower() == ".txt":
@@ -190,6 +213,8 @@ def read_yolo(path: Path) -> Dataset:
     root = yaml_path.parent
     if data.get("path"):
         root = _resolve(yaml_path.parent, str(data["path"]))
+        if not root.is_dir():  # written on another machine (Colab's /content/...): the splits are read beside the file
+            root = yaml_path.parent
     splits: dict[str, list[ImageRecord]] = {}
     for key, split in YAML_KEYS.items():
         if split in splits or not data.get(key):
@@ -199,7 +224,11 @@ def read_yolo(path: Path) -> Dataset:
             continue
         splits[split] = read_yolo_images(images, len(classes), log)
     if not splits:
-        raise DatasetError(f"{yaml_path}: no split found (set 'train', 'val' and/or 'test' to image folders)")
+        why = "; ".join(p.message for p in log.items if p.kind is Kind.MISSING_SPLIT)
+        raise DatasetError(
+            f"{yaml_path}: no split found (set 'train', 'val' and/or 'test' to image folders)"
+            + (f": {why}" * bool(why))
+        )
     return Dataset(classes, {s: splits[s] for s in SPLITS if s in splits}, "yolo", yaml_path.parent, log)
 
 
