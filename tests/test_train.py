@@ -196,3 +196,9 @@ def test_a_time_limit_shortens_the_schedule_after_the_first_epoch(shapes: Path, 
     assert not rec["converged"]  # cut by the budget, not at a plateau
     assert any("time budget" in s and "2 epochs instead of 50" in s for s in said)
     assert json.loads((tmp_path / "run" / "train.json").read_text())["budget"]["epochs_fitted"] == 2
+    assert rec["convergence"]["phases"]["stable_end_reason"] == "time"  # wsd: the constant phase ended by the time
+    said.clear()  # a linear decay cannot wait for its end to be known: the first epoch's cost sets it
+    cfg = TrainConfig(data=str(shapes), epochs=50, out=str(tmp_path / "lin"), time_limit=0.5, schedule="linear", **TINY)
+    rec = train(cfg, log=said.append)
+    assert rec["budget"] == {"seconds": 0.5, "epochs_requested": 50, "epochs_fitted": 2}
+    assert any("2 epochs instead of 50 (the schedule is shortened to fit)" in s for s in said)

@@ -159,6 +159,13 @@ class Study(ModelSteps, BenchSteps):
                 self.ui.note(f"{name}: {grown} px instead: the budget fits the full schedule there")
             ips, spent = self._probe_ips(name, path, task, imgsz, f"probe/{name}@{imgsz}" if grown != floor else "")
             spent += float(self.steps.done.get(f"probe/{name}", {}).get("seconds", 0.0)) if grown != floor else 0.0
+            if grown != floor and plan(self.cfg, n_train, grown, dests, ips=ips, spent_seconds=spent).limited:
+                # measured slower than the pixels predicted (raccoon: 192 px fitted 110 of 120 epochs): the whole
+                # schedule comes first, so back to the size whose probe fits it
+                ips = self._probe_ips(name, path, task, floor)[0]
+                imgsz = task.imgsz = floor
+                task.imgsz_reason = reason = f"{reason}; {grown} px measured too slow for the full schedule"
+                self.ui.note(f"{name}: back to {floor} px: {grown} px measured too slow for the full schedule")
         sched = plan(self.cfg, n_train, imgsz, dests, ips=ips, spent_seconds=spent)
         task.plan = sched.to_json()
         self._prepared[name] = (task, test, sched)
