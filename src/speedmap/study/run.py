@@ -150,6 +150,7 @@ class Study(ModelSteps, BenchSteps):
         ips, spent = None, 0.0
         if set(self.cfg.sizes) == {"fast", "accurate"}:
             grown = self._grown_imgsz(name, path, task, ds, imgsz, dests) if by_rule else imgsz
+            rule_reason = reason
             if grown != imgsz:
                 imgsz, task.imgsz = grown, grown
                 task.imgsz_reason = reason = (
@@ -164,7 +165,7 @@ class Study(ModelSteps, BenchSteps):
                 # schedule comes first, so back to the size whose probe fits it
                 ips = self._probe_ips(name, path, task, floor)[0]
                 imgsz = task.imgsz = floor
-                task.imgsz_reason = reason = f"{reason}; {grown} px measured too slow for the full schedule"
+                task.imgsz_reason = f"{rule_reason}; {grown} px was probed and its full schedule does not fit"
                 self.ui.note(f"{name}: back to {floor} px: {grown} px measured too slow for the full schedule")
         sched = plan(self.cfg, n_train, imgsz, dests, ips=ips, spent_seconds=spent)
         task.plan = sched.to_json()
