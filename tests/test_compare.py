@@ -151,6 +151,15 @@ def test_compare_end_to_end_then_reuses_finished_steps(tmp_path: Path) -> None:
     assert "redone: the code changed" in " ".join(third.output.split())
 
 
+def test_task_names_say_which_dataset_and_never_collide(tmp_path: Path) -> None:
+    """A Roboflow export unpacked as ``medicine/dataset`` is the task ``medicine-dataset``, not ``dataset``; two
+    folders of one name are two tasks (the second's results used to overwrite the first's)."""
+    a, b = tmp_path / "medicine" / "dataset", tmp_path / "other" / "raccoon"
+    c = tmp_path / "x" / "raccoon"
+    assert run_module.task_names([a, b, c]) == ["medicine-dataset", "raccoon", "raccoon-2"]
+    assert run_module.task_names([tmp_path / "my cards!"]) == ["my-cards"]
+
+
 def test_step_keys_follow_the_source_they_depend_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "speedmap"
     shutil.copytree(run_module.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "vendor"))

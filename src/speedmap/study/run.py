@@ -32,7 +32,7 @@ from speedmap.study.results import (
     TaskResult,
     from_plain,
 )
-from speedmap.study.steps import STEPS_FILE, UI, Steps, provenance, slug
+from speedmap.study.steps import STEPS_FILE, UI, Steps, provenance, task_names
 from speedmap.study.training_steps import INT8_SUFFIX, ModelSteps
 
 __all__ = ["UI", "Study", "train_threads"]
@@ -58,7 +58,8 @@ class Study(ModelSteps, BenchSteps):
     # ---- datasets
     def datasets(self) -> list[tuple[str, Path]]:
         if self.cfg.data:
-            return [(slug(Path(d).resolve().name), Path(d)) for d in self.cfg.data]
+            folders = [Path(d) for d in self.cfg.data]
+            return list(zip(task_names(folders), folders, strict=True))
         from speedmap.data.tasks.make import make_task
 
         out = []

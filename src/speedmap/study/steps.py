@@ -113,6 +113,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "data"
 
 
+GENERIC_FOLDERS = {"dataset", "datasets", "data", "export", "images", "yolo", "coco", "voc"}
+
+
+def task_names(folders: list[Path]) -> list[str]:
+    """Each dataset folder's name in the study: the folder's own, or its parent's and its own where the folder
+    is named generically (a Roboflow export unpacked as ``medicine/dataset``: ``medicine-dataset``); a repeated
+    name gets ``-2``, ``-3``, ... so no task overwrites another."""
+    names: list[str] = []
+    for folder in folders:
+        p = folder.resolve()
+        base = f"{p.parent.name}-{p.name}" if p.name.lower() in GENERIC_FOLDERS and p.parent.name else p.name
+        name, n = slug(base), 1
+        while name in names:
+            n += 1
+            name = f"{slug(base)}-{n}"
+        names.append(name)
+    return names
+
+
 def provenance(command: list[str]) -> dict[str, Any]:
     """The benchmark's :func:`~speedmap.bench.run.machine`, the code's hash, the command, and torch."""
     prov: dict[str, Any] = {
