@@ -9,10 +9,9 @@
 - **Where the stable phase ended** (``wsd``, ``phases`` from the trainer). At a plateau of the *smoothed*
   validation curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs and for half
   the run: the run has doubled since its best without a gain, nor climbed out of a dip below it) the run has
-  converged. At the epoch cap or the
-  time budget it has converged only if the smoothed curve's slope over the stable phase's last quarter (8
-  epochs at least), carried on for one more such window, adds an immaterial gain (:func:`immaterial`: under
-  ``PLATEAU_GAIN`` of the best mAP and under ``PLATEAU_POINTS``).
+  converged. At the epoch cap or the time budget it has converged only if the smoothed curve's slope over the
+  stable phase's last quarter (8 epochs at least), carried on for one more such window, adds an immaterial gain
+  (:func:`immaterial`: under ``PLATEAU_GAIN`` of the best mAP and under ``PLATEAU_POINTS``).
 - **The slope test**, for runs that reached their cap: the least-squares slope of the mAP over the last
   ``CONVERGENCE_WINDOW`` epochs is "still improving" only if it is both real and material: above ``MIN_T``
   standard errors (validation on a small split swings several points from epoch to epoch) and, carried on
