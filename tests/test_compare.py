@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from speedmap.bench.browser import chromium_available
 from speedmap.cli import app
+from speedmap.data import load_dataset
+from speedmap.data.imgsz import choose_imgsz, images_cap
+from speedmap.data.tasks.make import make_task
 from speedmap.errors import SpeedmapError
 from speedmap.study import steps as run_module
 from speedmap.study.config import StudyConfig, estimate_seconds, plan, preset, train_images_per_second
@@ -158,6 +161,33 @@ def test_task_names_say_which_dataset_and_never_collide(tmp_path: Path) -> None:
     c = tmp_path / "x" / "raccoon"
     assert run_module.task_names([a, b, c]) == ["medicine-dataset", "raccoon", "raccoon-2"]
     assert run_module.task_names([tmp_path / "my cards!"]) == ["my-cards"]
+
+
+def test_a_grown_size_that_its_own_probe_does_not_fit_goes_back_to_the_floor(tmp_path: Path) -> None:
+    """The size rule grows the input size on the floor's probe scaled by pixels; where the grown size's own probe
+    then shows the whole schedule does not fit (raccoon: 192 px fitted 110 of 120 epochs), the study trains at the
+    floor and says why. Here the size step is a resumed study's, on a machine too slow for it: a 1-minute budget."""
+    data = make_task("shapes", tmp_path / "shapes", images=24, imgsz=320, seed=1)
+    cfg = StudyConfig(data=[str(data)], targets=["local"], budget_minutes=6, epochs=5000, batch=4)
+    said: list[str] = []
+    ui = Quiet()
+    ui.note = said.append  # type: ignore[method-assign]
+    study = Study(cfg, tmp_path / "study", ui)
+    (name, path), dests = study.datasets()[0], ["local"]
+    ds = load_dataset(path, auto_split=True)
+    floor, why = choose_imgsz(ds)
+    grown = floor + 64
+    assert grown <= images_cap(ds)
+    inputs = (ds.fingerprint(), floor, cfg.to_json(), dests)
+    k, _, _ = study.steps.lookup(f"imgsz/{name}", "probe", *inputs)
+    study.steps.put(f"imgsz/{name}", k, {"imgsz": grown}, *inputs)
+    task, _, sched = study.setup_task(name, path, dests)
+    assert task.imgsz == sched.imgsz == floor
+    assert task.imgsz_reason == f"{why}; {grown} px was probed and its full schedule does not fit"
+    assert any(f"back to {floor} px" in s for s in said)
+    floor_probe = study.steps.done[f"probe/{name}"]["result"]  # the plan runs on the floor's measured speeds
+    assert task.train_speed_probe is not None and task.train_speed_probe.fast_step_s == floor_probe["fast_step_s"]
+    assert f"probe/{name}@{grown}" in study.steps.done
 
 
 def test_step_keys_follow_the_source_they_depend_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
