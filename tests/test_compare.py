@@ -166,7 +166,8 @@ def test_task_names_say_which_dataset_and_never_collide(tmp_path: Path) -> None:
 def test_a_grown_size_that_its_own_probe_does_not_fit_goes_back_to_the_floor(tmp_path: Path) -> None:
     """The size rule grows the input size on the floor's probe scaled by pixels; where the grown size's own probe
     then shows the whole schedule does not fit (raccoon: 192 px fitted 110 of 120 epochs), the study trains at the
-    floor and says why. Here the size step is a resumed study's, on a machine too slow for it: 5000 epochs in 6 minutes."""
+    floor and says why. Here the size step is a resumed study's, on a machine too slow for it: 5000 epochs in 6
+    minutes."""
     data = make_task("shapes", tmp_path / "shapes", images=24, imgsz=320, seed=1)
     cfg = StudyConfig(data=[str(data)], targets=["local"], budget_minutes=6, epochs=5000, batch=4)
     said: list[str] = []
