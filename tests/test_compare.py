@@ -169,7 +169,7 @@ def test_a_grown_size_that_its_own_probe_does_not_fit_goes_back_to_the_floor(tmp
     floor and says why. Here the size step is a resumed study's, on a machine too slow for it: 5000 epochs in 6
     minutes."""
     data = make_task("shapes", tmp_path / "shapes", images=24, imgsz=320, seed=1)
-    cfg = StudyConfig(data=[str(data)], targets=["local"], budget_minutes=6, epochs=5000, batch=4)
+    cfg = StudyConfig(data=[str(data)], targets=["local"], budget_minutes=6, epochs=5000, batch=4, probe_steps=2)
     said: list[str] = []
     ui = Quiet()
     ui.note = said.append  # type: ignore[method-assign]
