@@ -15,6 +15,7 @@ from speedmap.study.config import StudyConfig, plan
 from speedmap.study.evidence import evidence
 from speedmap.train.convergence import (
     ANNEALED_SHARE,
+    annealed_best,
     convergence,
     first_stop,
     plateau_clock,
@@ -75,6 +76,23 @@ def test_the_smoothed_rule_stops_falsely_far_less_often_on_a_noisy_curve() -> No
         raw_at = np.median([raw_patience_stop(c, 8) or 48 for c in flat])
         smooth_at = np.median([smoothed_stop(c, 8) or 48 for c in flat])
         assert smooth_at <= raw_at + 1 and smooth_at <= 16  # a real plateau is still found early
+
+
+def test_best_pt_is_picked_among_the_annealed_epochs() -> None:
+    """Once a wsd run's cooldown has begun, best.pt is the best validation epoch of the cooldown, not a high-rate
+    epoch that scored by luck on a small split (raccoon from scratch, twice the epochs: epoch 78 of 240 picked,
+    test mAP50-95 0.440 against 0.504 at the annealed end); before the cooldown, and without one, the run's best."""
+    maps = [0.3, 0.5, 0.62, 0.45, 0.5, 0.55, 0.56, 0.58, 0.57]  # a lucky 0.62 at high rate; cooldown from index 5
+    assert annealed_best(maps, 5) == 7
+    assert annealed_best(maps, None) == 2 and annealed_best(maps[:5], 5) == 2  # no cooldown (yet): the run's best
+    assert annealed_best([0.5, 0.5, 0.4, 0.4], 2) == 2  # the first of equals, as best.pt keeps it
+    _, info = convergence(
+        [{"map": m, "lr": 0.01 if i < 5 else 0.0001} for i, m in enumerate(maps)],
+        8,
+        9,
+        {"stable_end": 5, "stable_end_reason": "epochs", "cooldown": 4},
+    )
+    assert info["best_epoch"] == 8
 
 
 def test_smooth_is_a_causal_average() -> None:

@@ -21,6 +21,7 @@ from speedmap import __version__
 from speedmap.errors import SpeedmapError
 from speedmap.models import Detector, SizeSpec, create_model
 from speedmap.models.detector import spec_from_record
+from speedmap.train.convergence import annealed_best
 from speedmap.train.ema import ModelEMA
 
 LAST = "last.pt"  # in a run folder: the latest epoch, with everything resuming needs
@@ -162,6 +163,6 @@ def restore_training(ckpt: dict[str, Any], optimizer: torch.optim.Optimizer, ema
     )
     maps = [h.get("map") for h in state.history]
     if maps and None not in maps:  # older checkpoints kept a mAP50/mAP50-95 mix
-        state.best_fitness = max(max(m, 0.0) for m in maps)
-        state.best_epoch = next(i for i, m in enumerate(maps) if max(m, 0.0) == state.best_fitness)
+        state.best_epoch = annealed_best([max(m, 0.0) for m in maps], state.phases.get("stable_end"))
+        state.best_fitness = max(maps[state.best_epoch], 0.0)
     return state

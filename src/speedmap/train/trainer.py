@@ -316,7 +316,9 @@ class Trainer(RunEnding):
         """Rank 0 after an epoch: keep score, save the checkpoints, write the logs; True to stop early."""
         st = self.state
         fit = _score(metrics) if metrics is not None else float(epoch)
-        improved = fit > st.best_fitness
+        cool = self.schedule.cooldown_start
+        # wsd: best.pt is picked among the annealed epochs once the cooldown has begun (see annealed_best)
+        improved = fit > st.best_fitness or (cool is not None and epoch >= cool > st.best_epoch)
         if improved:
             st.best_fitness, st.best_epoch = fit, epoch
         entry = EpochLog(
