@@ -77,7 +77,9 @@ def _names(data: dict[str, Any], path: Path, log: ProblemLog) -> list[str]:
     return unique_class_names(out, path, log)
 
 
-GENERIC = {"images", "labels", "data", "dataset", "datasets"}  # names too common to find a moved split by
+# folder names too common to say which dataset or split a folder is (a moved split is never found by one alone;
+# a study names such a folder with its parent)
+GENERIC_FOLDERS = {"images", "labels", "data", "dataset", "datasets", "export", "yolo", "coco", "voc"}
 
 
 def _resolve(root: Path, entry: str) -> Path:
@@ -98,7 +100,7 @@ def relocate(entry: str, bases: list[Path]) -> Path | None:
     parts = [q for q in entry.replace("\\", "/").split("/") if q not in ("", ".", "..") and not q.endswith(":")]
     for k in range(len(parts)):
         tail = parts[k:]
-        if len(tail) == 1 and tail[0].lower() in GENERIC:
+        if len(tail) == 1 and tail[0].lower() in GENERIC_FOLDERS:
             break
         for base in bases:
             cand = base.joinpath(*tail)
@@ -225,10 +227,8 @@ def read_yolo(path: Path) -> Dataset:
         splits[split] = read_yolo_images(images, len(classes), log)
     if not splits:
         why = "; ".join(p.message for p in log.items if p.kind is Kind.MISSING_SPLIT)
-        raise DatasetError(
-            f"{yaml_path}: no split found (set 'train', 'val' and/or 'test' to image folders)"
-            + (f": {why}" * bool(why))
-        )
+        msg = f"{yaml_path}: no split found (set 'train', 'val' and/or 'test' to image folders)"
+        raise DatasetError(f"{msg}: {why}" if why else msg)
     return Dataset(classes, {s: splits[s] for s in SPLITS if s in splits}, "yolo", yaml_path.parent, log)
 
 

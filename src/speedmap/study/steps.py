@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from speedmap import __version__
 from speedmap.bench.run import machine
+from speedmap.data.yolo import GENERIC_FOLDERS
 from speedmap.jsonfile import write_json_atomic
 from speedmap.study.config import key
 
@@ -111,9 +112,6 @@ class Steps:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "data"
-
-
-GENERIC_FOLDERS = {"dataset", "datasets", "data", "export", "images", "yolo", "coco", "voc"}
 
 
 def task_names(folders: list[Path]) -> list[str]:

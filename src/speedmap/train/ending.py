@@ -80,15 +80,7 @@ class RunEnding:
             return
         cool = allowed - done if why == "epochs" else min(cooldown_epochs(done), allowed - done)
         if why == "time":
-            self.log(
-                f"time budget {float(self.cfg.time_limit or 0) / 60:.1f} min at {per_epoch:.1f} s per epoch: "
-                f"{done + max(cool, 0)} epochs instead of {self.cfg.epochs}"
-            )
-            self.budget = {
-                "seconds": round(float(self.cfg.time_limit or 0), 1),
-                "epochs_requested": self.cfg.epochs,
-                "epochs_fitted": done + max(cool, 0),
-            }
+            self._fitted(per_epoch, done + max(cool, 0), "the constant phase ends here, then the cooldown")
         self.state.phases = {
             "warmup_end": self.warmup_epochs,
             "stable_end": done,
@@ -123,6 +115,15 @@ class RunEnding:
                 self.schedule = replace(sch, cooldown_start=start, cooldown=cool)
         return bool(stop)
 
+    def _fitted(self, per_epoch: float, fit: int, how: str) -> None:
+        """Say and record that the time limit fits ``fit`` of the run's ``--epochs`` (``how``: what changes)."""
+        limit = float(self.cfg.time_limit or 0.0)
+        self.log(
+            f"time budget {limit / 60:.1f} min at {per_epoch:.1f} s per epoch: {fit} epochs instead of "
+            f"{self.cfg.epochs} ({how})"
+        )
+        self.budget = {"seconds": round(limit, 1), "epochs_requested": self.cfg.epochs, "epochs_fitted": fit}
+
     def _fit_time_limit(self, epoch: int, per_epoch: float, spent: float, replan: bool) -> bool:
         """After the first epoch, shorten the schedule to the epochs that fit ``time_limit`` (an epoch's cost is
         known now; two epochs at least); after any later epoch, True when the next one would not fit."""
@@ -136,11 +137,7 @@ class RunEnding:
                 # the run shortened it to 97 epochs where about 109 fitted)
                 self.log(f"time budget {limit / 60:.1f} min at {per_epoch:.1f} s per epoch: about {fit} epochs fit")
             elif fit < cfg.epochs:
-                self.log(
-                    f"time budget {limit / 60:.1f} min at {per_epoch:.1f} s per epoch: {fit} epochs instead of "
-                    f"{cfg.epochs} (the schedule is shortened to fit)"
-                )
-                self.budget = {"seconds": round(limit, 1), "epochs_requested": cfg.epochs, "epochs_fitted": fit}
+                self._fitted(per_epoch, fit, "the schedule is shortened to fit")
                 cfg.epochs = fit
                 self.schedule = replace(self.schedule, epochs=fit)
             return False  # at least one more epoch: a run of one epoch says nothing
