@@ -352,6 +352,7 @@ def _rows(run: Path) -> list[dict[str, float]]:
 def test_the_linear_schedule_stopped_by_patience_is_not_converged(shapes: Path, tmp_path: Path) -> None:
     """The issue's failure on generated data: a fixed linear decay stopped by patience mid-schedule."""
     cfg = TrainConfig(data=str(shapes), epochs=40, patience=2, schedule="linear", out=str(tmp_path / "lin"), **QUICK)
+    cfg.batch = 4  # half the steps of an epoch: patience still ends it mid-schedule
     rec = train(cfg, log=lambda m: None)
     print(rec["convergence"])
     assert rec["epochs_run"] < 40  # stopped by patience, its rate still high

@@ -29,7 +29,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 runner = CliRunner()
 TINY = ["--tasks", "shapes", "--images", "30", "--imgsz", "64", "--bench-seconds", "0.3", "--bench-repeats", "1"]
-TINY += ["--targets", "local", "--no-int8", "--seed", "3", "--bench-requests", "10"]
+TINY += ["--targets", "local", "--no-int8", "--seed", "3", "--bench-requests", "10", "--no-bench-retry"]
 
 
 @pytest.fixture(scope="module")

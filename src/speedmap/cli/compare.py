@@ -163,6 +163,14 @@ BenchSecondsOpt = Annotated[
     float | None,
     typer.Option("--bench-seconds", help=f"Minimum seconds per benchmark run {presets('bench_seconds')}."),
 ]
+BenchRetryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--bench-retry/--no-bench-retry",
+        help="Run an UNSTABLE benchmark run again, up to 4x longer (default: yes). Without: one try each, "
+        "UNSTABLE runs are reported as such.",
+    ),
+]
 BenchRequestsOpt = Annotated[
     int | None,
     typer.Option("--bench-requests", help=f"Minimum requests per benchmark run {presets('bench_requests')}."),
@@ -189,6 +197,7 @@ def compare_command(
     min_map: MinMapOpt = None,
     bench_seconds: BenchSecondsOpt = None,
     bench_requests: BenchRequestsOpt = None,
+    bench_retry: BenchRetryOpt = True,
     budget: BudgetOpt = None,
     int8: Int8Opt = None,
     device: DeviceOpt = "auto",
@@ -219,6 +228,7 @@ def compare_command(
         min_map=min_map,
         bench_seconds=bench_seconds,
         bench_requests=bench_requests,
+        bench_retry=bench_retry,
         budget_minutes=budget,
         int8=int8,
         device=device,
@@ -359,6 +369,7 @@ def _command(cfg: Any, out_dir: Path) -> list[str]:
         f"{cfg.bench_seconds:g}",
         "--bench-requests",
         str(cfg.bench_requests),
+        "--bench-retry" if cfg.bench_retry else "--no-bench-retry",
         "--out",
         str(out_dir),
     ]

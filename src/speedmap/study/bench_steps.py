@@ -72,6 +72,7 @@ class BenchSteps:
             c.bench_seconds,
             c.bench_requests,
             c.bench_repeats,
+            c.bench_retry,
             c.http_concurrency,
             c.local_concurrency,
             [p.name for p in images],
@@ -103,7 +104,9 @@ class BenchSteps:
         kind = self._server_url(dest) if http else dest
         made = {mid: make_target(kind, mid, blobs, models_dir=self.models_dir) for mid in ids.values()}
         levels = [1, c.http_concurrency if http else c.local_concurrency]
-        cfg = BenchConfig(None, levels, duration=c.bench_seconds, requests=c.bench_requests, warmup=5)
+        cfg = BenchConfig(
+            None, levels, duration=c.bench_seconds, requests=c.bench_requests, warmup=5, retry_unstable=c.bench_retry
+        )
         targets = {mid: t for mid, (t, _) in made.items()}
         infos = {mid: info for mid, (_, info) in made.items()}
         if len(targets) == 2:
@@ -155,7 +158,7 @@ class BenchSteps:
         docs, warm = [], {}
         for rep in range(c.bench_repeats):
             for size, mid in order if rep % 2 == 0 else order[::-1]:
-                tries = Tries()
+                tries = Tries(c.bench_retry)
                 why: str | None = ""
                 while why is not None:
                     report, (res,) = run_browser_benchmark(

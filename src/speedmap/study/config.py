@@ -59,6 +59,7 @@ class StudyConfig:
     bench_seconds: float = 10.0  # minimum per benchmark run
     bench_requests: int = 100  # minimum per benchmark run
     bench_repeats: int = 3  # interleaved Fast/Accurate repeats per scenario and destination
+    bench_retry: bool = True  # an UNSTABLE benchmark run is tried again, longer (bench.run.RETRY_FACTORS)
     probe_steps: int = 8  # optimizer steps per segment of the training-speed probe
     bootstrap_resamples: int = 1000  # paired bootstrap over test images
     http_concurrency: int = 100  # "many in flight" on the server, as the reference study
