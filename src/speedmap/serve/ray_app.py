@@ -63,8 +63,13 @@ def run(cfg: ServeConfig, replicas: int, host: str, port: int) -> None:
 
     cpus = max(1.0, available_cpus() / replicas) if not os.environ.get("RAY_ADDRESS") else 1.0
     cfg.threads = cfg.threads or max(1, int(cpus))
+    # "local": a Ray of its own; left to itself, ray.init() joins a cluster it finds on this machine, and the
+    # server's shutdown then tears down that cluster's Serve application and its CPUs' work
     ray.init(
-        address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False, include_dashboard=False
+        address=os.environ.get("RAY_ADDRESS") or "local",
+        ignore_reinit_error=True,
+        log_to_driver=False,
+        include_dashboard=False,
     )
 
     def stop(*_: object) -> None:

@@ -45,13 +45,13 @@ def connect(address: str) -> dict[str, Any]:
     opts: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
     if not ray.is_initialized():
         try:
-            if address in ("", "local"):
-                ray.init(**opts)
+            if address in ("", "local"):  # a Ray of its own, not one found on this machine
+                ray.init(address="local", **opts)
             elif address == "auto" and not os.environ.get("RAY_ADDRESS"):
                 try:  # the cluster this node belongs to ...
                     ray.init(address="auto", **opts)
                 except ConnectionError:  # ... else one on this machine alone
-                    ray.init(**opts)
+                    ray.init(address="local", **opts)
             else:
                 _reachable(address)
                 ray.init(address=address, **opts)
