@@ -21,7 +21,6 @@ from speedmap.train.convergence import (
     plateau_clock,
     plateau_epoch,
     plateau_wait,
-    slope,
     smooth,
 )
 from speedmap.train.schedule import COOLDOWN_SHARE, Schedule, cooldown_epochs, stable_cap
@@ -275,24 +274,48 @@ CARDS_FAST_STABLE = [
 ]
 
 
-def test_a_cap_ended_run_gaining_more_than_1_5_points_a_quarter_is_not_converged() -> None:
-    """ "Converged" means within 1.5 points of a run twice as long. Cards' Fast curve gained 2.3 smoothed
-    points over its last quarter: under 5% of its best (0.80), so the rule before called it converged; it is
-    not, and the reason says what another quarter would add. The same curve flattened to a 1-point gain is."""
+# medicine's Fast run (issue 33, the default study's own run from the shipped weights): validation mAP50-95 over its
+# stable phase, epochs 1-96, which the 120-epoch cap ended. Flat over its last quarter (another quarter at that
+# slope: +0.1 points), so the rule before called it converged; the run twice as long ended 1.8 test points higher
+# (2.6 by best.pt): a creep that only the last doubling shows (the smoothed best rose 3.7 points over epochs 49-96)
+MEDICINE_FAST_STABLE = [
+    *[0.037, 0.168, 0.222, 0.319, 0.454, 0.511, 0.588, 0.649, 0.599, 0.659, 0.675, 0.651, 0.629, 0.656, 0.664],
+    *[0.701, 0.732, 0.752, 0.751, 0.724, 0.737, 0.724, 0.698, 0.736, 0.735, 0.714, 0.709, 0.709, 0.758, 0.792],
+    *[0.823, 0.824, 0.83, 0.824, 0.824, 0.797, 0.791, 0.805, 0.823, 0.825, 0.843, 0.845, 0.848, 0.856, 0.856],
+    *[0.855, 0.844, 0.861, 0.855, 0.875, 0.873, 0.876, 0.875, 0.883, 0.885, 0.868, 0.865, 0.859, 0.86, 0.863],
+    *[0.858, 0.86, 0.85, 0.857, 0.864, 0.866, 0.869, 0.888, 0.884, 0.884, 0.879, 0.878, 0.895, 0.887, 0.882],
+    *[0.883, 0.881, 0.871, 0.88, 0.881, 0.868, 0.861, 0.852, 0.856, 0.842, 0.824, 0.871, 0.895, 0.892, 0.889],
+    *[0.887, 0.885, 0.898, 0.892, 0.886, 0.883],
+]
+
+
+def test_a_cap_ended_run_whose_last_doubling_gained_1_5_points_is_not_converged() -> None:
+    """ "Converged" means within 1.5 points of a run twice as long. Cards' Fast curve rose 7 smoothed points over
+    the stable phase's second half, medicine's 3.7 (flat over its last quarter, so the quarter's slope called
+    it converged): neither is, and the reason gives the gain. A curve flat since the middle of the phase is,
+    and so is one that fell (overfitting: more epochs would not help)."""
     lrs = [1.0] * 96 + [1 - 0.99 * k / 24 for k in range(1, 25)]
-    phases = {"stable_end": 96, "stable_end_reason": "epochs", "cooldown": 24}
+    phases = {"warmup_end": 12, "stable_end": 96, "stable_end_reason": "epochs", "cooldown": 24}
     tail = [0.8] * 24  # the cooldown's epochs: not judged
-    ok, info = convergence(hist([*CARDS_FAST_STABLE, *tail], lrs), 8, 120, phases)
-    assert not ok and info["window"] == 24 and info["reason"].startswith("still improving")
-    assert "(another 24 would add +2.3 points)" in info["reason"]
-    flat = [*CARDS_FAST_STABLE[:72], *[m - 0.6 * (m - 0.78) for m in CARDS_FAST_STABLE[72:]]]
+    for curve, rose in ((CARDS_FAST_STABLE, "+7.1"), (MEDICINE_FAST_STABLE, "+3.7")):
+        ok, info = convergence(hist([*curve, *tail], lrs), 8, 120, phases)
+        assert not ok and info["window"] == 48 and info["reason"].startswith("still improving"), info
+        assert f"rose {rose} points over epochs 49-96, the stable phase's last doubling" in info["reason"]
+        assert "the epoch cap began the cooldown at epoch 96" in info["reason"]
+    # flat from the middle of the phase on, within a point of its first half's best: converged
+    half = CARDS_FAST_STABLE[:48]
+    flat = [*half, *[max(smooth(half)) + 0.01 * k / 48 + 0.01 * (-1) ** k for k in range(48)]]
     ok, info = convergence(hist([*flat, *tail], lrs), 8, 120, phases)
-    gain = slope(smooth(flat)[-24:]) * 24
-    assert ok and 0.005 < gain < 0.015 and info["reason"].startswith("plateau") and "would add +" in info["reason"]
+    assert ok and 0.0 < info["doubling_gain"] < 0.015 and info["reason"].startswith("plateau"), info
+    falling = [*half, *[max(half) - 0.001 * k for k in range(48)]]
+    assert convergence(hist([*falling, *tail], lrs), 8, 120, phases)[0]
     # a low best keeps the relative test: 1 point on a best of 0.1 is 10%, material
-    low = [0.1 + 0.0004 * e for e in range(96)]
-    ok, info = convergence(hist([*low, *[0.14] * 24], lrs), 8, 120, phases)
-    assert not ok and info["reason"].startswith("still improving")
+    low = [0.1 + 0.0002 * e for e in range(96)]
+    ok, info = convergence(hist([*low, *[0.12] * 24], lrs), 8, 120, phases)
+    assert not ok and info["reason"].startswith("still improving") and info["doubling_gain"] < 0.015
+    # a warm-up longer than half the phase: only the epochs after it are judged
+    ok, info = convergence(hist([*CARDS_FAST_STABLE, *tail], lrs), 8, 120, {**phases, "warmup_end": 60})
+    assert info["window"] == 36 and "over epochs 61-96" in info["reason"]
 
 
 torch = pytest.importorskip("torch")
