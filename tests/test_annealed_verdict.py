@@ -300,7 +300,7 @@ def test_a_cap_ended_run_whose_last_doubling_gained_1_5_points_is_not_converged(
     for curve, rose in ((CARDS_FAST_STABLE, "+7.1"), (MEDICINE_FAST_STABLE, "+3.7")):
         ok, info = convergence(hist([*curve, *tail], lrs), 8, 120, phases)
         assert not ok and info["window"] == 48 and info["reason"].startswith("still improving"), info
-        assert f"rose {rose} points over epochs 49-96, the stable phase's last doubling" in info["reason"]
+        assert f"rose {rose} points over epochs 49-96 (the stable phase's last doubling)" in info["reason"]
         assert "the epoch cap began the cooldown at epoch 96" in info["reason"]
     # flat from the middle of the phase on, within a point of its first half's best: converged
     half = CARDS_FAST_STABLE[:48]

@@ -270,8 +270,8 @@ def _judge_smoothed(
     gain = max(sm[lo:]) - max(sm[:lo])
     info.update(slope=round(slope(sm[lo:]), 6), window=window, doubling_gain=round(gain, 4))
     rose = (
-        f"the smoothed validation mAP50-95 rose {100 * gain:+.1f} points over epochs {lo + 1}-{run}, the "
-        f"stable phase's last doubling{when}"
+        f"the smoothed validation mAP50-95 rose {100 * gain:+.1f} points over epochs {lo + 1}-{run} (the "
+        f"stable phase's last doubling){when}"
     )
     if immaterial(gain, best):
         info["reason"] = f"plateau: {rose}{tail}"
