@@ -269,7 +269,8 @@ def _judge_smoothed(
     gain = max(sm[lo:]) - max(sm[:lo])
     info.update(slope=round(slope(sm[lo:]), 6), window=window, doubling_gain=round(gain, 4))
     rose = (
-        f"the smoothed validation mAP50-95 rose {100 * gain:+.1f} points over epochs {lo + 1}-{run} (the "
+        f"the smoothed validation mAP50-95 {'rose' if gain >= 0 else 'fell'} {100 * gain:+.1f} points over epochs "
+        f"{lo + 1}-{run} (the "
         f"stable phase's last doubling){when}"
     )
     if immaterial(gain, best):
