@@ -29,9 +29,6 @@ def pytest_configure(config: pytest.Config) -> None:
     the work, where two unpinned workers of two threads each oversubscribed the cores 5-10x; and each worker's
     CPU meter counts its own core only, so the other worker is not "contention" (``speedmap.cpustat``), and the
     contention tests burn every core they may use (one)."""
-    # Two Ray instances at once (the Ray study's cluster on one worker, `serve --ray` on the other) drew worker
-    # ports from the same default range and one of them lost its nodes: Ray's own switch for tests picks free ones.
-    os.environ.setdefault("RAY_USE_RANDOM_PORTS", "1")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))

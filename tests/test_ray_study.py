@@ -23,7 +23,6 @@ import torch
 from typer.testing import CliRunner
 
 from speedmap.cli import app
-from tests.test_serve import free_port
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -35,10 +34,8 @@ TINY += ["--targets", "local", "--no-int8", "--seed", "3", "--bench-requests", "
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    # ports of their own: another Ray may run at the same time on the other test worker (its agent on the default)
-    own = {"include_dashboard": False, "dashboard_agent_listen_port": free_port()}
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **own})
-    c.add_node(num_cpus=1, dashboard_agent_listen_port=free_port())
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
     c.wait_for_nodes()
     try:  # this process starts the nodes but never joins them: the studies on Ray run as `speedmap` processes
         yield c.address
