@@ -18,6 +18,7 @@ from speedmap.train.convergence import (
     annealed_best,
     convergence,
     first_stop,
+    object_step,
     plateau_clock,
     plateau_epoch,
     plateau_wait,
@@ -317,6 +318,30 @@ def test_a_cap_ended_run_whose_last_doubling_gained_1_5_points_is_not_converged(
     # a warm-up longer than half the phase: only the epochs after it are judged
     ok, info = convergence(hist([*CARDS_FAST_STABLE, *tail], lrs), 8, 120, {**phases, "warmup_end": 60})
     assert info["window"] == 36 and "over epochs 61-96" in info["reason"]
+
+
+def test_a_plateau_needs_a_validation_split_that_can_resolve_it() -> None:
+    """One validation object moves mAP50-95 by up to 1 / (classes * objects of the rarest class). Microcontroller's
+    15 validation images (issue 33) hold 2, 7, 3 and 4 objects of its four classes: one Arduino is worth 12.5
+    points, so a flat stretch there cannot mean "no gain of 1.5 points" (its Accurate run plateaued for 36 epochs,
+    then gained 11 validation and 4 test points). Cards' 100 objects of six classes, 12 of the rarest, can. A
+    run judged at its cap on a coarse split says why it did not stop at a plateau."""
+    names = ["Arduino", "ESP8266", "Heltec", "Raspberry"]
+    micro = object_step([[0, 1, 1], [0, 1, 2], *([[1, 2, 3]] * 2), [1, 3], [1, 3]], names)
+    assert micro is not None and (micro.name, micro.n, micro.classes) == ("Arduino", 2, 4)
+    assert micro.step == pytest.approx(0.125) and not micro.resolves_plateau
+    assert "up to 12.5 points ('Arduino' has 2 objects in validation)" in micro.sentence()
+    cards = object_step([[c] for c in range(6) for _ in range(12 if c == 3 else 20)], list("abcdef"))
+    assert cards is not None and cards.name == "d" and cards.step == pytest.approx(1 / 72) and cards.resolves_plateau
+    assert object_step([[], []], names) is None  # no objects: nothing to resolve, the trainer's rule as before
+    lrs = [1.0] * 96 + [1 - 0.99 * k / 24 for k in range(1, 25)]
+    phases = {"warmup_end": 12, "stable_end": 96, "stable_end_reason": "epochs", "cooldown": 24}
+    ok, info = convergence(hist([*CARDS_FAST_STABLE, *[0.8] * 24], lrs), 8, 120, {**phases, "object_step": 0.125})
+    assert (
+        not ok and "(no plateau stop: one validation object can move mAP50-95 by up to 12.5 points)" in info["reason"]
+    )
+    ok, info = convergence(hist([*CARDS_FAST_STABLE, *[0.8] * 24], lrs), 8, 120, {**phases, "object_step": 1 / 72})
+    assert "no plateau stop" not in info["reason"]
 
 
 torch = pytest.importorskip("torch")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from speedmap.cpustat import CONTENDED_SHARE, CpuMeter  # noqa: E402
+from speedmap.data import load_dataset  # noqa: E402
 from speedmap.data.tasks import make_task  # noqa: E402
 from speedmap.train.checkpoint import load_checkpoint  # noqa: E402
 from speedmap.train.config import TrainConfig  # noqa: E402
@@ -142,13 +144,14 @@ def test_probe_ratio_resists_a_burner_on_every_core(shapes: Path) -> None:
 
 def test_early_stopping_on_map50_95(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "stop"
-    # a run that starts where it will end: the session's trained run, fine-tuned on its own data at a rate too
-    # small to move it, has a flat curve from its first epoch, so the smoothed plateau (patience and half the run)
-    # comes within a few epochs. (A run that learns, from the shipped weights, still rose at epoch 19 of 24 once a
+    # a run that starts where it will end: the session's trained run, fine-tuned on its task at a rate too small
+    # to move it, has a flat curve from its first epoch, so the smoothed plateau (patience and half the run) comes
+    # within a few epochs. (A run that learns, from the shipped weights, still rose at epoch 19 of 24 once a
     # plateau had to be half the run old; the rule itself is tested on real curves in test_annealed_verdict.)
-    own = json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"]
+    # 240 images: a validation split whose rarest class has enough objects to resolve a plateau
+    data = make_task("shapes", tmp_path / "shapes240", images=240, imgsz=64, seed=5)
     cfg = TrainConfig(
-        data=own, epochs=24, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(run), **QUICK
+        data=str(data), epochs=24, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(run), **QUICK
     )
     rec = train(cfg, log=lambda m: None)
     c = rec["convergence"]
@@ -174,6 +177,29 @@ def test_early_stopping_on_map50_95(tiny_run: Path, tmp_path: Path) -> None:
     secs = [float(r["seconds"]) for r in rows(run)]
     assert rec["time_to_95_seconds"] == pytest.approx(sum(secs[:first]), abs=0.01)
     assert 0 < rec["time_to_95_seconds"] <= rec["total_seconds"]
+
+
+def test_a_validation_split_too_coarse_for_a_plateau_runs_to_the_cap(tiny_run: Path, tmp_path: Path) -> None:
+    """The same flat curve on the session run's own 48-image task, whose validation split has a handful of objects
+    per class: one object moves mAP50-95 by several points, a flat stretch there proves nothing at 1.5, so the run
+    does not stop at a plateau; it says why, and its convergence reason too."""
+    own = json.loads((tiny_run / "train.json").read_text())["dataset"]["abspath"]
+    val = load_dataset(own, auto_split=True, decode=()).split("valid")
+    counts = Counter(int(c) for r in val.records for c in r.class_ids[~r.iscrowd])
+    step = 1 / (len(counts) * min(counts.values()))
+    assert step > 0.015  # the premise: coarser than the 1.5 points a plateau must resolve
+    logs: list[str] = []
+    cfg = TrainConfig(
+        data=own, epochs=10, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(tmp_path / "c"), **QUICK
+    )
+    rec = train(cfg, log=logs.append)
+    c = rec["convergence"]
+    print(f"coarse: {c}")
+    assert c["phases"]["stable_end_reason"] == "epochs" and rec["epochs_run"] == 10 and not c["stopped_early"]
+    assert c["phases"]["object_step"] == pytest.approx(step, abs=1e-4)
+    said = f"one validation object can move mAP50-95 by up to {100 * step:.1f} points"
+    assert any(said in m and "runs to the epoch cap" in m for m in logs), logs
+    assert f"(no plateau stop: {said})" in c["reason"]
 
 
 def test_a_run_cut_off_while_improving_is_not_converged(shapes: Path, tmp_path: Path) -> None:

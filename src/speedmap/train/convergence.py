@@ -6,13 +6,15 @@
   peak) is not converged, whatever its curve did: the low-rate end of a schedule is where a run gains its
   last points (a Fast run stopped at epoch 33 of 60 scored 0.613, the same run to 60 scored 0.749). The
   ``wsd`` schedule always ends annealed; older runs stopped by patience did not.
-- **Where the stable phase ended** (``wsd``, ``phases`` from the trainer). At a plateau of the *smoothed*
-  validation curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs and for half
-  the run: the run has doubled since its best without a gain, nor climbed out of a dip below it) the run has
-  converged. At the epoch cap or the time budget it has converged only if the stable phase's last doubling
-  (its second half, after warm-up) raised the smoothed curve's best by an immaterial gain (:func:`immaterial`:
-  under ``PLATEAU_GAIN`` of the best mAP and under ``PLATEAU_POINTS``): learning curves rise about linearly in
-  log(epochs), so what the last doubling gained is what a run twice as long can expect to gain again.
+- **Where the stable phase ended** (``wsd``, ``phases`` from the trainer). At a plateau of the *smoothed* validation
+  curve (:func:`plateau_epoch`: no gain of the smoothed curve for ``patience`` epochs and for half the run: the run
+  has doubled since its best without a gain, nor climbed out of a dip below it) the run has converged. The trainer
+  only stops at a plateau where one validation object moves mAP50-95 by at most ``PLATEAU_POINTS``
+  (:class:`ObjectStep`): on a coarser split a flat stretch says nothing at that precision, and the run goes on to the
+  cap or the budget. At the epoch cap or the time budget it has converged only if the stable phase's last doubling
+  (its second half, after warm-up) raised the smoothed curve's best by an immaterial gain (:func:`immaterial`: under
+  ``PLATEAU_GAIN`` of the best mAP and under ``PLATEAU_POINTS``): learning curves rise about linearly in log(epochs),
+  so what the last doubling gained is what a run twice as long can expect to gain again.
 - **The slope test**, for runs that reached their cap: the least-squares slope of the mAP over the last
   ``CONVERGENCE_WINDOW`` epochs is "still improving" only if it is both real and material: above ``MIN_T``
   standard errors (validation on a small split swings several points from epoch to epoch) and, carried on
@@ -30,6 +32,9 @@ for ``MIN_JUDGE_MAP``.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from math import ceil
 from typing import Any
 
@@ -55,6 +60,41 @@ PLATEAU_TOLERANCE = 0.001  # a smoothed gain under 0.1 point of mAP50-95 is no g
 PLATEAU_SHARE = 0.5
 ANNEALED_SHARE = 0.1  # a run is annealed when its last learning rate is at most this share of its peak
 STABLE_END = {"plateau": "a plateau", "epochs": "the epoch cap", "time": "the time budget"}
+
+
+@dataclass(frozen=True)
+class ObjectStep:
+    """The most one validation object can move mAP50-95: a class's AP by up to ``1 / n`` (found at every IoU
+    threshold, or missed), the mean over ``classes`` by ``1 / (classes * n)``, largest for the class with the
+    fewest objects (``name``, ``n`` of them)."""
+
+    step: float
+    name: str
+    n: int
+    classes: int
+
+    @property
+    def resolves_plateau(self) -> bool:
+        """Can a flat stretch on this split mean "no gain of :data:`PLATEAU_POINTS`"? Not where one object is
+        worth more: microcontroller (issue 33; 15 validation images, 2 objects of its rarest class, 12.5 points
+        each) plateaued flat for 36 epochs, and the same run went on to gain 11 validation and 4 test points."""
+        return self.step <= PLATEAU_POINTS
+
+    def sentence(self) -> str:
+        return (
+            f"one validation object can move mAP50-95 by up to {100 * self.step:.1f} points ({self.name!r} has "
+            f"{self.n} object{'s' * (self.n != 1)} in validation)"
+        )
+
+
+def object_step(class_ids: Iterable[Iterable[int]], names: list[str]) -> ObjectStep | None:
+    """:class:`ObjectStep` of a validation split given each image's class ids (crowd regions left out, as
+    COCO ignores them); None without objects."""
+    counts = Counter(int(c) for ids in class_ids for c in ids)
+    if not counts:
+        return None
+    cls, n = min(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return ObjectStep(1 / (len(counts) * n), names[cls] if 0 <= cls < len(names) else str(cls), n, len(counts))
 
 
 def immaterial(gain: float, best: float) -> bool:
@@ -244,6 +284,9 @@ def _judge_phases(
         )
         return True, info
     when = f" when {STABLE_END[why]} began the cooldown at epoch {end}"
+    step = phases.get("object_step")
+    if step is not None and step > PLATEAU_POINTS:
+        when += f" (no plateau stop: one validation object can move mAP50-95 by up to {100 * step:.1f} points)"
     return _judge_smoothed(stable, info, when, cool, int(phases.get("warmup_end") or 0))
 
 

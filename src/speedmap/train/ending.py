@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from speedmap.train.checkpoint import RunState
 from speedmap.train.config import TrainConfig
-from speedmap.train.convergence import patience_stop, plateau_epoch
+from speedmap.train.convergence import ObjectStep, patience_stop, plateau_epoch
 from speedmap.train.schedule import Schedule, cooldown_epochs, stable_cap
 
 
@@ -28,6 +28,7 @@ class RunEnding:
     state: RunState
     budget: dict[str, Any]
     val: Any
+    val_step: ObjectStep | None
     ddp: bool
     device: torch.device
     warmup_epochs: int
@@ -48,9 +49,10 @@ class RunEnding:
 
     def _plateau(self) -> int | None:
         """The 1-based epoch where the smoothed validation curve peaked, if that is ``patience`` epochs ago;
-        judged from the last warm-up epoch on (a rising rate first shakes a pretrained model's scores)."""
+        judged from the last warm-up epoch on (a rising rate first shakes a pretrained model's scores). Never on
+        a validation split too coarse to resolve a plateau (:attr:`ObjectStep.resolves_plateau`)."""
         maps = [h.get("map") for h in self.state.history]
-        if self.val is None or None in maps:
+        if self.val is None or None in maps or (self.val_step is not None and not self.val_step.resolves_plateau):
             return None
         w = max(self.warmup_epochs - 1, 0)
         b = plateau_epoch(maps[w:], self.cfg.patience, done=len(maps))
@@ -86,6 +88,7 @@ class RunEnding:
             "stable_end": done,
             "stable_end_reason": why,
             "smoothed_best": self._plateau() if why == "plateau" else None,
+            "object_step": None if self.val_step is None else round(self.val_step.step, 4),
             "cooldown": max(cool, 0),
         }
         if cool <= 0:

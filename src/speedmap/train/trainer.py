@@ -46,7 +46,7 @@ from speedmap.train.checkpoint import (
     saved_config,
 )
 from speedmap.train.config import EpochLog, Progress, TrainConfig, check_imgsz
-from speedmap.train.convergence import convergence, time_to_fraction
+from speedmap.train.convergence import convergence, object_step, time_to_fraction
 from speedmap.train.data import AugmentConfig, TrainData, ValData, collate
 from speedmap.train.device import default_workers, resolve_device
 from speedmap.train.ema import ModelEMA, ema_horizon, epoch_ema
@@ -223,6 +223,8 @@ class Trainer(RunEnding):
         self.data = TrainData(self.train_split, self.imgsz, cfg.seed, aug)
         use_val = self.val_split is not None and cfg.val and self.main
         self.val = ValData(self.val_split, self.imgsz) if use_val else None
+        ids = (r.class_ids[~r.iscrowd] for r in self.val_split.records) if self.val is not None else ()
+        self.val_step = object_step(ids, self.ds.classes)
         self.workers = default_workers(self.device.type) if cfg.workers is None else cfg.workers
         warmup = warmup_iterations(cfg.warmup_epochs, self.batches_per_epoch, cfg.warmup_min_iters)
         self.warmup_epochs = math.ceil(warmup / self.batches_per_epoch)  # the epochs warm-up reaches into
@@ -240,6 +242,12 @@ class Trainer(RunEnding):
             f"on {self.n_train} images, {self.nc} classes, {cfg.epochs} epochs, batch {cfg.batch}, device "
             f"{self.device}{f', {self.world} processes' if self.ddp else ''}; run folder {self.out}"
         )
+        step = self.val_step
+        if step is not None and not step.resolves_plateau and self.schedule.kind == "wsd" and cfg.patience > 0:
+            self.log(
+                f"validation: {step.sentence()}, more than a plateau can resolve: the constant phase runs to the epoch "
+                "cap or the time budget"
+            )
 
     # ---- the loop
 
