@@ -1,5 +1,5 @@
-"""The real public datasets speedmap is measured on (issue 25): where each comes from, its licence, and how
-to lay it out from a local copy. Nothing is downloaded here: fetch each repository at the commit below
+"""The real public datasets speedmap is measured on (issues 25 and 33): where each comes from, its licence, and
+how to lay it out from a local copy. Nothing is downloaded here: fetch each repository at the commit below
 (``git clone`` + ``git checkout``, or ``git archive``), then point ``--src`` at the folder holding them.
 
     python benchmarks/real_datasets.py --src /work/data/real                 # load each as a user would, print info
@@ -29,6 +29,7 @@ class RealDataset:
     licence: str
     layout: str
     subset: tuple[str, ...]  # image stems committed under tests/data/real (quirks included on purpose)
+    folder: str = ""  # the repository's folder that is the dataset (its contents, or itself, under --src/NAME)
 
 
 DATASETS = (
@@ -63,14 +64,57 @@ DATASETS = (
         # 150, 152, 161: greyscale JPEGs; 39, 99: EXIF orientation tags
         tuple(f"raccoon-{i}" for i in (150, 152, 161, 39, 99, 151, 131, 159, 166, 132, 155, 125)),
     ),
+    # issue 33's new datasets: measured on (BENCHMARKS.md), nothing committed from them
+    RealDataset(
+        "kangaroo",
+        "wildlife: 1 class, photos of many sizes, mostly large objects",
+        "experiencor/kangaroo",
+        "882bbbd75ba49cb8cf9393e06d88ebaec293af32",
+        "none stated in the repository (measured on, never redistributed)",
+        "LabelImg VOC: images/ + annots/, unsplit; 00090.jpg is truncated (20 bytes)",
+        (),
+    ),
+    RealDataset(
+        "cards",
+        "playing cards: 6 classes (nine to ace), 4032x3024 and smaller photos",
+        "EdjeElectronics/TensorFlow-Object-Detection-API-Tutorial-Train-Multiple-Objects-Windows-10",
+        "c1645825822622fc75919b6be253779d49678f55",
+        "Apache-2.0 (the repository's LICENSE)",
+        "LabelImg VOC, XML beside each JPEG in images/train and images/test; no valid split",
+        (),
+    ),
+    RealDataset(
+        "medicine",
+        "product photos: 1 class, medicine boxes and bottles on plain backgrounds, 640x640",
+        "2004apurva/Medicine_detector",
+        "e70dd51cbd093c0e3ffdc9bc58d9fad010215ff6",
+        "CC BY 4.0 (the Roboflow README and data.yaml; no LICENSE file)",
+        "Roboflow YOLOv8 export: train|valid|test/{images,labels} + data.yaml with the exporter's absolute paths",
+        (),
+        "dataset",
+    ),
+    RealDataset(
+        "microcontroller",
+        "electronics: Arduino, ESP8266, Heltec, Raspberry Pi (+ Arduino Nano, 1 box), phone photos 800x600",
+        "Grod-d/classifier_microcontrollers",
+        "482d529deb13c363cfd192fa9cd42a0460fc5793",
+        "MIT (README.roboflow.txt and each annotation file's licenses)",
+        "Roboflow COCO JSON export: train|valid|test/_annotations.coco.json beside the images; 15 valid images",
+        (),
+        "dataset",
+    ),
 )
 
 
 def find(src: Path, ds: RealDataset) -> Path:
-    path = src / ds.name
-    if not path.is_dir():
-        sys.exit(f"{path} not found: fetch {ds.repo} at {ds.commit} into it")
-    return path
+    """``src/NAME/FOLDER`` (a clone) or ``src/NAME`` (the dataset's folder itself)."""
+    clone = src / ds.name / ds.folder
+    if ds.folder and clone.is_dir():
+        return clone
+    if (src / ds.name).is_dir():
+        return src / ds.name
+    folder = f" (its {ds.folder}/ folder)" if ds.folder else ""
+    sys.exit(f"{src / ds.name} not found: fetch {ds.repo} at {ds.commit} into it{folder}")
 
 
 def copy_subset(src: Path, dst: Path) -> None:
@@ -79,7 +123,7 @@ def copy_subset(src: Path, dst: Path) -> None:
         "Subsets of real public datasets, unmodified files, for speedmap's tests (benchmarks/real_datasets.py).",
         "",
     ]
-    for ds in DATASETS:
+    for ds in (d for d in DATASETS if d.subset):
         root = find(src, ds)
         for stem in ds.subset:
             for f in [*root.rglob(f"{stem}.xml"), *root.rglob(f"{stem}.jpg"), *root.rglob(f"{stem}.png")]:
@@ -101,7 +145,7 @@ def copy_subset(src: Path, dst: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--src", type=Path, required=True, help="folder holding bccd/, roadsign/, raccoon/")
+    ap.add_argument("--src", type=Path, required=True, help="folder holding one folder per dataset, by name")
     ap.add_argument("--subset", type=Path, help="write the test subset here")
     args = ap.parse_args()
     for ds in DATASETS:
