@@ -444,11 +444,19 @@ def test_an_overlapping_interval_is_no_detectable_difference() -> None:
     c = choice(res)
     assert c.size == "fast" and c.evidence is not None and c.evidence.accuracy == "not detectable"
     assert "There is no detectable mAP50-95 difference on 90 test images" in c.reasons[0]
-    assert "about 400 would be needed to tell" in c.reasons[0]
+    assert "about 400 test images would be needed to tell" in c.reasons[0]
     assert any("**no detectable difference**; about 400 test images would be needed" in x for x in c.evidence.lines)
     assert c.evidence.strength == "strong"  # converged, VALID, quiet: the "no difference" itself is well founded
     md = to_markdown(blocks(res, {}), Path("."))
     assert "+2.0 [-1.0, +5.0] (not detectable)" in md
+    # a point difference tiny against its interval: the estimate (3562 on microcontroller) reads as a cap
+    tiny = study(accurate={"m": 0.501}, delta_ci=(-0.05, 0.06))
+    delta = tiny.tasks["t"].accuracy_delta
+    assert delta is not None
+    delta.images_needed = 3562
+    tiny.recommendation = recommend(tiny)
+    c = choice(tiny)
+    assert "over 1000 test images would be needed to tell (the difference is small against the noise)" in c.reasons[0]
 
 
 def test_contended_training_is_flagged_and_the_probe_decides() -> None:

@@ -75,6 +75,19 @@ def interval_text(ci: tuple[float, float] | None) -> str:
     return "" if ci is None else f", 95% CI [{pct(ci[0])}, {pct(ci[1])}]"
 
 
+NEEDED_CAP = 1000  # past this many test images the estimate reads as absurd: the difference is small, not "3562"
+
+
+def images_needed_text(needed: int | None, what: str = "would be needed to tell") -> str:
+    """The clause "; about N test images <what>" for a difference the test split cannot tell; "over 1000" past
+    :data:`NEEDED_CAP`; "" without an estimate."""
+    if not needed:
+        return ""
+    if needed > NEEDED_CAP:
+        return f"; over {NEEDED_CAP} test images {what} (the difference is small against the noise)"
+    return f"; about {needed} test images {what}"
+
+
 def evidence(task: TaskResult, dest: str) -> Evidence:
     """How sure a verdict on ``task`` for ``dest`` can be, in flags and in the words the report prints."""
     pair = task.pair()
@@ -121,12 +134,7 @@ def _accuracy_evidence(d: AccuracyDelta | None) -> tuple[str, str]:
     if d is None or d.map_ci95 is None:
         return "no interval", "Accuracy: no confidence interval (bootstrap not run)."
     acc = "detectable" if d.detectable else "not detectable"
-    tail = (
-        "a real difference"
-        if d.detectable
-        else "**no detectable difference**"
-        + (f"; about {d.images_needed} test images would be needed to tell" if d.images_needed else "")
-    )
+    tail = "a real difference" if d.detectable else "**no detectable difference**" + images_needed_text(d.images_needed)
     return acc, (
         f"Accuracy: Accurate minus Fast = {pct(d.map)} mAP50-95 points{interval_text(d.map_ci95)} "
         f"({d.resamples} paired bootstrap resamples of {d.images} test images): {tail}."

@@ -12,6 +12,7 @@ from speedmap.study.evidence import (
     LITTLE_GAIN_MAP50,
     SIZES,
     Numbers,
+    images_needed_text,
     interval_text,
     pct,
     primary_destination,
@@ -162,7 +163,7 @@ def _no_gain_reason(n: Numbers, acc: str) -> str:
     if d is not None and d.map_ci95 is not None and d.detectable:  # detectable, and Fast is the better one
         return f"Fast is measurably more accurate here ({acc})"
     if d is not None and d.map_ci95 is not None:
-        need = f"; about {d.images_needed} would be needed to tell" if d.images_needed else ""
+        need = images_needed_text(d.images_needed)
         return f"There is no detectable mAP50-95 difference on {d.images} test images ({acc}){need}"
     if n.saturated:
         return f"The task is saturated and Accurate gains under one mAP50-95 point ({acc})"

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from speedmap.study.evidence import SIZES
+from speedmap.study.evidence import SIZES, images_needed_text
 from speedmap.study.results import Interval, StudyResults, TaskResult
 
 DEST_NAMES = {
@@ -293,11 +293,7 @@ def data_lines(t: TaskResult, cfg: Any) -> list[str]:
     d = t.accuracy_delta
     if pair is not None and pair[0].test_images < SMALL_SPLIT:
         width = f"±{50 * (d.map_ci95[1] - d.map_ci95[0]):.1f} points" if d and d.map_ci95 else "wide"
-        need = (
-            f"; about {d.images_needed} test images would make this difference detectable"
-            if d and d.images_needed
-            else ""
-        )
+        need = images_needed_text(d.images_needed if d else None, "would make this difference detectable")
         lines.append(
             f"Small test split: {pair[0].test_images} images (under {SMALL_SPLIT}), so the interval of the "
             f"difference is {width}{need}. Label more images, or split with a larger test share."
