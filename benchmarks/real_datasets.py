@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speedmap.data import dataset_info, load_dataset
+from speedmap.train.convergence import object_step
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", type=Path, required=True, help="folder holding one folder per dataset, by name")
     ap.add_argument("--subset", type=Path, help="write the test subset here")
+    ap.add_argument("--only", help="comma-separated names (default: all)")
     args = ap.parse_args()
-    for ds in DATASETS:
+    for ds in DATASETS if not args.only else [d for d in DATASETS if d.name in args.only.split(",")]:
         data = load_dataset(find(args.src, ds), auto_split=True)
         info = dataset_info(data)
         counts = " / ".join(f"{s} {info['splits'][s]['images']}" for s in ("train", "valid", "test"))
+        val = data.split("valid")
+        step = object_step((r.class_ids[~r.iscrowd] for r in val.records), data.classes)
+        plateau = (
+            "none" if step is None else f"{step.sentence()}: {'a' if step.resolves_plateau else 'no'} plateau stop"
+        )
         print(
             f"{ds.name} ({ds.repo}, {ds.licence.split(' (')[0]}): {data.format}, {len(data.classes)} classes, "
-            f"{counts}; split {data.split_info.describe()}; {len(data.problems)} problem(s)"
+            f"{counts}; split {data.split_info.describe()}; {len(data.problems)} problem(s); {plateau}"
         )
     if args.subset:
         copy_subset(args.src, args.subset)
