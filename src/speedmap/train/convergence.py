@@ -64,9 +64,9 @@ STABLE_END = {"plateau": "a plateau", "epochs": "the epoch cap", "time": "the ti
 
 @dataclass(frozen=True)
 class ObjectStep:
-    """The most one validation object can move mAP50-95: a class's AP by up to ``1 / n`` (found at every IoU
-    threshold, or missed), the mean over ``classes`` by ``1 / (classes * n)``, largest for the class with the
-    fewest objects (``name``, ``n`` of them)."""
+    """About the most one validation object can move mAP50-95: its class's recall, and so about its AP, by ``1 / n``
+    (found at every IoU threshold, or missed), the mean over ``classes`` by ``1 / (classes * n)``; largest for the
+    class with the fewest objects (``name``, ``n`` of them)."""
 
     step: float
     name: str
