@@ -364,14 +364,16 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_training_ends_annealed_and_resumes_in_its_cooldown(shapes: Path, tmp_path: Path) -> None:
     """The trainer: wsd ends its stable phase (plateau or cap), cools down and stops annealed, with the
-    phases recorded; a run interrupted in its cooldown resumes with the same cooldown."""
+    phases recorded; a run interrupted in its cooldown resumes with the same cooldown. (On this 48-image task one
+    validation object moves mAP50-95 by several points, so the cap ends the stable phase: batch 8, 12 epochs.)"""
     run = tmp_path / "wsd"
-    cfg = TrainConfig(data=str(shapes), epochs=16, patience=2, out=str(run), **QUICK)
+    quick = {**QUICK, "batch": 8}
+    cfg = TrainConfig(data=str(shapes), epochs=12, patience=2, out=str(run), **quick)
     rec = train(cfg, log=lambda m: None)
     c, ph = rec["convergence"], rec["convergence"]["phases"]
     print(c)
     assert ph["stable_end_reason"] in ("plateau", "epochs") and ph["cooldown"] >= 2
-    assert rec["epochs_run"] == ph["stable_end"] + ph["cooldown"] <= 16
+    assert rec["epochs_run"] == ph["stable_end"] + ph["cooldown"] <= 12
     assert c["annealed"] and c["lr_share"] <= ANNEALED_SHARE
     lrs = [h["lr"] for h in _rows(run)]
     stable = lrs[: ph["stable_end"]]
@@ -385,7 +387,7 @@ def test_training_ends_annealed_and_resumes_in_its_cooldown(shapes: Path, tmp_pa
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(TrainConfig(data=str(shapes), epochs=16, patience=2, out=str(cut), **QUICK), stop_in_cooldown, print)
+        train(TrainConfig(data=str(shapes), epochs=12, patience=2, out=str(cut), **quick), stop_in_cooldown, print)
     again = train(TrainConfig(data=str(shapes), imgsz=64, out=str(cut), resume=True), log=lambda m: None)
     assert again["convergence"]["phases"] == ph and again["epochs_run"] == rec["epochs_run"]
     assert [h["lr"] for h in _rows(cut)] == pytest.approx(lrs)
