@@ -32,6 +32,7 @@ from speedmap.train.trainer import train  # noqa: E402
 # 64 px, batch 2 (21 steps an epoch), no warm-up and no mosaic: the quickest start to learning measured
 # on this 48-image task; mAP50-95 turns positive near epoch 6 and is still rising at epoch 16.
 QUICK = {"imgsz": 64, "batch": 2, "workers": 0, "warmup_epochs": 0.0, "close_mosaic": 16, "seed": 0}
+QUICK4 = {**QUICK, "batch": 4}  # the early-stop test: 168 training images, half the steps of batch 2
 # a burner that ends by itself even if this process dies without killing it
 BURN = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -151,7 +152,7 @@ def test_early_stopping_on_map50_95(tiny_run: Path, tmp_path: Path) -> None:
     # 240 images: a validation split whose rarest class has enough objects to resolve a plateau
     data = make_task("shapes", tmp_path / "shapes240", images=240, imgsz=64, seed=5)
     cfg = TrainConfig(
-        data=str(data), epochs=24, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(run), **QUICK
+        data=str(data), epochs=24, patience=2, weights=str(tiny_run / "best.pt"), lr0=1e-7, out=str(run), **QUICK4
     )
     rec = train(cfg, log=lambda m: None)
     c = rec["convergence"]
