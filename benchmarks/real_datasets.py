@@ -150,7 +150,11 @@ def main() -> None:
     ap.add_argument("--subset", type=Path, help="write the test subset here")
     ap.add_argument("--only", help="comma-separated names (default: all)")
     args = ap.parse_args()
-    for ds in DATASETS if not args.only else [d for d in DATASETS if d.name in args.only.split(",")]:
+    only = args.only.split(",") if args.only else [d.name for d in DATASETS]
+    unknown = sorted(set(only) - {d.name for d in DATASETS})
+    if unknown:
+        sys.exit(f"--only: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(d.name for d in DATASETS)}")
+    for ds in (d for d in DATASETS if d.name in only):
         data = load_dataset(find(args.src, ds), auto_split=True)
         info = dataset_info(data)
         counts = " / ".join(f"{s} {info['splits'][s]['images']}" for s in ("train", "valid", "test"))
