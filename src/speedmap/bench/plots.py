@@ -100,10 +100,7 @@ def plot_runs(runs: list[RunResult], title: str, folder: Path, suffix: str = "")
     for r in runs:
         if r.recorder.count == 0:
             continue
-        xs, ys = [], []
-        for item in r.recorder.hist.get_recorded_iterator():
-            xs.append(item.value_iterated_to / 1e3)
-            ys.append(item.total_count_to_this_value / r.recorder.count)
+        xs, ys = r.recorder.cdf_ms()
         label = f"{r.scenario} {r.concurrency or r.target_rate}"
         ax.step(xs, ys, where="post", label=label)
     ax.set(xscale="log", xlabel="latency (ms, log scale)", ylabel="fraction of requests", title=f"{title}: latency CDF")
