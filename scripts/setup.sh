@@ -10,7 +10,7 @@
 #    next to NodeSource's Node.js, say) is reported and the others still go in. Not root: nothing is
 #    installed, a note says what to install.
 # 2. Python: the virtual environment .venv (created if absent), then `pip install -e` with the
-#    extras train,browser (run) or all (test).
+#    extras train,browser (run) or all (test); for the tests, the real Roboflow clients in .venv-clients.
 # 3. The browser page's runtime, from web/'s npm lockfile, when npm is there.
 # 4. The job.
 # Only steps 2 and 4 can make this script fail. Without Chromium or npm it goes on, with a note,
@@ -56,6 +56,17 @@ fi
 # shellcheck disable=SC1091  # created by the line above
 . .venv/bin/activate
 pip install -q -e ".[$extras]"
+if [ "$mode" = test ]; then
+  # the real Roboflow clients the server tests drive, in their own venv (their pins clash with ours); the
+  # marker holds the pins installed, as tests/conftest.py reads it
+  pins="$(grep -v '^#' tests/clients.txt | xargs)"
+  if [ ! -f .venv-clients/.installed ] || [ "$(cat .venv-clients/.installed)" != "$pins" ]; then
+    python -m venv .venv-clients
+    # shellcheck disable=SC2086  # one argument per pin
+    .venv-clients/bin/python -m pip install -q $pins
+    printf %s "$pins" > .venv-clients/.installed
+  fi
+fi
 
 # 3. The browser page's runtime: onnxruntime-web's files, copied into src/speedmap/web/static/vendor
 if ! command -v npm >/dev/null; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,15 +38,53 @@ def pytest_configure(config: pytest.Config) -> None:
             sys.modules["torch"].set_num_threads(1)
 
 
-# The modules whose tests run studies, Ray clusters and real training (a minute or more each, 60% of the suite's
-# time): collected first, so that under ``-n auto`` no worker is left with one of them while the other idles.
-HEAVY_FIRST = ("test_compare", "test_ray_study", "test_real_data", "test_annealed_verdict", "test_train_contention")
+# Seconds each module's tests take under ``-n 2`` on 2 cores (rough: for balancing only; BENCHMARKS.md, the suite's
+# time). The rest take under 20 s each.
+MODULE_SECONDS = {
+    "test_compare": 200,
+    "test_train_contention": 170,
+    "test_ray_study": 140,
+    "test_real_data": 100,
+    "test_train": 85,
+    "test_annealed_verdict": 65,
+    "test_pretrain": 40,
+    "test_serve_ray": 37,
+    "test_broken_images": 37,
+    "test_serve_fuzz": 33,
+    "test_serve_hardening": 32,
+    "test_web": 27,
+    "test_bench_retry": 24,
+    "test_serve": 23,
+    "test_bench_contention": 22,
+}
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The heavy modules first (:data:`HEAVY_FIRST`), the rest in their usual order."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+    """Order the tests for ``-n N --dist worksteal``, which first gives worker i the i-th of N consecutive slices
+    of this order and then lets an idle worker steal from the end of another's queue. Each slice gets heavy
+    modules (whole, so their fixtures are built once) to an equal share of :data:`MODULE_SECONDS`, heaviest
+    first, then light tests to its size: no worker starts with all the heavy work (the heavy modules used to
+    lead one slice: one worker ran the studies back to back while the other ran out of light tests), and the
+    queues end on light tests, which is what gets stolen. One process: the heavy modules first."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path.stem, []).append(item)
+    heavy = sorted((m for m in modules if m in MODULE_SECONDS), key=MODULE_SECONDS.__getitem__, reverse=True)
+    light = [it for m, its in modules.items() if m not in MODULE_SECONDS for it in its]
+    slices: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for m in heavy:
+        j = load.index(min(load))
+        slices[j] += modules[m]
+        load[j] += MODULE_SECONDS[m]
+    ordered, left = [], len(items)
+    for j, part in enumerate(slices):
+        size = left // (workers - j)  # the slice worksteal sends worker j
+        fill = max(0, size - len(part))
+        ordered += part + light[:fill]
+        light, left = light[fill:], left - size
+    items[:] = ordered + light
 
 
 def write_image(path: Path, w: int = 64, h: int = 48, fmt: str = "JPEG", orientation: int | None = None) -> Path:
@@ -94,13 +133,29 @@ def sample(tmp_path: Path) -> Dataset:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small `fast` run trained for a few epochs on a generated task (shared by engine/server tests)."""
+    """A small `fast` run trained for a few epochs on a generated task (shared by engine/server tests). Trained
+    once per suite: under pytest-xdist the first worker to need it trains it (about a minute), under a file lock
+    in the workers' shared temporary folder, and the others wait for it and reuse it."""
     pytest.importorskip("torch")
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # pytest-N/, above each worker's popen-gwK/
+    root, done = shared / "tiny_run", shared / "tiny_run.done"
+    with FileLock(str(shared / "tiny_run.lock")):
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that died half-way
+            _train_tiny_run(root)
+            done.touch()
+    return root / "run"
+
+
+def _train_tiny_run(root: Path) -> None:
     from speedmap.data.tasks import make_task
     from speedmap.train.config import TrainConfig
     from speedmap.train.trainer import train
 
-    root = tmp_path_factory.mktemp("tiny_run")
     data = make_task("shapes", root / "shapes", images=48, imgsz=64, seed=5)
     # 64 px and batch 4, from the package's pretrained weights (what `speedmap train` starts from): in ~25 s of
     # CPU the model finds the shapes (validation mAP50 0.7-0.8 over seeds 0-2), so engine and server tests
@@ -117,7 +172,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out=str(root / "run"),
     )
     train(cfg, log=lambda m: None)
-    return root / "run"
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +206,11 @@ def delay_server() -> Iterator[str]:
     proc.wait(10)
 
 
-CLIENT_PINS = ["inference-sdk==1.8.3", "inference-cli==1.8.3", "requests"]
+CLIENT_PINS = [
+    line.strip()
+    for line in (Path(__file__).parent / "clients.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +232,17 @@ def engine(model_store: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def client_python() -> Path:
-    """A virtualenv with the real Roboflow clients, apart from ours (their pins clash with our stack)."""
-    import os
+    """A virtualenv with the real Roboflow clients, apart from ours (their pins clash with our stack):
+    ``scripts/setup.sh test`` installs it before the tests (about a minute); here, when missing or stale, under
+    a file lock, so that two xdist workers never install into it at once."""
+    from filelock import FileLock
 
     root = Path(os.environ.get("SPEEDMAP_CLIENTS_VENV", Path(__file__).resolve().parents[1] / ".venv-clients"))
     py = root / "bin" / "python"
     marker = root / ".installed"
-    if not marker.is_file() or marker.read_text() != " ".join(CLIENT_PINS):
-        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *CLIENT_PINS], check=True, timeout=900)
-        marker.write_text(" ".join(CLIENT_PINS))
+    with FileLock(str(root.with_name(root.name + ".lock"))):
+        if not marker.is_file() or marker.read_text().split() != CLIENT_PINS:
+            subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", *CLIENT_PINS], check=True, timeout=900)
+            marker.write_text(" ".join(CLIENT_PINS))
     return py
