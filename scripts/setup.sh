@@ -59,12 +59,17 @@ pip install -q -e ".[$extras]"
 if [ "$mode" = test ]; then
   # the real Roboflow clients the server tests drive, in their own venv (their pins clash with ours); the
   # marker holds the pins installed, as tests/conftest.py reads it
-  pins="$(grep -v '^#' tests/clients.txt | xargs)"
-  if [ ! -f .venv-clients/.installed ] || [ "$(cat .venv-clients/.installed)" != "$pins" ]; then
+  # (bash alone: no grep or xargs, which a minimal machine may lack)
+  pins=()
+  while read -r line; do
+    [[ -z "$line" || "$line" == "#"* ]] || pins+=("$line")
+  done < tests/clients.txt
+  installed=""
+  [ -f .venv-clients/.installed ] && installed="$(< .venv-clients/.installed)"
+  if [ "$installed" != "${pins[*]}" ]; then
     python -m venv .venv-clients
-    # shellcheck disable=SC2086  # one argument per pin
-    .venv-clients/bin/python -m pip install -q $pins
-    printf %s "$pins" > .venv-clients/.installed
+    .venv-clients/bin/python -m pip install -q "${pins[@]}"
+    printf %s "${pins[*]}" > .venv-clients/.installed
   fi
 fi
 

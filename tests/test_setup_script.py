@@ -16,6 +16,8 @@ SCRIPT = ROOT / "scripts" / "setup.sh"
 PACKAGE_COMMAND = {"chromium": "chromium", "chromium-driver": "chromedriver", "npm": "npm"}
 BROWSER_NOTE = "to add them: apt-get install chromium chromium-driver (as root)"
 NPM_NOTE = "no npm, so the browser page's runtime is not (re)built"
+PINS = [x for x in (ROOT / "tests" / "clients.txt").read_text().splitlines() if x and not x.startswith("#")]
+CLIENTS = ["python -m venv .venv-clients", f"python -m pip install -q {' '.join(PINS)}"]  # the Roboflow clients
 
 
 def _fake(path: Path, body: str = "", rc: int = 0) -> None:
@@ -39,6 +41,8 @@ class Machine:
         self.checkout, self.bin, self.kit, self.log = tmp / "checkout", tmp / "bin", tmp / "kit", tmp / "calls.log"
         (self.checkout / "scripts").mkdir(parents=True)
         shutil.copy2(SCRIPT, self.checkout / "scripts" / "setup.sh")
+        (self.checkout / "tests").mkdir()
+        shutil.copy2(ROOT / "tests" / "clients.txt", self.checkout / "tests" / "clients.txt")
         (self.checkout / "web").mkdir()
         for d in (self.bin, self.kit / "venv"):
             d.mkdir(parents=True)
@@ -60,7 +64,11 @@ class Machine:
         venv = self.kit / "venv"
         (venv / "activate").write_text('PATH="$PWD/.venv/bin:$PATH"\n')
         _fake(venv / "pip", rc=pip_rc)
-        _fake(venv / "python", rc=job_rc)
+        # its python makes venvs and installs (the clients' venv); anything else is the job
+        clients = (
+            f'case "$1 $2" in "-m venv") mkdir -p "$3/bin" && cp "{venv}"/* "$3/bin/"; exit 0;; "-m pip") exit 0;; esac'
+        )
+        _fake(venv / "python", clients, rc=job_rc)
         _fake(venv / "speedmap", rc=job_rc)
         _fake(self.bin / "python3", f'[ "$1 $2" = "-m venv" ] && mkdir -p "$3/bin" && cp "{venv}"/* "$3/bin/"')
 
@@ -118,9 +126,10 @@ def test_nodesource_node_asks_apt_only_for_chromium_never_for_npm(tmp_path: Path
         "apt-get install -y -qq chromium-driver",
     ]
     assert "setup:" not in r.stderr
-    assert m.calls()[-7:] == [
+    assert m.calls()[-9:] == [
         "python3 -m venv .venv",
         "pip install -q -e .[all]",
+        *CLIENTS,
         *BUILD,
         *LINT,
         "python -m pytest -q -n auto --dist worksteal -x tests/test_a.py",
@@ -154,10 +163,13 @@ def test_everything_present_installs_nothing_and_reuses_the_venv(tmp_path: Path)
     assert r.returncode == 0 and "setup:" not in r.stderr, r.stderr
     assert m.calls() == [
         "pip install -q -e .[all]",
+        *CLIENTS,
         *BUILD,
         *LINT,
         "python -m pytest -q -n auto --dist worksteal",
     ]  # no apt-get, no new venv
+    m.log.unlink()
+    assert m.setup("test").returncode == 0 and not set(CLIENTS) & set(m.calls())  # the clients' venv: reused
 
 
 def test_a_failed_web_build_is_a_note(tmp_path: Path) -> None:
