@@ -58,7 +58,7 @@ def quantize_int8(
     log: Callable[[str], None] = print,
     float_modules: Sequence[str] = (),
 ) -> None:
-    """Quantize the network to int8 (per-channel weights, uint8 activations, QDQ format). The head's
+    """Quantize the network to int8 (per-channel 7-bit weights, uint8 activations, QDQ format). The head's
     output convolutions, the decode after them and the nodes of ``float_modules`` (module paths, the
     size's ``int8_float``) stay in float (:func:`float_nodes`).
 
@@ -81,6 +81,10 @@ def quantize_int8(
             _Images(paths, imgsz, "images", log),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: u8 x s8 products saturate the 16-bit sums of AVX2 integer kernels without VNNI
+            # (most laptops and many servers); at 8 bits bccd lost 9-12 points of mAP50-95 on an AVX2-only
+            # AMD EPYC, at 7 bits 0.0-1.0 (BENCHMARKS.md, issue 33, fourth session)
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
