@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CLIENT_PINS
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "setup.sh"
 PACKAGE_COMMAND = {"chromium": "chromium", "chromium-driver": "chromedriver", "npm": "npm"}
 BROWSER_NOTE = "to add them: apt-get install chromium chromium-driver (as root)"
 NPM_NOTE = "no npm, so the browser page's runtime is not (re)built"
-PINS = [x for x in (ROOT / "tests" / "clients.txt").read_text().splitlines() if x and not x.startswith("#")]
-CLIENTS = ["python -m venv .venv-clients", f"python -m pip install -q {' '.join(PINS)}"]  # the Roboflow clients
+CLIENTS = ["python -m venv .venv-clients", f"python -m pip install -q {' '.join(CLIENT_PINS)}"]  # the Roboflow clients
 
 
 def _fake(path: Path, body: str = "", rc: int = 0) -> None:
