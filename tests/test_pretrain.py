@@ -137,3 +137,47 @@ def test_the_packed_command_names_no_folder_of_the_machine_that_made_it() -> Non
     cmd = "speedmap pretrain --out /home/someone/runs/pt --size fast --images 6000 --seed 0"
     assert portable_command(cmd) == "speedmap pretrain --size fast --images 6000 --seed 0"
     assert portable_command("speedmap pretrain --out=/tmp/x --epochs 3") == "speedmap pretrain --epochs 3"
+
+
+def test_the_packed_command_names_pool_folders_and_start_weights_by_name() -> None:
+    cmd = "speedmap pretrain --out /x/pt --pool /data/pool/pets --pool /data/helmet/dataset --weights /x/a/best.pt"
+    assert portable_command(cmd) == "speedmap pretrain --pool pets --pool helmet --weights best.pt"
+    assert portable_command("speedmap pretrain --weights pretrained") == "speedmap pretrain --weights pretrained"
+
+
+REAL = Path(__file__).parent / "data" / "real"
+
+
+def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_records_the_chain(tmp_path: Path) -> None:
+    """--pool merges labelled folders of any layout with the scenes (classes kept apart by source, images shrunk
+    to the pool's size, a share held out to validate); --weights continues earlier weights, and pretrain.json
+    records the sources by name and fingerprint and the start's own provenance, with no path."""
+    from speedmap.data.pool import read_pool_record
+
+    first = pretrain(PretrainConfig(out=str(tmp_path / "pre"), **{**TINY, "epochs": 1}), log=lambda m: None)
+    assert first["fast"]["epochs_run"] == 1
+    start = tmp_path / "pre" / "fast" / "best.pt"
+    sources = [str(REAL / "raccoon"), str(REAL / "roadsign")]
+    cfg = PretrainConfig(out=str(tmp_path / "pool"), **{**TINY, "epochs": 1}, pool=sources, weights=str(start))
+    rec = pretrain(cfg, log=lambda m: None)["fast"]
+    assert rec["epochs_run"] == 1 and rec["weights"]["start"] == "checkpoint"
+    pool = load_dataset(tmp_path / "pool" / "pool")
+    real = [load_dataset(s) for s in sources]
+    assert pool.classes[:16] == load_dataset(tmp_path / "pool" / "data").classes
+    assert set(pool.classes[16:]) == {f"raccoon/{c}" for c in real[0].classes} | {
+        f"roadsign/{c}" for c in real[1].classes
+    }
+    pooled = [r for _, r in pool.all_records()]
+    assert sum(ds.num_images for ds in real) + 28 + 6 == len(pooled)  # every real image, scenes' train + valid
+    assert all(max(r.width, r.height) <= 64 for r in pooled)
+    assert len(pool.split_records("valid")) > 6  # the scenes' valid and a share of the real images
+    record = read_pool_record(tmp_path / "pool" / "pool")
+    assert record is not None and [d["name"] for d in record["detail"]] == ["raccoon", "roadsign"]
+    assert [d["fingerprint"] for d in record["detail"]] == [ds.fingerprint() for ds in real]
+    prov = json.loads((tmp_path / "pool" / "fast" / "pretrain.json").read_text())
+    assert prov["config"]["pool"] == ["raccoon", "roadsign"] and prov["config"]["weights"] == "best.pt"
+    assert prov["pool"]["detail"] == record["detail"]
+    first_command = json.loads((start.parent / "pretrain.json").read_text())["command"]
+    assert prov["start"]["pretrain"]["command"] == portable_command(first_command)
+    assert str(tmp_path) not in portable_command(prov["command"])
+    assert str(tmp_path) not in json.dumps({k: v for k, v in prov.items() if k != "command"})

@@ -23,13 +23,21 @@ def pretrain_command(
     out: Path = typer.Option(Path("runs/pretrain"), "--out", help="Folder of the scenes and one run per size."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N"),
     workers: int | None = typer.Option(None, "--workers", help="Data-loading processes (default: by CPU count)."),
+    pool: list[Path] = typer.Option(
+        [], "--pool", help="A labelled dataset folder to pretrain on beside the scenes (repeatable; any layout)."
+    ),
+    weights: str | None = typer.Option(
+        None, "--weights", help="Start from: scratch (default), pretrained (the package's weights) or a checkpoint."
+    ),
+    close_mosaic: int = typer.Option(10, "--close-mosaic", min=0, help="Last epochs trained without mosaic."),
 ) -> None:
-    """Pretrain on generated scenes (no photographs, no download). Run the same command again to continue
-    where it stopped; fine-tune with `speedmap train DATA --weights OUT/SIZE/best.pt`."""
+    """Pretrain on generated scenes (no download), and with --pool on your own labelled datasets beside them.
+    Run the same command again to continue where it stopped; fine-tune with
+    `speedmap train DATA --weights OUT/SIZE/best.pt`."""
     try:
         from speedmap.models import SIZES
         from speedmap.train.device import resolve_device
-        from speedmap.train.pretrain import PretrainConfig, make_scenes, pretrain
+        from speedmap.train.pretrain import PretrainConfig, build_pool, make_scenes, pretrain
     except ImportError as exc:
         raise MissingExtra("training", "train", exc) from None
     resolve_device(device)  # a missing GPU fails here, before any scene is generated
@@ -38,9 +46,19 @@ def pretrain_command(
     if unknown or not sizes:
         err.print(f"[bold red]error:[/] unknown size {','.join(unknown)!r}; choose from {', '.join(SIZES)}")
         raise typer.Exit(2)
-    cfg = PretrainConfig(str(out), sizes, images, imgsz, epochs, batch, seed, device, workers)
+    for folder in pool:
+        if not folder.is_dir():
+            err.print(f"[bold red]error:[/] --pool {escape(str(folder))}: no such folder")
+            raise typer.Exit(2)
+    pooled = [str(f) for f in pool]
+    cfg = PretrainConfig(
+        str(out), sizes, images, imgsz, epochs, batch, seed, device, workers, pooled, weights, close_mosaic
+    )
     with progress_bar("generating scenes") as scenes:
-        make_scenes(cfg, scenes)
+        data = make_scenes(cfg, scenes)
+    if pooled:
+        with progress_bar("pooling datasets") as pooling:
+            build_pool(pooled, data, out / "pool", imgsz, seed, pooling)
     bars = EpochBars()
     try:
         records = pretrain(cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))

@@ -1,10 +1,12 @@
-"""Pretraining on generated scenes (``speedmap pretrain``): no photograph and no download.
+"""Pretraining (``speedmap pretrain``): on generated scenes, and on a pool of real labelled datasets beside them.
 
-Each size trains on the ``mixture`` scenes (:mod:`speedmap.data.tasks.mixture`) with the same trainer as any
-dataset. The run folders are ``OUT/data`` (the scenes) and ``OUT/SIZE`` (a training run): the same command
-run again continues every unfinished run from its ``last.pt`` and skips the finished ones, so pretraining can
-span sessions. ``OUT/SIZE/pretrain.json`` records what reproduces the weights: the command, the seed, the scene
-generator's arguments and the code version.
+Each size trains on the ``mixture`` scenes (:mod:`speedmap.data.tasks.mixture`), or with ``pool`` on those
+scenes merged with local dataset folders (:mod:`speedmap.data.pool`), with the same trainer as any dataset,
+from scratch or from given weights (``weights``: the package's, to continue them). The run folders are
+``OUT/data`` (the scenes), ``OUT/pool`` and ``OUT/SIZE`` (a training run): the same command run again continues
+every unfinished run from its ``last.pt`` and skips the finished ones, so pretraining can span sessions.
+``OUT/SIZE/pretrain.json`` records what reproduces the weights: the command, the seed, the scene generator's
+arguments, the pool's sources (names and fingerprints), the start's own provenance and the code version.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from speedmap import __version__
+from speedmap.data.pool import build_pool, read_pool_record, source_name
 from speedmap.data.tasks.make import make_task, task_meta
 from speedmap.jsonfile import write_json_atomic
 from speedmap.train.checkpoint import LAST, TrainError
 from speedmap.train.config import Progress, TrainConfig
 from speedmap.train.trainer import train
+from speedmap.train.weights import PRETRAINED, SCRATCH, portable_command, resolve_weights, weights_record
 
 PRETRAIN_TASK = "mixture"
 PROVENANCE = "pretrain.json"
+CLOSE_MOSAIC = 10  # the shipped weights' first pretraining (recorded only when another is asked for)
 
 
 @dataclass
@@ -40,6 +45,9 @@ class PretrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
+    pool: list[str] = field(default_factory=list)  # dataset folders pooled with the scenes
+    weights: str | None = None  # the start: None (scratch), "pretrained" (the package's) or a checkpoint
+    close_mosaic: int = CLOSE_MOSAIC  # the last epochs without mosaic (a short continuation needs fewer)
 
 
 def code_version() -> dict[str, Any]:
@@ -68,6 +76,12 @@ def command_line(cfg: PretrainConfig) -> str:
     args = ["speedmap", "pretrain", "--out", cfg.out, "--size", ",".join(cfg.sizes)]
     args += ["--images", str(cfg.images), "--imgsz", str(cfg.imgsz), "--epochs", str(cfg.epochs)]
     args += ["--batch", str(cfg.batch), "--seed", str(cfg.seed)]
+    for folder in cfg.pool:
+        args += ["--pool", folder]
+    if cfg.weights is not None:
+        args += ["--weights", cfg.weights]
+    if cfg.close_mosaic != CLOSE_MOSAIC:
+        args += ["--close-mosaic", str(cfg.close_mosaic)]
     return shlex.join(args)
 
 
@@ -94,6 +108,8 @@ def pretrain(
     run record (``train.json``)."""
     out = Path(cfg.out)
     data = make_scenes(cfg)
+    if cfg.pool:
+        data = build_pool(cfg.pool, data, out / "pool", cfg.imgsz, cfg.seed)
     records: dict[str, dict[str, Any]] = {}
     for size in cfg.sizes:
         run = out / size
@@ -115,6 +131,8 @@ def pretrain(
             device=cfg.device,
             workers=cfg.workers,
             seed=cfg.seed,
+            weights=cfg.weights,
+            close_mosaic=cfg.close_mosaic,
             patience=0,
             resume=resume,
             schedule="linear",  # the shipped weights' recipe: a fixed decay over --epochs ...
@@ -153,6 +171,8 @@ def _record_provenance(run: Path, cfg: PretrainConfig, size: str, resume: bool) 
             "command": command_line(cfg),
             "config": _determining(cfg, size),
             "scenes": task_meta(PRETRAIN_TASK, cfg.seed, cfg.images, cfg.imgsz, "coco"),
+            "pool": _pool_record(run.parent / "pool") if cfg.pool else None,
+            "start": _start_record(cfg, size),
             "code": code_version(),
             "python": sys.version.split()[0],
         },
@@ -160,6 +180,30 @@ def _record_provenance(run: Path, cfg: PretrainConfig, size: str, resume: bool) 
 
 
 def _determining(cfg: PretrainConfig, size: str) -> dict[str, Any]:
-    """The settings that fix a size's pretrained weights (not where they run or how many processes load data)."""
+    """The settings that fix a size's pretrained weights (not where they run or how many processes load data;
+    the pool by its sources' names, the start by its kind and file name: no path)."""
     d = asdict(cfg)
-    return {k: d[k] for k in ("images", "imgsz", "epochs", "batch", "seed")} | {"size": size}
+    fixed = {k: d[k] for k in ("images", "imgsz", "epochs", "batch", "seed")} | {"size": size}
+    if cfg.pool:
+        fixed["pool"] = [source_name(Path(f)) for f in cfg.pool]
+    if cfg.weights is not None:
+        fixed["weights"] = cfg.weights if cfg.weights in (SCRATCH, PRETRAINED) else Path(cfg.weights).name
+    if cfg.close_mosaic != CLOSE_MOSAIC:
+        fixed["close_mosaic"] = cfg.close_mosaic
+    return fixed
+
+
+def _pool_record(folder: Path) -> dict[str, Any] | None:
+    """The pool's sources as ``pool.json`` lists them (names, fingerprints, images, classes)."""
+    record = read_pool_record(folder)
+    return None if record is None else {k: record.get(k) for k in ("version", "imgsz", "seed", "classes", "detail")}
+
+
+def _start_record(cfg: PretrainConfig, size: str) -> dict[str, Any]:
+    """Where the pretraining starts: scratch, or weights and their own pretraining provenance (so a chain of
+    pretrainings is recorded whole, its commands without the folders of the machine that ran them)."""
+    record = weights_record(cfg.weights, resolve_weights(cfg.weights, size))
+    pre = record.get("pretrain")
+    if isinstance(pre, dict) and isinstance(pre.get("command"), str):
+        record["pretrain"] = pre | {"command": portable_command(pre["command"])}
+    return record

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from speedmap import __version__
+from speedmap.data.pool import source_name
 from speedmap.train.checkpoint import BEST, TrainError, load_checkpoint, save_atomic
 
 SCRATCH = "scratch"  # random initialisation
@@ -62,16 +63,21 @@ def _packed_provenance(path: str) -> dict[str, Any] | None:
 
 
 def portable_command(command: str) -> str:
-    """``command`` without its ``--out`` folder: the shipped weights' provenance names no path of the machine
-    that made them (the folder does not change the weights; run without it, they go to the default one)."""
+    """``command`` without its ``--out`` folder, its ``--pool`` folders and ``--weights`` file by name only: the
+    shipped weights' provenance names no path of the machine that made them (the output folder does not change
+    the weights; the pool's sources are identified by name and fingerprint in the provenance)."""
     args = shlex.split(command)
     kept: list[str] = []
-    skip = False
+    option = None
     for a in args:
-        if skip:
-            skip = False
-        elif a == "--out":
-            skip = True
+        if option == "--out":
+            option = None
+        elif option is not None:
+            named = a if option == "--weights" and a in (SCRATCH, PRETRAINED) else source_name(Path(a))
+            kept += [option, named]
+            option = None
+        elif a in ("--out", "--pool", "--weights"):
+            option = a
         elif not a.startswith("--out="):
             kept.append(a)
     return shlex.join(kept)
