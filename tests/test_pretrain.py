@@ -158,7 +158,9 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     assert first["fast"]["epochs_run"] == 1
     start = tmp_path / "pre" / "fast" / "best.pt"
     sources = [str(REAL / "raccoon"), str(REAL / "roadsign")]
-    cfg = PretrainConfig(out=str(tmp_path / "pool"), **{**TINY, "epochs": 1}, pool=sources, weights=str(start))
+    cfg = PretrainConfig(
+        out=str(tmp_path / "pool"), **{**TINY, "epochs": 1}, pool=sources, weights=str(start), pool_images=10
+    )
     rec = pretrain(cfg, log=lambda m: None)["fast"]
     assert rec["epochs_run"] == 1 and rec["weights"]["start"] == "checkpoint"
     pool = load_dataset(tmp_path / "pool" / "pool")
@@ -168,7 +170,8 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
         f"roadsign/{c}" for c in real[1].classes
     }
     pooled = [r for _, r in pool.all_records()]
-    assert sum(ds.num_images for ds in real) + 28 + 6 == len(pooled)  # every real image, scenes' train + valid
+    assert [ds.num_images for ds in real] == [12, 6]  # raccoon sampled to --pool-images 10, all of roadsign
+    assert 10 + 6 + 28 + 6 == len(pooled)  # the real images, the scenes' train and valid
     assert all(max(r.width, r.height) <= 64 for r in pooled)
     assert len(pool.split_records("valid")) > 6  # the scenes' valid and a share of the real images
     record = read_pool_record(tmp_path / "pool" / "pool")
@@ -176,6 +179,7 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     assert [d["fingerprint"] for d in record["detail"]] == [ds.fingerprint() for ds in real]
     prov = json.loads((tmp_path / "pool" / "fast" / "pretrain.json").read_text())
     assert prov["config"]["pool"] == ["raccoon", "roadsign"] and prov["config"]["weights"] == "best.pt"
+    assert "--pool-images 10" in prov["command"] and [d["images"] for d in record["detail"]] == [10, 6]
     assert prov["pool"]["detail"] == record["detail"]
     first_command = json.loads((start.parent / "pretrain.json").read_text())["command"]
     assert prov["start"]["pretrain"]["command"] == portable_command(first_command)

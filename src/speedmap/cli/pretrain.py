@@ -30,6 +30,9 @@ def pretrain_command(
         None, "--weights", help="Start from: scratch (default), pretrained (the package's weights) or a checkpoint."
     ),
     close_mosaic: int = typer.Option(10, "--close-mosaic", min=0, help="Last epochs trained without mosaic."),
+    pool_images: int = typer.Option(
+        1000, "--pool-images", min=1, help="Images at most from one --pool dataset (a seeded sample)."
+    ),
 ) -> None:
     """Pretrain on generated scenes (no download), and with --pool on your own labelled datasets beside them.
     Run the same command again to continue where it stopped; fine-tune with
@@ -52,13 +55,13 @@ def pretrain_command(
             raise typer.Exit(2)
     pooled = [str(f) for f in pool]
     cfg = PretrainConfig(
-        str(out), sizes, images, imgsz, epochs, batch, seed, device, workers, pooled, weights, close_mosaic
+        str(out), sizes, images, imgsz, epochs, batch, seed, device, workers, pooled, weights, close_mosaic, pool_images
     )
     with progress_bar("generating scenes") as scenes:
         data = make_scenes(cfg, scenes)
     if pooled:
         with progress_bar("pooling datasets") as pooling:
-            build_pool(pooled, data, out / "pool", imgsz, seed, pooling)
+            build_pool(pooled, data, out / "pool", imgsz, seed, pooling, per_source=pool_images)
     bars = EpochBars()
     try:
         records = pretrain(cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))

@@ -33,6 +33,7 @@ POOL_FILE = "pool.json"
 POOL_VERSION = 1  # bump when the pool's files change for the same sources and settings
 VALID_SHARE = 0.10  # of each source's images, held out to validate the pretraining
 JPEG_QUALITY = 92
+PER_SOURCE = 1000  # images at most from one source (a seeded sample of a larger one)
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,15 @@ class PoolSource:
 
 
 def source_name(folder: Path) -> str:
-    """A source's name in class names and records: its folder's name (the data folder of a clone's ``dataset/``
-    is named by its parent)."""
-    folder = folder.resolve()
+    """A source's name in class names and records: its folder's name as given (a link's own name; the data
+    folder of a clone's ``dataset/`` is named by its parent)."""
+    folder = folder.absolute()
     return folder.parent.name if folder.name in {"dataset", "data", "images"} else folder.name
 
 
-def pool_meta(sources: Sequence[Path], scenes: Path, imgsz: int, seed: int) -> dict[str, Any]:
-    """What fixes a pool's files: the sources' names and fingerprints, the scenes' task record, size and seed."""
+def pool_meta(sources: Sequence[Path], scenes: Path, imgsz: int, seed: int, per_source: int) -> dict[str, Any]:
+    """What fixes a pool's files: the sources' names and fingerprints, the scenes' task record, size, seed and
+    the cap on images per source."""
     listed = []
     for folder in sources:
         ds = load_dataset(folder)
@@ -74,7 +76,14 @@ def pool_meta(sources: Sequence[Path], scenes: Path, imgsz: int, seed: int) -> d
         task = json.loads((scenes / "task.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         task = None
-    return {"version": POOL_VERSION, "sources": listed, "scenes": task, "imgsz": imgsz, "seed": seed}
+    return {
+        "version": POOL_VERSION,
+        "sources": listed,
+        "scenes": task,
+        "imgsz": imgsz,
+        "seed": seed,
+        "per_source": per_source,
+    }
 
 
 def is_pool_made(dst: Path, meta: dict[str, Any]) -> bool:
@@ -92,8 +101,10 @@ def build_pool(
     imgsz: int,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    per_source: int = PER_SOURCE,
 ) -> Path:
-    """The pool of ``sources`` and the generated ``scenes`` (a made task folder) in ``dst``, made once.
+    """The pool of ``sources`` and the generated ``scenes`` (a made task folder) in ``dst``, made once; a source
+    of more than ``per_source`` images gives a seeded sample of that many, so no one source dominates.
 
     Built in a hidden folder beside ``dst`` and renamed into place, so an interrupted build leaves nothing
     half-written; a source without any image that decodes is an error naming it."""
@@ -101,7 +112,7 @@ def build_pool(
     names = [source_name(s) for s in srcs]
     if len(set(names)) != len(names):
         raise DatasetError(f"pool sources need distinct folder names, got {', '.join(names)}")
-    meta = pool_meta(srcs, scenes, imgsz, seed)
+    meta = pool_meta(srcs, scenes, imgsz, seed, per_source)
     if is_pool_made(dst, meta):
         return dst
     if dst.exists():
@@ -115,14 +126,17 @@ def build_pool(
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
         loaded = [load_dataset(s) for s in srcs]
-        total, done = sum(ds.num_images for ds in loaded), 0
+        total, done = sum(min(ds.num_images, per_source) for ds in loaded), 0
         recorded: list[PoolSource] = []
         for name, ds in zip(names, loaded, strict=True):
             offset = len(classes)
             classes += [f"{name}/{c}" for c in ds.classes]
             rng = np.random.default_rng([seed, len(recorded)])
+            records = [r for _, r in ds.all_records()]
+            if len(records) > per_source:
+                records = [records[i] for i in sorted(rng.choice(len(records), per_source, replace=False))]
             kept, boxes, skipped = 0, 0, 0
-            for i, (_, rec) in enumerate(ds.all_records()):
+            for i, rec in enumerate(records):
                 done += 1
                 if progress is not None:
                     progress(done, total)

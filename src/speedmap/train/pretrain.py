@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speedmap import __version__
-from speedmap.data.pool import build_pool, read_pool_record, source_name
+from speedmap.data.pool import PER_SOURCE, build_pool, read_pool_record, source_name
 from speedmap.data.tasks.make import make_task, task_meta
 from speedmap.jsonfile import write_json_atomic
 from speedmap.train.checkpoint import LAST, TrainError
@@ -48,6 +48,7 @@ class PretrainConfig:
     pool: list[str] = field(default_factory=list)  # dataset folders pooled with the scenes
     weights: str | None = None  # the start: None (scratch), "pretrained" (the package's) or a checkpoint
     close_mosaic: int = CLOSE_MOSAIC  # the last epochs without mosaic (a short continuation needs fewer)
+    pool_images: int = PER_SOURCE  # images at most from one pooled source
 
 
 def code_version() -> dict[str, Any]:
@@ -78,6 +79,8 @@ def command_line(cfg: PretrainConfig) -> str:
     args += ["--batch", str(cfg.batch), "--seed", str(cfg.seed)]
     for folder in cfg.pool:
         args += ["--pool", folder]
+    if cfg.pool and cfg.pool_images != PER_SOURCE:
+        args += ["--pool-images", str(cfg.pool_images)]
     if cfg.weights is not None:
         args += ["--weights", cfg.weights]
     if cfg.close_mosaic != CLOSE_MOSAIC:
@@ -109,7 +112,7 @@ def pretrain(
     out = Path(cfg.out)
     data = make_scenes(cfg)
     if cfg.pool:
-        data = build_pool(cfg.pool, data, out / "pool", cfg.imgsz, cfg.seed)
+        data = build_pool(cfg.pool, data, out / "pool", cfg.imgsz, cfg.seed, per_source=cfg.pool_images)
     records: dict[str, dict[str, Any]] = {}
     for size in cfg.sizes:
         run = out / size
@@ -186,6 +189,7 @@ def _determining(cfg: PretrainConfig, size: str) -> dict[str, Any]:
     fixed = {k: d[k] for k in ("images", "imgsz", "epochs", "batch", "seed")} | {"size": size}
     if cfg.pool:
         fixed["pool"] = [source_name(Path(f)) for f in cfg.pool]
+        fixed["pool_images"] = cfg.pool_images
     if cfg.weights is not None:
         fixed["weights"] = cfg.weights if cfg.weights in (SCRATCH, PRETRAINED) else Path(cfg.weights).name
     if cfg.close_mosaic != CLOSE_MOSAIC:
@@ -196,7 +200,8 @@ def _determining(cfg: PretrainConfig, size: str) -> dict[str, Any]:
 def _pool_record(folder: Path) -> dict[str, Any] | None:
     """The pool's sources as ``pool.json`` lists them (names, fingerprints, images, classes)."""
     record = read_pool_record(folder)
-    return None if record is None else {k: record.get(k) for k in ("version", "imgsz", "seed", "classes", "detail")}
+    keys = ("version", "imgsz", "seed", "per_source", "classes", "detail")
+    return None if record is None else {k: record.get(k) for k in keys}
 
 
 def _start_record(cfg: PretrainConfig, size: str) -> dict[str, Any]:
