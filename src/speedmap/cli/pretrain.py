@@ -33,6 +33,9 @@ def pretrain_command(
     pool_images: int = typer.Option(
         1000, "--pool-images", min=1, help="Images at most from one --pool dataset (a seeded sample)."
     ),
+    lr0: float | None = typer.Option(
+        None, "--lr0", min=1e-6, max=1.0, help="Learning rate (default: automatic, lower as classes grow)."
+    ),
 ) -> None:
     """Pretrain on generated scenes (no download), and with --pool on your own labelled datasets beside them.
     Run the same command again to continue where it stopped; fine-tune with
@@ -55,7 +58,20 @@ def pretrain_command(
             raise typer.Exit(2)
     pooled = [str(f) for f in pool]
     cfg = PretrainConfig(
-        str(out), sizes, images, imgsz, epochs, batch, seed, device, workers, pooled, weights, close_mosaic, pool_images
+        str(out),
+        sizes,
+        images,
+        imgsz,
+        epochs,
+        batch,
+        seed,
+        device,
+        workers,
+        pooled,
+        weights,
+        close_mosaic,
+        pool_images,
+        lr0,
     )
     with progress_bar("generating scenes") as scenes:
         data = make_scenes(cfg, scenes)

@@ -49,6 +49,7 @@ class PretrainConfig:
     weights: str | None = None  # the start: None (scratch), "pretrained" (the package's) or a checkpoint
     close_mosaic: int = CLOSE_MOSAIC  # the last epochs without mosaic (a short continuation needs fewer)
     pool_images: int = PER_SOURCE  # images at most from one pooled source
+    lr0: float | None = None  # None: the trainer's automatic rate (which falls as the classes grow)
 
 
 def code_version() -> dict[str, Any]:
@@ -85,6 +86,8 @@ def command_line(cfg: PretrainConfig) -> str:
         args += ["--weights", cfg.weights]
     if cfg.close_mosaic != CLOSE_MOSAIC:
         args += ["--close-mosaic", str(cfg.close_mosaic)]
+    if cfg.lr0 is not None:
+        args += ["--lr0", repr(cfg.lr0)]
     return shlex.join(args)
 
 
@@ -136,6 +139,7 @@ def pretrain(
             seed=cfg.seed,
             weights=cfg.weights,
             close_mosaic=cfg.close_mosaic,
+            lr0=cfg.lr0,
             patience=0,
             resume=resume,
             schedule="linear",  # the shipped weights' recipe: a fixed decay over --epochs ...
@@ -194,6 +198,8 @@ def _determining(cfg: PretrainConfig, size: str) -> dict[str, Any]:
         fixed["weights"] = cfg.weights if cfg.weights in (SCRATCH, PRETRAINED) else Path(cfg.weights).name
     if cfg.close_mosaic != CLOSE_MOSAIC:
         fixed["close_mosaic"] = cfg.close_mosaic
+    if cfg.lr0 is not None:
+        fixed["lr0"] = cfg.lr0
     return fixed
 
 
