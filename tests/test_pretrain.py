@@ -171,7 +171,8 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     }
     pooled = [r for _, r in pool.all_records()]
     assert [ds.num_images for ds in real] == [12, 6]  # raccoon sampled to --pool-images 10, all of roadsign
-    assert 10 + 6 + 28 + 6 == len(pooled)  # the real images, the scenes' train and valid
+    assert 10 + 6 + 28 + 6 + 6 == len(pooled)  # the real images, the scenes' train, valid and test
+    assert len(pool.split_records("test")) == 6  # the scenes' own: training carves no real image away
     assert all(max(r.width, r.height) <= 64 for r in pooled)
     assert len(pool.split_records("valid")) > 6  # the scenes' valid and a share of the real images
     record = read_pool_record(tmp_path / "pool" / "pool")

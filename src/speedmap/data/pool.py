@@ -6,7 +6,8 @@ decoded once, resized so its long side is at most the pool's size, and written w
 dataset beside the generated scenes. Classes stay apart: a source's class ``car`` becomes ``SOURCE/car``, so
 nothing is merged by name across sources. Fine-tuning replaces the class head, so what carries over is the
 class-agnostic part: features, objectness, box regression. A source's images go 90% to ``train`` and 10% to
-``valid`` (seeded), the scenes keep their splits. ``pool.json`` records what made the pool (each source's name,
+``valid`` (seeded), the scenes keep their splits (their ``test`` too, so that training, which carves a test split
+from a dataset without one, takes no real image away). ``pool.json`` records what made the pool (each source's name,
 fingerprint, images and classes; no path), and the same sources and settings reuse a made pool.
 """
 
@@ -30,7 +31,7 @@ from speedmap.errors import DatasetError
 from speedmap.imageio import ImageReadError, read_image
 
 POOL_FILE = "pool.json"
-POOL_VERSION = 1  # bump when the pool's files change for the same sources and settings
+POOL_VERSION = 2  # bump when the pool's files change for the same sources and settings
 VALID_SHARE = 0.10  # of each source's images, held out to validate the pretraining
 JPEG_QUALITY = 92
 PER_SOURCE = 1000  # images at most from one source (a seeded sample of a larger one)
@@ -121,7 +122,7 @@ def build_pool(
         shutil.rmtree(dst)  # a pool made from other sources or settings: remade
     base = load_dataset(scenes)
     classes = list(base.classes)
-    splits: dict[str, list[ImageRecord]] = {s: list(base.split_records(s)) for s in ("train", "valid")}
+    splits: dict[str, list[ImageRecord]] = {s: list(base.split_records(s)) for s in SPLITS}
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
@@ -149,7 +150,7 @@ def build_pool(
             if not kept:
                 raise DatasetError(f"pool source {name}: no image decodes")
             recorded.append(PoolSource(name, ds.fingerprint(), kept, boxes, list(ds.classes), skipped))
-        pool = Dataset(classes, {s: v for s, v in splits.items() if v and s in SPLITS}, "coco", work)
+        pool = Dataset(classes, {s: v for s, v in splits.items() if v}, "coco", work)
         save_dataset(pool, work / "out", format="coco", transfer="copy")
         record = meta | {"classes": len(classes), "detail": [r.to_json() for r in recorded]}
         (work / "out" / POOL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
