@@ -47,7 +47,7 @@ MODULE_SECONDS = {
     "test_real_data": 100,
     "test_train": 85,
     "test_annealed_verdict": 65,
-    "test_pretrain": 40,
+    "test_pretrain": 60,
     "test_serve_ray": 37,
     "test_broken_images": 37,
     "test_serve_fuzz": 33,

@@ -171,7 +171,7 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     }
     pooled = [r for _, r in pool.all_records()]
     assert [ds.num_images for ds in real] == [12, 6]  # raccoon sampled to --pool-images 10, all of roadsign
-    assert 10 + 6 + 28 + 6 + 6 == len(pooled)  # the real images, the scenes' train, valid and test
+    assert len(pooled) == 10 + 6 + 28 + 6 + 6  # the real images, the scenes' train, valid and test
     assert len(pool.split_records("test")) == 6  # the scenes' own: training carves no real image away
     assert all(max(r.width, r.height) <= 64 for r in pooled)
     assert len(pool.split_records("valid")) > 6  # the scenes' valid and a share of the real images
@@ -186,3 +186,10 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     assert prov["start"]["pretrain"]["command"] == portable_command(first_command)
     assert str(tmp_path) not in portable_command(prov["command"])
     assert str(tmp_path) not in json.dumps({k: v for k, v in prov.items() if k != "command"})
+
+
+def test_a_pool_folder_that_does_not_exist_fails_before_any_work(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "speedmap", "pretrain", "--out", str(tmp_path / "pt"), "--size", "fast"]
+    proc = subprocess.run([*cmd, "--pool", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--pool" in proc.stderr and "no such folder" in proc.stderr
+    assert not (tmp_path / "pt").exists()  # no scene generated

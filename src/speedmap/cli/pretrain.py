@@ -54,7 +54,7 @@ def pretrain_command(
         raise typer.Exit(2)
     for folder in pool:
         if not folder.is_dir():
-            err.print(f"[bold red]error:[/] --pool {escape(str(folder))}: no such folder")
+            err.print(f"[bold red]error:[/] --pool {escape(str(folder))}: no such folder", soft_wrap=True)
             raise typer.Exit(2)
     pooled = [str(f) for f in pool]
     cfg = PretrainConfig(
