@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,13 @@ def test_pretraining_on_a_pool_of_real_datasets_continues_given_weights_and_reco
     first_command = json.loads((start.parent / "pretrain.json").read_text())["command"]
     assert prov["start"]["pretrain"]["command"] == portable_command(first_command)
     assert str(tmp_path) not in portable_command(prov["command"])
+    # a pooled dataset whose contents changed under the same name is refused, not mixed into the run
+    changed = tmp_path / "roadsign"
+    shutil.copytree(REAL / "roadsign", changed)
+    next(changed.rglob("*.xml")).unlink()
+    with pytest.raises(TrainError, match="other contents of the pooled datasets"):
+        pretrain(PretrainConfig(**{**cfg.__dict__, "pool": [sources[0], str(changed)]}), log=lambda m: None)
+    assert read_pool_record(tmp_path / "pool" / "pool") == record  # the pool the run began on is kept
     assert str(tmp_path) not in json.dumps({k: v for k, v in prov.items() if k != "command"})
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speedmap import __version__
-from speedmap.data.pool import PER_SOURCE, build_pool, read_pool_record, source_name
+from speedmap.data.pool import PER_SOURCE, build_pool, pool_meta, read_pool_record, source_name
 from speedmap.data.tasks.make import make_task, task_meta
 from speedmap.jsonfile import write_json_atomic
 from speedmap.train.checkpoint import LAST, TrainError
@@ -115,6 +115,7 @@ def pretrain(
     out = Path(cfg.out)
     data = make_scenes(cfg)
     if cfg.pool:
+        _check_pool_sources(out, cfg)
         data = build_pool(cfg.pool, data, out / "pool", cfg.imgsz, cfg.seed, per_source=cfg.pool_images)
     records: dict[str, dict[str, Any]] = {}
     for size in cfg.sizes:
@@ -160,6 +161,25 @@ def _check_settings(run: Path, cfg: PretrainConfig, size: str) -> None:
             f"{size} in {run.name} was started with other settings ({saved.get('command')}); continue it with that "
             "command or choose another --out"
         )
+
+
+def _check_pool_sources(out: Path, cfg: PretrainConfig) -> None:
+    """A :class:`TrainError`, before the pool is remade, when a run in ``out`` began on pooled datasets whose
+    contents have changed since (same folder names, other fingerprints): continuing it would mix two pools."""
+    now = [Path(f) for f in cfg.pool]
+    fingerprints = [
+        s["fingerprint"] for s in pool_meta(now, out / "data", cfg.imgsz, cfg.seed, cfg.pool_images)["sources"]
+    ]
+    for size in cfg.sizes:
+        try:
+            saved = json.loads((out / size / PROVENANCE).read_text(encoding="utf-8"))["pool"]["detail"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if [d.get("fingerprint") for d in saved] != fingerprints:
+            raise TrainError(
+                f"{size} in {out.name} was started on other contents of the pooled datasets; restore them or "
+                "choose another --out"
+            )
 
 
 def _record_provenance(run: Path, cfg: PretrainConfig, size: str, resume: bool) -> None:
