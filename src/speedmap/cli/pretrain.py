@@ -43,7 +43,7 @@ def pretrain_command(
     try:
         from speedmap.models import SIZES
         from speedmap.train.device import resolve_device
-        from speedmap.train.pretrain import PretrainConfig, build_pool, make_scenes, pretrain
+        from speedmap.train.pretrain import PretrainConfig, make_scenes, prepare, pretrain
     except ImportError as exc:
         raise MissingExtra("training", "train", exc) from None
     resolve_device(device)  # a missing GPU fails here, before any scene is generated
@@ -56,31 +56,31 @@ def pretrain_command(
         if not folder.is_dir():
             err.print(f"[bold red]error:[/] --pool {escape(str(folder))}: no such folder", soft_wrap=True)
             raise typer.Exit(2)
-    pooled = [str(f) for f in pool]
     cfg = PretrainConfig(
-        str(out),
-        sizes,
-        images,
-        imgsz,
-        epochs,
-        batch,
-        seed,
-        device,
-        workers,
-        pooled,
-        weights,
-        close_mosaic,
-        pool_images,
-        lr0,
+        out=str(out),
+        sizes=sizes,
+        images=images,
+        imgsz=imgsz,
+        epochs=epochs,
+        batch=batch,
+        seed=seed,
+        device=device,
+        workers=workers,
+        pool=[str(f) for f in pool],
+        weights=weights,
+        close_mosaic=close_mosaic,
+        pool_images=pool_images,
+        lr0=lr0,
     )
     with progress_bar("generating scenes") as scenes:
-        data = make_scenes(cfg, scenes)
-    if pooled:
-        with progress_bar("pooling datasets") as pooling:
-            build_pool(pooled, data, out / "pool", imgsz, seed, pooling, per_source=pool_images)
+        make_scenes(cfg, scenes)
+    with progress_bar("pooling datasets", bool(pool)) as pooling:  # (the scenes are made: reused)
+        data = prepare(cfg, pool_progress=pooling)
     bars = EpochBars()
     try:
-        records = pretrain(cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+        records = pretrain(
+            cfg, progress=bars, log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True), data=data
+        )
     finally:
         bars.close()
     for s, record in records.items():

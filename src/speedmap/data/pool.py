@@ -66,20 +66,27 @@ def source_name(folder: Path) -> str:
     return folder.parent.name if folder.name in {"dataset", "data", "images"} else folder.name
 
 
-def pool_meta(sources: Sequence[Path], scenes: Path, imgsz: int, seed: int, per_source: int) -> dict[str, Any]:
+def load_sources(folders: Sequence[str | Path]) -> list[tuple[str, Dataset]]:
+    """Each source folder's name and dataset, read once; names must be distinct (they prefix the classes)."""
+    paths = [Path(f) for f in folders]
+    names = [source_name(f) for f in paths]
+    if len(set(names)) != len(names):
+        raise DatasetError(f"pool sources need distinct folder names, got {', '.join(names)}")
+    return [(n, load_dataset(f)) for n, f in zip(names, paths, strict=True)]
+
+
+def pool_meta(
+    sources: Sequence[tuple[str, Dataset]], scenes: Path, imgsz: int, seed: int, per_source: int
+) -> dict[str, Any]:
     """What fixes a pool's files: the sources' names and fingerprints, the scenes' task record, size, seed and
     the cap on images per source."""
-    listed = []
-    for folder in sources:
-        ds = load_dataset(folder)
-        listed.append({"name": source_name(folder), "fingerprint": ds.fingerprint()})
     try:
         task = json.loads((scenes / "task.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         task = None
     return {
         "version": POOL_VERSION,
-        "sources": listed,
+        "sources": [{"name": n, "fingerprint": ds.fingerprint()} for n, ds in sources],
         "scenes": task,
         "imgsz": imgsz,
         "seed": seed,
@@ -96,7 +103,7 @@ def is_pool_made(dst: Path, meta: dict[str, Any]) -> bool:
 
 
 def build_pool(
-    sources: Sequence[str | Path],
+    sources: Sequence[tuple[str, Dataset]],
     scenes: str | Path,
     dst: str | Path,
     imgsz: int,
@@ -104,16 +111,14 @@ def build_pool(
     progress: Callable[[int, int], None] | None = None,
     per_source: int = PER_SOURCE,
 ) -> Path:
-    """The pool of ``sources`` and the generated ``scenes`` (a made task folder) in ``dst``, made once; a source
+    """The pool of ``sources`` (:func:`load_sources`) and the generated ``scenes`` (a made task folder) in
+    ``dst``, made once; a source
     of more than ``per_source`` images gives a seeded sample of that many, so no one source dominates.
 
     Built in a hidden folder beside ``dst`` and renamed into place, so an interrupted build leaves nothing
     half-written; a source without any image that decodes is an error naming it."""
-    srcs, scenes, dst = [Path(s) for s in sources], Path(scenes), Path(dst)
-    names = [source_name(s) for s in srcs]
-    if len(set(names)) != len(names):
-        raise DatasetError(f"pool sources need distinct folder names, got {', '.join(names)}")
-    meta = pool_meta(srcs, scenes, imgsz, seed, per_source)
+    scenes, dst = Path(scenes), Path(dst)
+    meta = pool_meta(sources, scenes, imgsz, seed, per_source)
     if is_pool_made(dst, meta):
         return dst
     if dst.exists():
@@ -126,10 +131,9 @@ def build_pool(
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
-        loaded = [load_dataset(s) for s in srcs]
-        total, done = sum(min(ds.num_images, per_source) for ds in loaded), 0
+        total, done = sum(min(ds.num_images, per_source) for _, ds in sources), 0
         recorded: list[PoolSource] = []
-        for name, ds in zip(names, loaded, strict=True):
+        for name, ds in sources:
             offset = len(classes)
             classes += [f"{name}/{c}" for c in ds.classes]
             rng = np.random.default_rng([seed, len(recorded)])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speedmap import __version__
-from speedmap.data.pool import PER_SOURCE, build_pool, pool_meta, read_pool_record, source_name
+from speedmap.data.pool import PER_SOURCE, build_pool, load_sources, read_pool_record, source_name
 from speedmap.data.tasks.make import make_task, task_meta
 from speedmap.jsonfile import write_json_atomic
 from speedmap.train.checkpoint import LAST, TrainError
@@ -107,16 +107,32 @@ def make_scenes(cfg: PretrainConfig, progress: Callable[[int, int], None] | None
     )
 
 
+def prepare(
+    cfg: PretrainConfig,
+    scenes_progress: Callable[[int, int], None] | None = None,
+    pool_progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """The data every size trains on: the scenes (made once), or with ``pool`` the pool of them and the pooled
+    datasets (each read once; a run begun on other contents of them is refused before the pool is remade)."""
+    data = make_scenes(cfg, scenes_progress)
+    if not cfg.pool:
+        return data
+    sources = load_sources(cfg.pool)
+    _check_pool_sources(Path(cfg.out), cfg, [ds.fingerprint() for _, ds in sources])
+    out = Path(cfg.out) / "pool"
+    return build_pool(sources, data, out, cfg.imgsz, cfg.seed, pool_progress, per_source=cfg.pool_images)
+
+
 def pretrain(
-    cfg: PretrainConfig, progress: Progress | None = None, log: Callable[[str], None] = print
+    cfg: PretrainConfig,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+    data: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Generate the scenes (once) and train every size on them, resuming unfinished runs; returns each size's
-    run record (``train.json``)."""
+    """Train every size on the data :func:`prepare` makes (``data``: already prepared), resuming unfinished
+    runs; returns each size's run record (``train.json``)."""
     out = Path(cfg.out)
-    data = make_scenes(cfg)
-    if cfg.pool:
-        _check_pool_sources(out, cfg)
-        data = build_pool(cfg.pool, data, out / "pool", cfg.imgsz, cfg.seed, per_source=cfg.pool_images)
+    data = prepare(cfg) if data is None else data
     records: dict[str, dict[str, Any]] = {}
     for size in cfg.sizes:
         run = out / size
@@ -163,13 +179,9 @@ def _check_settings(run: Path, cfg: PretrainConfig, size: str) -> None:
         )
 
 
-def _check_pool_sources(out: Path, cfg: PretrainConfig) -> None:
-    """A :class:`TrainError`, before the pool is remade, when a run in ``out`` began on pooled datasets whose
-    contents have changed since (same folder names, other fingerprints): continuing it would mix two pools."""
-    now = [Path(f) for f in cfg.pool]
-    fingerprints = [
-        s["fingerprint"] for s in pool_meta(now, out / "data", cfg.imgsz, cfg.seed, cfg.pool_images)["sources"]
-    ]
+def _check_pool_sources(out: Path, cfg: PretrainConfig, fingerprints: list[str]) -> None:
+    """A :class:`TrainError` when a run in ``out`` began on pooled datasets whose contents have changed since
+    (same folder names, other fingerprints): continuing it would mix two pools."""
     for size in cfg.sizes:
         try:
             saved = json.loads((out / size / PROVENANCE).read_text(encoding="utf-8"))["pool"]["detail"]
