@@ -17,7 +17,8 @@ Every finished run is appended to ``ledger.jsonl`` in --out and never trained ag
 stopped and rerun (an interrupted run resumes from its last epoch), and later sessions add seeds or variants
 to the same table. Prints, per size, each variant's test mAP50-95 minus the baseline's, per dataset (mean over
 the seeds both have), the mean over datasets, the worst dataset, and the epochs the variant needed to reach the
-baseline's best validation mAP (median over pairs, as a fraction of the epochs). Run it alone: it trains.
+baseline's best validation mAP (median over pairs, as a fraction of the epochs); with ``--per-run``, also every
+run's own test mAP50-95 and mAP50 per dataset and seed. Run it alone: it trains.
 """
 
 from __future__ import annotations
@@ -170,6 +171,23 @@ def table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str],
     return lines
 
 
+def absolute_table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str], size: str) -> list[str]:
+    """Markdown rows: every run's own test mAP50-95 (and mAP50), per dataset and seed, one column per recipe."""
+    by = {(r["dataset"], r["seed"], recipes_name(recipes, key(r["fields"]))): r for r in rows if r["size"] == size}
+    seeds = sorted({s for _, s, _ in by})
+    lines = [
+        f"| `{size}` dataset | seed | " + " | ".join(f"{v} mAP50-95 (mAP50)" for v in recipes) + " |",
+        "|---|---|" + "---|" * len(recipes),
+    ]
+    for n in names:
+        for seed in seeds:
+            runs = [by.get((n, seed, v)) for v in recipes]
+            if any(runs):
+                cells = [f"{r['test_map']:.3f} ({r['test_map50']:.3f})" if r else "-" for r in runs]
+                lines.append(f"| {n} | {seed} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def recipes_name(recipes: dict[str, str], k: str) -> str | None:
     return next((n for n, rk in recipes.items() if rk == k), None)
 
@@ -183,6 +201,7 @@ def main() -> None:
     ap.add_argument("--base", default="{}", help="JSON fields of the baseline recipe")
     ap.add_argument("--base-name", default="today")
     ap.add_argument("--variant", action="append", default=[], help="NAME=JSON fields changed from the baseline")
+    ap.add_argument("--per-run", action="store_true", help="also a table of every run's own test mAP")
     ap.add_argument("--report-only", action="store_true", help="print the table from the ledger, train nothing")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-recipe"))
     args = ap.parse_args()
@@ -218,6 +237,8 @@ def main() -> None:
     for size in sizes:
         recipes = {v: key(base | f) for v, f in variants.items()}
         lines += [*table(rows, recipes, names, size), ""]
+        if args.per_run:
+            lines += [*absolute_table(rows, recipes, names, size), ""]
     for v, f in variants.items():
         lines.append(f"- {v}: {json.dumps(base | f)}")
     text = "\n".join(lines)
