@@ -125,6 +125,19 @@ def key(fields: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True).translate(str.maketrans("", "", ' {}"')).replace(":", "=") or "default"
 
 
+# Student's t at 97.5% for 1..30 degrees of freedom (a 95% interval of a mean of a few paired differences)
+T975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13)
+T975 += (2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04)
+
+
+def half_interval(diffs: list[float]) -> float | None:
+    """Half the width of the 95% interval of the mean of paired differences (None under two pairs)."""
+    if len(diffs) < 2:
+        return None
+    t = T975[len(diffs) - 2] if len(diffs) - 1 <= len(T975) else 1.96
+    return t * statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
 def epochs_to_reach(curve: list[float | None], target: float) -> int | None:
     """The first epoch (1-based) whose validation mAP reaches ``target``; None if none does."""
     return next((i + 1 for i, v in enumerate(curve) if v is not None and v >= target - 1e-9), None)
@@ -136,8 +149,10 @@ def table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str],
     base, *variants = recipes
     by = {(r["dataset"], r["seed"], recipes_name(recipes, key(r["fields"]))): r for r in rows if r["size"] == size}
     lines = [
-        f"| `{size}` variant | " + " | ".join(names) + " | mean | worst | epochs to baseline's best (median) | pairs |",
-        "|---|" + "---|" * (len(names) + 4),
+        f"| `{size}` variant | "
+        + " | ".join(names)
+        + " | mean | 95% interval | worst | epochs to baseline's best (median) | pairs |",
+        "|---|" + "---|" * (len(names) + 5),
     ]
     base_cells = []
     for n in names:
@@ -145,9 +160,9 @@ def table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str],
         base_cells.append(f"{statistics.mean(vals):.3f}" if vals else "-")
     known = [float(c) for c in base_cells if c != "-"]
     mean_base = f"{statistics.mean(known):.3f}" if known else "-"
-    lines.append(f"| {base} (test mAP50-95) | " + " | ".join(base_cells) + f" | {mean_base} | | | |")
+    lines.append(f"| {base} (test mAP50-95) | " + " | ".join(base_cells) + f" | {mean_base} | | | | |")
     for v in variants:
-        cells, diffs, reach, pairs = [], [], [], 0
+        cells, diffs, reach, pairs, every = [], [], [], 0, []
         for n in names:
             d = []
             for (dn, seed, vn), r in by.items():
@@ -160,6 +175,7 @@ def table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str],
                     e = epochs_to_reach(r["valid_curve"], target)
                     reach.append((e if e is not None else math.inf) / max(len(b["valid_curve"]), 1))
             pairs += len(d)
+            every += [100 * x for x in d]
             cells.append(f"{100 * statistics.mean(d):+.1f}" if d else "-")
             if d:
                 diffs.append(100 * statistics.mean(d))
@@ -167,7 +183,9 @@ def table(rows: list[dict[str, Any]], recipes: dict[str, str], names: list[str],
         worst = f"{min(diffs):+.1f}" if diffs else "-"
         med = statistics.median(reach) if reach else None
         med_s = "-" if med is None else ("not reached" if math.isinf(med) else f"{med:.2f}")
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {mean} | {worst} | {med_s} | {pairs} |")
+        half = half_interval(every)
+        interval = "-" if half is None else f"±{half:.1f}"
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {mean} | {interval} | {worst} | {med_s} | {pairs} |")
     return lines
 
 
