@@ -112,8 +112,8 @@ def build_pool(
     per_source: int = PER_SOURCE,
 ) -> Path:
     """The pool of ``sources`` (:func:`load_sources`) and the generated ``scenes`` (a made task folder) in
-    ``dst``, made once; a source
-    of more than ``per_source`` images gives a seeded sample of that many, so no one source dominates.
+    ``dst``, made once; a source of more than ``per_source`` images gives a seeded sample of that many, so no one
+    source dominates.
 
     Built in a hidden folder beside ``dst`` and renamed into place, so an interrupted build leaves nothing
     half-written; a source without any image that decodes is an error naming it."""
